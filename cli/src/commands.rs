@@ -1,0 +1,488 @@
+//! Flags and subcommands.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rpod::{ConfigEnv, Runtime, RuntimeOptions};
+
+use crate::{ctr, output, pod, run};
+
+/// rpod: a daemonless container engine (podman's libpod in Rust).
+#[derive(Debug, Parser)]
+#[command(name = "rpod", version = rpod::VERSION, disable_version_flag = false)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalFlags,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes, as podman's.
+#[derive(Debug, Args)]
+pub struct GlobalFlags {
+    /// Read only this libpod.conf (it must exist).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Storage graph root (moves the static dir and volume path with it).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Storage run root.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub runroot: Option<PathBuf>,
+    /// Directory for per-boot state (must be tmpfs).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+    /// Directory of the state database.
+    #[arg(long = "static-dir", global = true, value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Directory for named volumes.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub volumepath: Option<PathBuf>,
+    /// OCI runtime: a name in [runtimes] or an absolute path.
+    #[arg(long, global = true)]
+    pub runtime: Option<String>,
+    /// Path of the conmon binary.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub conmon: Option<PathBuf>,
+    /// cgroup manager: cgroupfs or systemd.
+    #[arg(long = "cgroup-manager", global = true)]
+    pub cgroup_manager: Option<String>,
+    /// CNI configuration directory.
+    #[arg(long = "cni-config-dir", global = true, value_name = "DIR")]
+    pub cni_config_dir: Option<PathBuf>,
+    /// Work in this logical namespace only.
+    #[arg(long, global = true)]
+    pub namespace: Option<String>,
+    /// Number of locks in the lock segment.
+    #[arg(long = "num-locks", global = true)]
+    pub num_locks: Option<u32>,
+    /// Explicit name of the SHM lock segment.
+    #[arg(long = "lock-name", global = true)]
+    pub lock_name: Option<String>,
+    /// State backend: lmdb or memory.
+    #[arg(long = "state-backend", global = true)]
+    pub state_backend: Option<String>,
+    /// Log messages at or above this level: trace, debug, info, warn, error.
+    #[arg(long = "log-level", global = true, default_value = "warn")]
+    pub log_level: String,
+}
+
+impl GlobalFlags {
+    fn options(&self) -> RuntimeOptions {
+        let mut o = RuntimeOptions::new();
+        macro_rules! opt {
+            ($($flag:ident => $setter:ident),* $(,)?) => {$(
+                if let Some(v) = &self.$flag {
+                    o = o.$setter(v.clone());
+                }
+            )*};
+        }
+        opt!(
+            config => config_path,
+            root => graph_root,
+            runroot => run_root,
+            tmpdir => tmp_dir,
+            static_dir => static_dir,
+            volumepath => volume_path,
+            runtime => runtime,
+            conmon => conmon,
+            cgroup_manager => cgroup_manager,
+            cni_config_dir => cni_config_dir,
+            namespace => namespace,
+            num_locks => num_locks,
+            lock_name => lock_name,
+            state_backend => state_backend,
+        );
+        o
+    }
+}
+
+/// Output formats of informational commands.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Output formats of `config show`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ConfigFormat {
+    /// TOML, loadable as libpod.conf.
+    Toml,
+    /// JSON.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show host, store and registry information.
+    Info {
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Create a container (state: created) and print its ID.
+    Create(ctr::CreateArgs),
+    /// List containers.
+    Ps(ctr::PsArgs),
+    /// Create and start a container; stream its output and exit with its exit code.
+    Run(run::RunArgs),
+    /// Start containers.
+    Start {
+        /// Stream the container's output and exit with its exit code.
+        #[arg(short = 'a', long)]
+        attach: bool,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop running containers (stop signal, then SIGKILL after the timeout).
+    Stop {
+        /// Seconds to wait before SIGKILL (default: the container's stop timeout).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to running containers.
+    Kill {
+        /// Signal name or number.
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Restart containers.
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Pause running containers.
+    Pause {
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Unpause paused containers.
+    Unpause {
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show a container's output.
+    Logs {
+        /// Keep streaming until the container exits.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Prefix each line with its time.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        /// Container name or ID.
+        container: String,
+    },
+    /// Run a command in a running container.
+    Exec(run::ExecArgs),
+    /// Container maintenance.
+    Container {
+        #[command(subcommand)]
+        command: ContainerCommand,
+    },
+    /// Show containers (or pods) as a JSON array.
+    Inspect {
+        /// Container or pod names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Remove running containers too (stopping them first).
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Manage pods.
+    Pod {
+        #[command(subcommand)]
+        command: pod::PodCommand,
+    },
+    /// Manage rpod itself.
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
+    /// Show the rpod version.
+    Version {
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+/// `rpod config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration.
+    Show {
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value = "toml")]
+        format: ConfigFormat,
+        /// One line per key: value and where it came from.
+        #[arg(long)]
+        explain: bool,
+    },
+}
+
+/// `rpod container …`.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Release what an exited container holds (run by conmon after the exit).
+    Cleanup {
+        /// Remove the container too.
+        #[arg(long)]
+        rm: bool,
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `rpod system …`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show the lock table: total, free and held locks, and who holds a lock right now.
+    Locks {
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Recreate the lock table with the configured num_locks and give every container and pod a
+    /// fresh lock (required after changing num_locks).
+    Renumber,
+    /// Remove every container, pod and all state of this root.
+    Reset {
+        /// Do not ask; required.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let options = cli.global.options();
+    match cli.command {
+        Command::Info { format } => {
+            let rt = Runtime::new(options)?;
+            let info = rt.info()?;
+            output::print_value(&serde_json::to_value(&info)?, format == Format::Json)?;
+        }
+        Command::Config {
+            command: ConfigCommand::Show { format, explain },
+        } => {
+            let cfg = rpod::load_config(&ConfigEnv::detect(), &options)?;
+            if explain {
+                for (key, value, source) in cfg.explain()? {
+                    output::line(&format!("{key} = {value}  # {source}"))?;
+                }
+            } else {
+                match format {
+                    ConfigFormat::Toml => output::raw(&cfg.values.to_toml()?)?,
+                    ConfigFormat::Json => {
+                        output::print_value(&serde_json::to_value(&cfg.values)?, true)?
+                    }
+                }
+            }
+        }
+        Command::Create(args) => {
+            // Everything the user can get wrong is checked before anything is written.
+            let spec = args.spec()?;
+            if let Some(name) = &spec.name {
+                rpod::validate_name(name)?;
+            }
+            let rt = Runtime::new(options)?;
+            let c = rt.new_container(spec)?;
+            output::line(&c.config.id)?;
+        }
+        Command::Run(args) => {
+            let spec = args.create.spec()?;
+            if let Some(name) = &spec.name {
+                rpod::validate_name(name)?;
+            }
+            let rt = Runtime::new(options)?;
+            return run::run(&rt, &args);
+        }
+        Command::Start { attach, names } => {
+            let rt = Runtime::new(options)?;
+            return run::start(&rt, &names, attach);
+        }
+        Command::Stop { time, names } => {
+            let rt = Runtime::new(options)?;
+            return run::each(&names, |n| {
+                rt.stop_container(n, run::seconds(time)).map(|_| ())
+            });
+        }
+        Command::Kill { signal, names } => {
+            let sig = run::parse_signal(&signal)?;
+            let rt = Runtime::new(options)?;
+            return run::each(&names, |n| rt.kill_container(n, sig, false));
+        }
+        Command::Restart { time, names } => {
+            let rt = Runtime::new(options)?;
+            return run::each(&names, |n| {
+                rt.restart_container(n, run::seconds(time)).map(|_| ())
+            });
+        }
+        Command::Pause { names } => {
+            let rt = Runtime::new(options)?;
+            return run::each(&names, |n| rt.pause_container(n));
+        }
+        Command::Unpause { names } => {
+            let rt = Runtime::new(options)?;
+            return run::each(&names, |n| rt.unpause_container(n));
+        }
+        Command::Wait { names } => {
+            let rt = Runtime::new(options)?;
+            for n in &names {
+                let code = rt.wait_container(n, None)?.unwrap_or(-1);
+                output::line(&code.to_string())?;
+            }
+        }
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            container,
+        } => {
+            let rt = Runtime::new(options)?;
+            return run::logs(&rt, &container, follow, tail, timestamps);
+        }
+        Command::Exec(args) => {
+            let rt = Runtime::new(options)?;
+            return run::exec(&rt, &args);
+        }
+        Command::Container {
+            command: ContainerCommand::Cleanup { rm, names },
+        } => {
+            let rt = Runtime::new(options)?;
+            for n in &names {
+                rt.cleanup_container(n, rm)?;
+            }
+        }
+        Command::Ps(args) => {
+            let rt = Runtime::new(options)?;
+            ctr::ps(&rt, &args)?;
+        }
+        Command::Inspect { names } => {
+            let rt = Runtime::new(options)?;
+            let mut docs = Vec::new();
+            let mut missing = Vec::new();
+            for n in &names {
+                match rt.lookup_container(n) {
+                    Ok(c) => docs.push(ctr::inspect_json(&c)),
+                    Err(rpod::RuntimeError::State(e)) if e.is_not_found() => match rt.lookup_pod(n)
+                    {
+                        Ok(p) => docs.push(serde_json::to_value(&p)?),
+                        Err(_) => missing.push(n.clone()),
+                    },
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            output::print_value(&serde_json::Value::Array(docs), true)?;
+            if !missing.is_empty() {
+                anyhow::bail!("no such container or pod: {}", missing.join(", "));
+            }
+        }
+        Command::Rm { force, names } => {
+            let rt = Runtime::new(options)?;
+            return ctr::rm(&rt, &names, force);
+        }
+        Command::Pod { command } => {
+            let rt = Runtime::new(options)?;
+            return pod::run(&rt, command);
+        }
+        Command::System {
+            command: SystemCommand::Reset { force },
+        } => {
+            if !force {
+                anyhow::bail!("system reset removes every container, pod and all state of this root: rerun with --force");
+            }
+            let rt = Runtime::new(options)?;
+            rt.reset()?;
+        }
+        Command::System {
+            command: SystemCommand::Locks { format },
+        } => {
+            let rt = Runtime::new(options)?;
+            let report = rt.lock_report()?;
+            if format == Format::Json {
+                output::print_value(&serde_json::to_value(&report)?, true)?;
+            } else {
+                output::line(&format!("segment: {}", report.segment))?;
+                output::line(&format!("total:   {}", report.total))?;
+                output::line(&format!("free:    {}", report.free))?;
+                output::line(&format!("held:    {}", report.held))?;
+                if report.locked.is_empty() {
+                    output::line("no lock is locked right now")?;
+                } else {
+                    output::line("LOCK ID  HOLDER PID")?;
+                    for h in &report.locked {
+                        output::line(&format!("{:<8} {}", h.id, h.pid))?;
+                    }
+                }
+            }
+        }
+        Command::System {
+            command: SystemCommand::Renumber,
+        } => {
+            let rt = Runtime::renumber(&ConfigEnv::detect(), options)?;
+            let report = rt.lock_report()?;
+            output::line(&format!(
+                "renumbered: lock segment {} now holds {} locks",
+                report.segment, report.total
+            ))?;
+        }
+        Command::Version { format } => {
+            let v = serde_json::json!({
+                "version": rpod::VERSION,
+                "os": std::env::consts::OS,
+                "arch": std::env::consts::ARCH,
+            });
+            if format == Format::Json {
+                output::print_value(&v, true)?;
+            } else {
+                output::line(&format!("Version:      {}", rpod::VERSION))?;
+                output::line(&format!(
+                    "OS/Arch:      {}/{}",
+                    std::env::consts::OS,
+                    std::env::consts::ARCH
+                ))?;
+            }
+        }
+    }
+    Ok(0)
+}

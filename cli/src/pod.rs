@@ -1,0 +1,231 @@
+//! Pod commands: pod create, pod ps, pod inspect, pod rm.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use rpod::{PodRecord, PodSpec, Runtime, RuntimeError};
+use serde_json::{json, Value};
+
+use crate::commands::Format;
+use crate::{ctr, output, timefmt};
+
+/// `rpod pod …`.
+#[derive(Debug, Subcommand)]
+pub enum PodCommand {
+    /// Create a pod.
+    Create(PodCreateArgs),
+    /// List pods.
+    Ps {
+        /// Print IDs only.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Do not truncate IDs.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Show a pod and its containers as JSON.
+    Inspect {
+        /// Pod names or IDs.
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Remove pods and their containers.
+    Rm {
+        /// Remove running pods too.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Pod names or IDs.
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+}
+
+/// `rpod pod create`.
+#[derive(Debug, Args)]
+pub struct PodCreateArgs {
+    /// Name of the pod (generated when omitted).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Create an infra container (required to share namespaces).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub infra: bool,
+    /// Namespaces to share: any of cgroup, ipc, net, pid, uts, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub share: Option<Vec<String>>,
+    /// Label KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+/// Runs a pod subcommand.
+pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
+    match cmd {
+        PodCommand::Create(a) => {
+            let mut labels = BTreeMap::new();
+            for l in &a.labels {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+            let share = a
+                .share
+                .map(|s| s.into_iter().filter(|x| !x.is_empty()).collect());
+            let pod = rt.new_pod(PodSpec {
+                name: a.name,
+                labels,
+                infra: a.infra,
+                share,
+            })?;
+            output::line(&pod.config.id)?;
+        }
+        PodCommand::Ps {
+            quiet,
+            no_trunc,
+            format,
+        } => {
+            let mut pods = rt.pods()?;
+            pods.sort_by_key(|p| std::cmp::Reverse(p.config.created));
+            if quiet {
+                let mut s = String::new();
+                for p in &pods {
+                    s.push_str(if no_trunc {
+                        &p.config.id
+                    } else {
+                        &p.config.id[..12]
+                    });
+                    s.push('\n');
+                }
+                return output::raw(&s).map(|()| 0);
+            }
+            let mut docs = Vec::new();
+            let mut rows = Vec::new();
+            for p in &pods {
+                let members = rt.pod_containers(&p.config.id)?;
+                if format == Format::Json {
+                    docs.push(json!({
+                        "Id": p.config.id,
+                        "Name": p.config.name,
+                        "Created": timefmt::rfc3339(p.config.created),
+                        "Status": pod_status(&members),
+                        "InfraId": p.state.infra_container_id,
+                        "Namespace": p.config.namespace,
+                        "Labels": p.config.labels,
+                        "Containers": members.iter().map(|c| json!({
+                            "Id": c.config.id,
+                            "Names": c.config.name,
+                            "Status": c.state.status.as_str(),
+                        })).collect::<Vec<_>>(),
+                    }));
+                } else {
+                    let infra = &p.state.infra_container_id;
+                    rows.push([
+                        if no_trunc {
+                            p.config.id.clone()
+                        } else {
+                            p.config.id[..12].to_owned()
+                        },
+                        p.config.name.clone(),
+                        pod_status(&members),
+                        timefmt::ago(p.config.created),
+                        if no_trunc || infra.len() < 12 {
+                            infra.clone()
+                        } else {
+                            infra[..12].to_owned()
+                        },
+                        members.len().to_string(),
+                    ]);
+                }
+            }
+            if format == Format::Json {
+                output::print_value(&Value::Array(docs), true)?;
+            } else {
+                let header = [
+                    "POD ID",
+                    "NAME",
+                    "STATUS",
+                    "CREATED",
+                    "INFRA ID",
+                    "# OF CONTAINERS",
+                ];
+                output::raw(&output::table(&header, &rows))?;
+            }
+        }
+        PodCommand::Inspect { pods } => {
+            let mut docs = Vec::new();
+            for name in &pods {
+                let p = rt.lookup_pod(name)?;
+                let members = rt.pod_containers(&p.config.id)?;
+                docs.push(pod_json(&p, &members));
+            }
+            let v = if docs.len() == 1 {
+                docs.remove(0)
+            } else {
+                Value::Array(docs)
+            };
+            output::print_value(&v, true)?;
+        }
+        PodCommand::Rm { force, pods } => {
+            let mut code = 0u8;
+            for name in &pods {
+                match rt.remove_pod(name, force) {
+                    Ok(id) => output::line(&id)?,
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        let c = match &e {
+                            RuntimeError::State(s) if s.is_not_found() => 1,
+                            RuntimeError::PodRunning { .. } => 2,
+                            _ => 125,
+                        };
+                        code = code.max(c);
+                    }
+                }
+            }
+            return Ok(code);
+        }
+    }
+    Ok(0)
+}
+
+/// podman's pod status: Created, Running, Stopped, Exited, Paused or Degraded.
+fn pod_status(members: &[rpod::ContainerRecord]) -> String {
+    use rpod::ContainerStatus as S;
+    let count = |f: &dyn Fn(S) -> bool| members.iter().filter(|c| f(c.state.status)).count();
+    let running = count(&|s| s == S::Running);
+    let paused = count(&|s| s == S::Paused);
+    let stopped = count(&|s| matches!(s, S::Stopped | S::Exited));
+    let n = members.len();
+    if n == 0 || count(&|s| matches!(s, S::Configured | S::Created)) == n {
+        "Created".to_owned()
+    } else if running == n {
+        "Running".to_owned()
+    } else if paused == n {
+        "Paused".to_owned()
+    } else if stopped == n {
+        "Exited".to_owned()
+    } else if running > 0 {
+        "Degraded".to_owned()
+    } else {
+        "Stopped".to_owned()
+    }
+}
+
+fn pod_json(p: &PodRecord, members: &[rpod::ContainerRecord]) -> Value {
+    json!({
+        "Id": p.config.id,
+        "Name": p.config.name,
+        "Namespace": p.config.namespace,
+        "Created": timefmt::rfc3339(p.config.created),
+        "State": pod_status(members),
+        "Labels": p.config.labels,
+        "LockID": p.config.lock_id,
+        "CgroupParent": p.config.cgroup_parent,
+        "CgroupPath": p.state.cgroup_path,
+        "InfraContainerId": p.state.infra_container_id,
+        "SharedNamespaces": p.config.shared_namespaces,
+        "NumContainers": members.len(),
+        "Containers": members.iter().map(ctr::inspect_json).collect::<Vec<_>>(),
+    })
+}

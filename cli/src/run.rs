@@ -1,0 +1,242 @@
+//! Running containers: run, start, stop, kill, restart, pause, unpause, wait, logs, exec,
+//! container cleanup.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use rpod::oci::{format_entry, LogEntry, LogStream};
+use rpod::{ExecSpec, Runtime};
+
+use crate::ctr::CreateArgs;
+use crate::output;
+
+/// `rpod run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container ID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep stdin open (accepted for compatibility; stdin is not forwarded yet).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Network mode: only `none` (a new, empty network namespace) is supported so far.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// Parses a signal given as a number, `TERM` or `SIGTERM`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}: numbers must be between 1 and 64");
+    }
+    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
+    let n = match name.as_str() {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" | "IOT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "STKFLT" => 16,
+        "CHLD" => 17,
+        "CONT" => 18,
+        "STOP" => 19,
+        "TSTP" => 20,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        "URG" => 23,
+        "XCPU" => 24,
+        "XFSZ" => 25,
+        "VTALRM" => 26,
+        "PROF" => 27,
+        "WINCH" => 28,
+        "IO" | "POLL" => 29,
+        "PWR" => 30,
+        "SYS" => 31,
+        _ => bail!("invalid signal {s:?}"),
+    };
+    Ok(n)
+}
+
+/// Writes a log entry to our stdout or stderr, as the container wrote it.
+fn emit(e: &LogEntry, timestamps: bool) -> bool {
+    let mut text = format_entry(e, timestamps);
+    if !e.partial {
+        text.push('\n');
+    }
+    let res = match e.stream {
+        LogStream::Stdout => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes()).and_then(|()| o.flush())
+        }
+        LogStream::Stderr => {
+            let mut o = std::io::stderr().lock();
+            o.write_all(text.as_bytes()).and_then(|()| o.flush())
+        }
+    };
+    res.is_ok()
+}
+
+/// `rpod run`: create, start and (unless detached) stream the output and exit with the
+/// container's exit code.
+pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
+    if args.network != "none" {
+        bail!(
+            "--network {:?} is not supported yet: use --network none (a new, empty network namespace)",
+            args.network
+        );
+    }
+    let spec = args.create.spec()?;
+    let c = rt.new_container(spec)?;
+    let id = c.config.id.clone();
+    if let Err(e) = rt.start_container_with(&id, args.rm) {
+        let code = e.exit_code();
+        if args.rm {
+            if let Err(re) = rt.remove_container(&id, true) {
+                tracing::warn!(container = %id, error = %re, "removing the container after a failed start");
+            }
+        }
+        eprintln!("Error: {e}");
+        return Ok(code);
+    }
+    if args.detach {
+        output::line(&id)?;
+        return Ok(0);
+    }
+    rt.follow_logs(&id, None, |e| emit(&e, false))?;
+    let code = rt.wait_container(&id, None)?.unwrap_or(-1);
+    if args.rm {
+        // conmon's exit command removes it too; whoever comes first wins.
+        rt.cleanup_container(&id, true)?;
+    } else {
+        rt.cleanup_container(&id, false)?;
+    }
+    Ok(u8::try_from(code).unwrap_or(255))
+}
+
+/// `rpod start`.
+pub fn start(rt: &Runtime, names: &[String], attach: bool) -> Result<u8> {
+    if attach {
+        if names.len() != 1 {
+            bail!("you can only attach to one container at a time");
+        }
+        let id = rt.start_container(&names[0])?.config.id;
+        rt.follow_logs(&id, Some(0), |e| emit(&e, false))?;
+        let code = rt.wait_container(&id, None)?.unwrap_or(-1);
+        rt.cleanup_container(&id, false)?;
+        return Ok(u8::try_from(code).unwrap_or(255));
+    }
+    let mut failed = false;
+    for n in names {
+        match rt.start_container(n) {
+            Ok(_) => output::line(n)?,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 125 } else { 0 })
+}
+
+/// Applies `f` to each name, printing the name on success; 125 if any failed.
+pub fn each(
+    names: &[String],
+    mut f: impl FnMut(&str) -> Result<(), rpod::RuntimeError>,
+) -> Result<u8> {
+    let mut failed = false;
+    for n in names {
+        match f(n) {
+            Ok(()) => output::line(n)?,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 125 } else { 0 })
+}
+
+/// `rpod logs`.
+pub fn logs(
+    rt: &Runtime,
+    name: &str,
+    follow: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+) -> Result<u8> {
+    if follow {
+        rt.follow_logs(name, tail, |e| emit(&e, timestamps))?;
+    } else {
+        for e in rt.logs(name, tail)? {
+            if !emit(&e, timestamps) {
+                break;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `rpod exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open (stdin is inherited).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User (uid[:gid] or name).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Container name or ID.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `rpod exec`: runs the command with our stdio; exits with its exit code.
+pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<u8> {
+    let spec = ExecSpec {
+        command: a.command.clone(),
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        inherit_stdio: true,
+    };
+    match rt.exec(&a.container, &spec) {
+        Ok(r) => Ok(u8::try_from(r.exit_code).unwrap_or(255)),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            Ok(e.exit_code())
+        }
+    }
+}
+
+/// `-t SECONDS` as a duration.
+pub fn seconds(t: Option<u64>) -> Option<Duration> {
+    t.map(Duration::from_secs)
+}

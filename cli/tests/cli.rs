@@ -1,0 +1,344 @@
+//! End-to-end tests of the `rpod` binary for configuration and information commands. Every
+//! test runs in a sandbox: its own config dirs, HOME, root, run root and tmp dir.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+mod common;
+
+use common::{json, Sandbox};
+
+#[test]
+fn info_json_has_real_values() {
+    let sb = Sandbox::new();
+    sb.etc_file(
+        "registries.conf",
+        "unqualified-search-registries = ['registry.example']\n[[registry]]\nlocation = 'insecure.example'\ninsecure = true\n",
+    );
+    let out = sb
+        .cmd()
+        .args(["info", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out.stdout);
+    let host = &v["host"];
+    assert_eq!(host["os"], "linux");
+    assert_eq!(host["arch"], std::env::consts::ARCH);
+    assert!(host["cpus"].as_u64().unwrap() >= 1);
+    assert!(host["memTotal"].as_u64().unwrap() > 0);
+    assert!(host["memFree"].as_u64().is_some());
+    assert!(host["swapTotal"].as_u64().is_some());
+    assert!(host["swapFree"].as_u64().is_some());
+    assert!(!host["kernel"].as_str().unwrap().is_empty());
+    assert!(!host["hostname"].as_str().unwrap().is_empty());
+    assert!(host["uptimeSeconds"].as_f64().unwrap() > 0.0);
+    assert!(!host["distribution"]["distribution"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert!(host["cgroupVersion"].as_str().unwrap().starts_with('v'));
+    assert_eq!(host["cgroupManager"], "cgroupfs");
+    assert_eq!(host["rootless"], false);
+    let conmon = Path::new(host["conmon"]["path"].as_str().unwrap());
+    assert!(conmon.is_file());
+    assert!(host["conmon"]["version"]
+        .as_str()
+        .unwrap()
+        .contains("conmon"));
+    assert_eq!(host["ociRuntime"]["name"], "runc");
+    assert!(Path::new(host["ociRuntime"]["path"].as_str().unwrap()).is_file());
+    assert!(host["ociRuntime"]["version"]
+        .as_str()
+        .unwrap()
+        .contains("runc"));
+    let store = &v["store"];
+    assert_eq!(store["graphRoot"], sb.path("root").display().to_string());
+    assert_eq!(store["runRoot"], sb.path("runroot").display().to_string());
+    assert_eq!(store["tmpDir"], sb.path("tmp").display().to_string());
+    assert_eq!(
+        store["staticDir"],
+        sb.path("root/libpod").display().to_string()
+    );
+    assert_eq!(
+        store["volumePath"],
+        sb.path("root/volumes").display().to_string()
+    );
+    assert_eq!(v["registries"]["search"][0], "registry.example");
+    assert_eq!(v["registries"]["insecure"][0], "insecure.example");
+    // The runtime created its directories with libpod's modes.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(sb.path("root/libpod")), 0o700);
+    assert_eq!(mode(sb.path("tmp")), 0o751);
+}
+
+#[test]
+fn info_text_output() {
+    let sb = Sandbox::new();
+    let out = sb.cmd().arg("info").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("host:\n"));
+    assert!(text.contains("  ociRuntime:\n"));
+}
+
+#[test]
+fn config_show_explain_names_sources() {
+    let sb = Sandbox::new();
+    let file = sb.etc_file(
+        "libpod.conf",
+        "num_locks = 64\npause_image = \"example/pause\"\n",
+    );
+    let out = sb
+        .bare()
+        .args([
+            "--tmpdir",
+            "/tmp/rpod-explain-test",
+            "config",
+            "show",
+            "--explain",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no line for {key} in {text}"))
+            .to_owned()
+    };
+    assert_eq!(
+        line("num_locks"),
+        format!("num_locks = 64  # file:{}", file.display())
+    );
+    assert_eq!(
+        line("infra_image"),
+        format!("infra_image = \"example/pause\"  # file:{}", file.display())
+    );
+    assert_eq!(
+        line("tmp_dir"),
+        "tmp_dir = \"/tmp/rpod-explain-test\"  # flag:--tmpdir"
+    );
+    assert_eq!(line("max_log_size"), "max_log_size = -1  # default");
+    // config show touches nothing.
+    assert!(!Path::new("/tmp/rpod-explain-test").exists());
+}
+
+#[test]
+fn config_show_toml_round_trips_and_json_parses() {
+    let sb = Sandbox::new();
+    let out = sb.cmd().args(["config", "show"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // What `config show` prints is a valid libpod.conf giving the same configuration.
+    let file = sb.path("shown.conf");
+    std::fs::write(&file, &text).unwrap();
+    let again = sb
+        .bare()
+        .arg("--config")
+        .arg(&file)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
+    let out = sb
+        .cmd()
+        .args(["config", "show", "--format", "json"])
+        .output()
+        .unwrap();
+    let v = json(&out.stdout);
+    assert_eq!(v["num_locks"], 2048);
+}
+
+#[test]
+fn broken_toml_fails_with_position_and_creates_nothing() {
+    let sb = Sandbox::new();
+    let file = sb.etc_file(
+        "libpod.conf",
+        "runtime = \"runc\"\nnum_locks = 64\ntmp_dir = [\n",
+    );
+    let out = sb.cmd().arg("info").output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&format!("Error: {}:4:1:", file.display())),
+        "unexpected error: {err}"
+    );
+    for d in ["root", "runroot", "tmp"] {
+        assert!(!sb.path(d).exists(), "{d} was created");
+    }
+    // The same through --config.
+    let out = sb
+        .bare()
+        .arg("--config")
+        .arg(&file)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8(out.stderr).unwrap().contains(":4:1:"));
+}
+
+#[test]
+fn invalid_values_are_rpod_errors() {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd()
+        .args(["--cgroup-manager", "bogus", "info"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cgroup_manager"), "{err}");
+    assert!(err.contains("flag:--cgroup-manager"), "{err}");
+    let out = sb
+        .cmd()
+        .args(["--config", "/nonexistent/libpod.conf", "info"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("/nonexistent/libpod.conf does not exist"));
+    let out = sb.cmd().args(["--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+}
+
+#[test]
+fn missing_runtime_binary_is_named() {
+    let sb = Sandbox::new();
+    sb.etc_file(
+        "libpod.conf",
+        "runtime = \"ghost\"\n[runtimes]\nghost = [\"/nonexistent/ghost\"]\n",
+    );
+    let out = sb.cmd().arg("info").output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("could not find a working OCI runtime \"ghost\" binary (configured options: [/nonexistent/ghost])"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_warn_on_stderr() {
+    let sb = Sandbox::new();
+    let file = sb.etc_file("libpod.conf", "no_such_key = 1\n");
+    let out = sb.cmd().args(["config", "show"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no_such_key"), "{err}");
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    // --log-level error silences it.
+    let out = sb
+        .cmd()
+        .args(["--log-level", "error", "config", "show"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stderr).unwrap().is_empty());
+}
+
+#[test]
+fn version_prints() {
+    let sb = Sandbox::new();
+    let out = sb
+        .bare()
+        .args(["version", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json(&out.stdout)["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn system_locks_and_renumber() {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd()
+        .args(["system", "locks", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out.stdout);
+    assert_eq!(v["segment"], sb.lock_name.as_str());
+    assert_eq!(v["total"], 2048);
+    assert_eq!(v["free"], 2048);
+    assert_eq!(v["held"], 0);
+    assert!(Path::new(&format!("/dev/shm{}", sb.lock_name)).exists());
+    // Another count without renumbering: a clear error that says what to do.
+    let out = sb
+        .cmd()
+        .args(["--num-locks", "40", "system", "locks"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("holds 2048 locks but 64 are configured"),
+        "{err}"
+    );
+    assert!(err.contains("rpod system renumber"), "{err}");
+    let out = sb
+        .cmd()
+        .args(["--num-locks", "40", "system", "renumber"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sb
+        .cmd()
+        .args(["--num-locks", "40", "system", "locks"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("total:   64\n"), "{text}");
+}
+
+#[test]
+fn default_lock_segment_name_follows_the_tmp_dir() {
+    // Without --lock-name, a non-default tmp dir gets its own segment.
+    let sb = Sandbox::new();
+    let out = sb
+        .bare()
+        .arg("--tmpdir")
+        .arg(sb.path("tmp"))
+        .arg("--root")
+        .arg(sb.path("root"))
+        .args(["system", "locks", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out.stdout);
+    let name = v["segment"].as_str().unwrap().to_owned();
+    let _ = std::fs::remove_file(format!("/dev/shm{name}"));
+    assert!(name.starts_with("/rpod_lock_"), "{name}");
+    assert_ne!(name, "/rpod_lock");
+}

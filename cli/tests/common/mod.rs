@@ -1,0 +1,84 @@
+//! Shared helpers of the CLI tests: a sandbox with its own config dirs, HOME, root, run root,
+//! tmp dir and lock segment, removed (segment included) when dropped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub lock_name: String,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // The lock segment lives outside the temporary directory.
+        let _ = std::fs::remove_file(format!("/dev/shm{}", self.lock_name));
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["etc", "share", "home"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let lock_name = format!(
+            "/rpod_cli_test_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Sandbox { dir, lock_name }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn etc_file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.path("etc").join(name);
+        std::fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// `rpod` with the sandbox's config dirs and HOME, without the state flags.
+    pub fn bare(&self) -> Command {
+        let mut c = Command::cargo_bin("rpod").unwrap();
+        c.env("RPOD_CONFIG_ETC_DIR", self.path("etc"))
+            .env("RPOD_CONFIG_SHARE_DIR", self.path("share"))
+            .env("HOME", self.path("home"))
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_RUNTIME_DIR");
+        c
+    }
+
+    /// `rpod` with the sandbox's config dirs and its own root, run root and tmp dir.
+    pub fn cmd(&self) -> Command {
+        let mut c = self.bare();
+        c.arg("--root")
+            .arg(self.path("root"))
+            .arg("--runroot")
+            .arg(self.path("runroot"))
+            .arg("--tmpdir")
+            .arg(self.path("tmp"))
+            .arg("--lock-name")
+            .arg(&self.lock_name);
+        c
+    }
+}
+
+pub fn json(out: &[u8]) -> Value {
+    serde_json::from_slice(out).unwrap()
+}
+
+/// A minimal root filesystem directory (the state tests never run it).
+pub fn rootfs(sb: &Sandbox) -> PathBuf {
+    let p = sb.path("rootfs");
+    std::fs::create_dir_all(p.join("bin")).unwrap();
+    p
+}

@@ -1,0 +1,505 @@
+//! `rpod create / ps / inspect / rm / pod …` against the LMDB state, in a sandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Stdio;
+
+use common::{json, rootfs, Sandbox};
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn create(sb: &Sandbox, extra: &[&str]) -> String {
+    let rootfs = rootfs(sb);
+    let out = sb
+        .cmd()
+        .arg("create")
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(extra)
+        .output()
+        .unwrap();
+    stdout(&out).trim().to_owned()
+}
+
+fn held_locks(sb: &Sandbox) -> u64 {
+    let out = sb
+        .cmd()
+        .args(["system", "locks", "--format", "json"])
+        .output()
+        .unwrap();
+    json(stdout(&out).as_bytes())["held"].as_u64().unwrap()
+}
+
+#[test]
+fn create_ps_inspect_rm() {
+    let sb = Sandbox::new();
+    let id = create(
+        &sb,
+        &[
+            "--name",
+            "web",
+            "-e",
+            "A=1",
+            "--label",
+            "tier=front",
+            "-w",
+            "/srv",
+            "--hostname",
+            "h1",
+            "sh",
+            "-c",
+            "echo hi",
+        ],
+    );
+    assert_eq!(id.len(), 64);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    let other = create(&sb, &["true"]);
+    assert_ne!(id, other);
+
+    // Not running: plain ps shows nothing, -a shows both.
+    let out = stdout(&sb.cmd().args(["ps", "-q"]).output().unwrap());
+    assert_eq!(out, "");
+    let out = stdout(&sb.cmd().args(["ps", "-a"]).output().unwrap());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("CONTAINER ID"));
+    assert!(out.contains(&id[..12]) && out.contains("web") && out.contains("sh -c echo hi"));
+    assert!(out.contains("Created"));
+    let out = stdout(
+        &sb.cmd()
+            .args(["ps", "-a", "--no-trunc", "-q"])
+            .output()
+            .unwrap(),
+    );
+    assert!(out.lines().any(|l| l == id));
+
+    // Filters.
+    let q = |f: &str| {
+        stdout(
+            &sb.cmd()
+                .args(["ps", "-a", "-q", "--no-trunc", "--filter", f])
+                .output()
+                .unwrap(),
+        )
+    };
+    assert_eq!(q("name=web").trim(), id);
+    assert_eq!(q(&format!("id={}", &id[..6])).trim(), id);
+    assert_eq!(q("label=tier=front").trim(), id);
+    assert_eq!(q("label=tier").trim(), id);
+    assert_eq!(q("label=tier=back"), "");
+    assert_eq!(q("status=created").lines().count(), 2);
+    assert_eq!(q("status=running"), "");
+    let out = sb
+        .cmd()
+        .args(["ps", "-a", "--filter", "bogus=1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+
+    // JSON and inspect.
+    let v = json(
+        stdout(
+            &sb.cmd()
+                .args(["ps", "-a", "--format", "json"])
+                .output()
+                .unwrap(),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let v = json(
+        stdout(
+            &sb.cmd()
+                .args(["inspect", "web", &other[..10]])
+                .output()
+                .unwrap(),
+        )
+        .as_bytes(),
+    );
+    let docs = v.as_array().unwrap();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["Id"], id.as_str());
+    assert_eq!(docs[0]["Name"], "web");
+    assert_eq!(docs[0]["State"]["Status"], "configured");
+    assert_eq!(docs[0]["Path"], "sh");
+    assert_eq!(docs[0]["Config"]["Env"][0], "A=1");
+    assert_eq!(docs[0]["Config"]["WorkingDir"], "/srv");
+    assert_eq!(docs[0]["Config"]["Hostname"], "h1");
+    assert_eq!(docs[0]["Config"]["Labels"]["tier"], "front");
+    assert_eq!(docs[1]["Id"], other.as_str());
+    assert_eq!(docs[1]["Config"]["Hostname"], &other[..12]);
+    let out = sb.cmd().args(["inspect", "nosuch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+
+    // Names are unique; lock IDs are distinct.
+    let out = sb
+        .cmd()
+        .arg("create")
+        .arg("--rootfs")
+        .arg(rootfs(&sb))
+        .args(["--name", "web", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("web"));
+    assert_eq!(held_locks(&sb), 2);
+
+    // rm: podman's exit codes.
+    assert_eq!(
+        stdout(&sb.cmd().args(["rm", "web"]).output().unwrap()).trim(),
+        id
+    );
+    let out = sb.cmd().args(["rm", "web"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no container with name or ID \"web\" found")
+    );
+    assert_eq!(held_locks(&sb), 1);
+    stdout(&sb.cmd().args(["rm", &other]).output().unwrap());
+    assert_eq!(held_locks(&sb), 0);
+    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+}
+
+#[test]
+fn ambiguous_prefix_has_its_own_error() {
+    let sb = Sandbox::new();
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(create(&sb, &["true"]));
+    }
+    // With 40 random IDs, some one-character prefix is shared by two of them.
+    let prefix = (0..16)
+        .map(|d| format!("{d:x}"))
+        .find(|p| ids.iter().filter(|i| i.starts_with(p.as_str())).count() >= 2)
+        .unwrap();
+    let out = sb.cmd().args(["inspect", &prefix]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("prefix") || err.contains("ambiguous") || err.contains("more than one"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_names_are_rejected_before_anything_is_written() {
+    let sb = Sandbox::new();
+    let long = "a".repeat(254);
+    for bad in ["../x", "", "a b", long.as_str(), "-x"] {
+        let out = sb
+            .cmd()
+            .arg("create")
+            .arg("--rootfs")
+            .arg(rootfs(&sb))
+            .arg(format!("--name={bad}"))
+            .arg("true")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid name"),
+            "{bad:?}"
+        );
+        assert!(!sb.path("root").exists(), "state written for {bad:?}");
+        assert!(!sb.path("tmp").exists(), "tmp dir written for {bad:?}");
+    }
+    let out = sb
+        .cmd()
+        .args(["pod", "create", "--name", "a b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+}
+
+#[test]
+fn missing_rootfs_leaves_no_record_or_lock() {
+    let sb = Sandbox::new();
+    let out = sb
+        .cmd()
+        .args(["create", "--rootfs", "/nonexistent/rootfs", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rootfs"));
+    assert_eq!(held_locks(&sb), 0);
+    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+}
+
+#[test]
+fn pods_with_and_without_infra() {
+    let sb = Sandbox::new();
+    let pod = stdout(
+        &sb.cmd()
+            .args(["pod", "create", "--name", "p1", "--label", "a=b"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_owned();
+    assert_eq!(pod.len(), 64);
+    let member = create(&sb, &["--pod", "p1", "--name", "m1", "sleep", "1"]);
+    // Names are shared between pods and containers.
+    let out = sb
+        .cmd()
+        .arg("create")
+        .arg("--rootfs")
+        .arg(rootfs(&sb))
+        .args(["--name", "p1", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    // pod + infra + member.
+    assert_eq!(held_locks(&sb), 3);
+    let v = json(stdout(&sb.cmd().args(["pod", "inspect", "p1"]).output().unwrap()).as_bytes());
+    assert_eq!(v["Id"], pod.as_str());
+    assert_eq!(v["NumContainers"], 2);
+    let infra = v["InfraContainerId"].as_str().unwrap().to_owned();
+    assert_eq!(infra.len(), 64);
+    let shared: Vec<&str> = v["SharedNamespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(shared, ["ipc", "net", "uts"]);
+    // Members join the infra container's namespaces.
+    let m = json(stdout(&sb.cmd().args(["inspect", "m1"]).output().unwrap()).as_bytes());
+    assert_eq!(m[0]["Pod"], pod.as_str());
+    assert!(m[0]["Dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d == infra.as_str()));
+    // ps shows members and the infra container; filter by pod name.
+    let out = stdout(
+        &sb.cmd()
+            .args(["ps", "-a", "-q", "--no-trunc", "--filter", "pod=p1"])
+            .output()
+            .unwrap(),
+    );
+    let listed: HashSet<&str> = out.lines().collect();
+    assert_eq!(listed, HashSet::from([member.as_str(), infra.as_str()]));
+    // The infra container cannot be removed alone.
+    let out = sb.cmd().args(["rm", &infra]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("infra container"));
+    // pod ps
+    let out = stdout(&sb.cmd().args(["pod", "ps"]).output().unwrap());
+    assert!(out.contains("p1") && out.contains(&pod[..12]), "{out}");
+    let v = json(
+        stdout(
+            &sb.cmd()
+                .args(["pod", "ps", "--format", "json"])
+                .output()
+                .unwrap(),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(v[0]["Containers"].as_array().unwrap().len(), 2);
+    // A pod without infra cannot share namespaces and has no infra container.
+    let out = sb
+        .cmd()
+        .args(["pod", "create", "--infra=false", "--share", "net"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let bare = stdout(
+        &sb.cmd()
+            .args(["pod", "create", "--infra=false", "--name", "bare"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_owned();
+    let v = json(stdout(&sb.cmd().args(["pod", "inspect", "bare"]).output().unwrap()).as_bytes());
+    assert_eq!(v["InfraContainerId"], "");
+    assert_eq!(v["NumContainers"], 0);
+    assert_eq!(held_locks(&sb), 4);
+    // pod rm removes the members and frees every lock.
+    assert_eq!(
+        stdout(&sb.cmd().args(["pod", "rm", "p1"]).output().unwrap()).trim(),
+        pod
+    );
+    assert_eq!(
+        stdout(&sb.cmd().args(["pod", "rm", &bare[..12]]).output().unwrap()).trim(),
+        bare
+    );
+    assert_eq!(held_locks(&sb), 0);
+    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+    assert_eq!(
+        stdout(&sb.cmd().args(["pod", "ps", "-q"]).output().unwrap()),
+        ""
+    );
+    let out = sb.cmd().args(["pod", "rm", "p1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn renumber_gives_every_object_a_fresh_lock() {
+    let sb = Sandbox::new();
+    stdout(
+        &sb.cmd()
+            .args(["pod", "create", "--name", "p"])
+            .output()
+            .unwrap(),
+    );
+    for _ in 0..3 {
+        create(&sb, &["true"]);
+    }
+    create(&sb, &["--pod", "p", "true"]);
+    assert_eq!(held_locks(&sb), 6);
+    stdout(
+        &sb.cmd()
+            .args(["--num-locks", "64", "system", "renumber"])
+            .output()
+            .unwrap(),
+    );
+    let out = stdout(
+        &sb.cmd()
+            .args(["--num-locks", "64", "system", "locks", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    let v = json(out.as_bytes());
+    assert_eq!(
+        (v["total"].as_u64(), v["held"].as_u64()),
+        (Some(64), Some(6))
+    );
+    let ids = stdout(
+        &sb.cmd()
+            .args(["--num-locks", "64", "ps", "-a", "-q", "--no-trunc"])
+            .output()
+            .unwrap(),
+    );
+    let mut lock_ids = HashSet::new();
+    for id in ids.lines() {
+        let d = json(
+            stdout(
+                &sb.cmd()
+                    .args(["--num-locks", "64", "inspect", id])
+                    .output()
+                    .unwrap(),
+            )
+            .as_bytes(),
+        );
+        assert!(lock_ids.insert(d[0]["LockID"].as_u64().unwrap()));
+    }
+    assert_eq!(lock_ids.len(), 5);
+}
+
+#[test]
+fn reset_removes_everything() {
+    let sb = Sandbox::new();
+    create(&sb, &["true"]);
+    stdout(&sb.cmd().args(["pod", "create"]).output().unwrap());
+    let out = sb.cmd().args(["system", "reset"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    stdout(
+        &sb.cmd()
+            .args(["system", "reset", "--force"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!std::path::Path::new(&format!("/dev/shm{}", sb.lock_name)).exists());
+    assert!(!sb.path("root/libpod/rpod_state.mdb").exists());
+    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+    assert_eq!(held_locks(&sb), 0);
+}
+
+#[test]
+fn garbage_db_is_a_clear_error() {
+    let sb = Sandbox::new();
+    create(&sb, &["true"]);
+    let db = sb.path("root/libpod/rpod_state.mdb");
+    assert!(db.is_file());
+    std::fs::write(&db, vec![0x5a; 64 * 1024]).unwrap();
+    let out = sb.cmd().args(["ps", "-a"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn concurrent_creates_from_eight_processes() {
+    let sb = Sandbox::new();
+    let rootfs = rootfs(&sb);
+    // Make the state once so the children race on creates, not on first-time setup.
+    stdout(&sb.cmd().args(["system", "locks"]).output().unwrap());
+    let per = 250;
+    let script = format!("for i in $(seq {per}); do \"$0\" \"$@\" || exit 1; done",);
+    let exe = assert_cmd::cargo::cargo_bin("rpod");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(&script).arg(&exe);
+            c.env("RPOD_CONFIG_ETC_DIR", sb.path("etc"))
+                .env("RPOD_CONFIG_SHARE_DIR", sb.path("share"))
+                .env("HOME", sb.path("home"))
+                .args(["--root"])
+                .arg(sb.path("root"))
+                .args(["--runroot"])
+                .arg(sb.path("runroot"))
+                .args(["--tmpdir"])
+                .arg(sb.path("tmp"))
+                .args(["--lock-name", &sb.lock_name])
+                .args(["create", "--rootfs"])
+                .arg(&rootfs)
+                .arg("true")
+                .stdout(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success());
+        for l in String::from_utf8(out.stdout).unwrap().lines() {
+            assert!(ids.insert(l.to_owned()), "duplicate ID {l}");
+        }
+    }
+    assert_eq!(ids.len(), 8 * per);
+    let v = json(
+        stdout(
+            &sb.cmd()
+                .args(["ps", "-a", "--format", "json"])
+                .output()
+                .unwrap(),
+        )
+        .as_bytes(),
+    );
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 8 * per);
+    let names: HashSet<&str> = list
+        .iter()
+        .map(|c| c["Names"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 8 * per);
+    assert_eq!(held_locks(&sb), 8 * per as u64);
+    let ids_listed: HashSet<String> = list
+        .iter()
+        .map(|c| c["Id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids_listed, ids);
+    // 2000 distinct lock IDs.
+    let all: Vec<&String> = ids.iter().collect();
+    let v = json(stdout(&sb.cmd().arg("inspect").args(&all).output().unwrap()).as_bytes());
+    let locks: HashSet<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["LockID"].as_u64().unwrap())
+        .collect();
+    assert_eq!(locks.len(), 8 * per);
+}

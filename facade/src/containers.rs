@@ -1,0 +1,267 @@
+//! Containers: creation, lookup, listing and removal (reference §5.4–5.5).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use rpod_state::{ContainerConfig, ContainerRecord, ContainerStatus, ErrorKind, StateError};
+
+use crate::error::RuntimeError;
+use crate::names::{generate_id, random_name, validate_name};
+use crate::Runtime;
+
+/// How many times a generated name is re-drawn after a collision before giving up.
+const NAME_ATTEMPTS: u32 = 64;
+
+/// What a new container should be (the fields of `rpod create`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Name; generated (`adjective_surname`) when `None`.
+    pub name: Option<String>,
+    /// Pod to join, by name, ID or ID prefix.
+    pub pod: Option<String>,
+    /// Root filesystem directory, used as is (podman's `--rootfs`).
+    pub rootfs: PathBuf,
+    /// Command and arguments.
+    pub command: Vec<String>,
+    /// Environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Working directory inside the container (default `/`).
+    pub working_dir: Option<String>,
+    /// User (`uid[:gid]` or a name from the rootfs).
+    pub user: Option<String>,
+    /// Host name (default: the first 12 characters of the ID).
+    pub hostname: Option<String>,
+    /// Signal sent by `stop` (default SIGTERM = 15).
+    pub stop_signal: Option<u32>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u32>,
+}
+
+/// Whether a state error means "this name is taken".
+fn name_taken(e: &StateError) -> bool {
+    e.kind() == ErrorKind::NameInUse
+}
+
+impl Runtime {
+    /// Creates a container record in state `configured`, with its own lock.
+    ///
+    /// Everything the user can get wrong (name, rootfs, command, pod) is checked before anything is
+    /// written; if a later step fails, the lock is freed again and nothing is left behind.
+    pub fn new_container(&self, spec: ContainerSpec) -> Result<ContainerRecord, RuntimeError> {
+        self.check_valid()?;
+        if let Some(name) = &spec.name {
+            validate_name(name)?;
+        }
+        if spec.command.is_empty() {
+            return Err(RuntimeError::InvalidSpec(
+                "no command given: a container needs a command to run".into(),
+            ));
+        }
+        let rootfs =
+            std::fs::canonicalize(&spec.rootfs).map_err(|source| RuntimeError::Rootfs {
+                path: spec.rootfs.clone(),
+                source,
+            })?;
+        if !rootfs.is_dir() {
+            return Err(RuntimeError::Rootfs {
+                path: spec.rootfs.clone(),
+                source: std::io::Error::other("not a directory"),
+            });
+        }
+        let pod = match &spec.pod {
+            Some(p) => Some(self.state.lookup_pod(p)?),
+            None => None,
+        };
+        let id = generate_id()?;
+        let mut config = ContainerConfig::new(id.clone(), spec.name.clone().unwrap_or_default());
+        config.namespace = self.config.values.namespace.clone();
+        config.pod = pod.as_ref().map(|p| p.config.id.clone());
+        config.rootfs = rootfs.display().to_string();
+        config.command = spec.command;
+        config.env = spec.env;
+        config.labels = spec.labels;
+        config.working_dir = spec.working_dir.unwrap_or_else(|| "/".to_owned());
+        config.user = spec.user.unwrap_or_default();
+        config.hostname = spec.hostname.unwrap_or_else(|| id[..12].to_owned());
+        config.stop_signal = spec.stop_signal.unwrap_or(15);
+        config.stop_timeout = spec.stop_timeout.unwrap_or(10);
+        config.log_path = self
+            .container_dir(&id)
+            .join("ctr.log")
+            .display()
+            .to_string();
+        config.created = SystemTime::now();
+        if let Some(p) = &pod {
+            // Members share the infra container's namespaces, as the pod was created to.
+            if !p.state.infra_container_id.is_empty() {
+                let infra = Some(p.state.infra_container_id.clone());
+                for ns in &p.config.shared_namespaces {
+                    match ns.as_str() {
+                        "net" => config.net_ns_ctr = infra.clone(),
+                        "ipc" => config.ipc_ns_ctr = infra.clone(),
+                        "uts" => config.uts_ns_ctr = infra.clone(),
+                        "pid" => config.pid_ns_ctr = infra.clone(),
+                        "cgroup" => config.cgroup_ns_ctr = infra.clone(),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // Pod lock before container lock.
+        let pod_lock = match &pod {
+            Some(p) => Some(self.locks.retrieve(p.config.lock_id)?),
+            None => None,
+        };
+        let _pod_guard = match &pod_lock {
+            Some(l) => Some(l.lock()?),
+            None => None,
+        };
+        let lock = self.locks.allocate()?;
+        config.lock_id = lock.id();
+        let result = self.add_with_name(config, spec.name.is_none());
+        if result.is_err() {
+            if let Err(e) = lock.free() {
+                tracing::error!(lock = lock.id(), error = %e, "freeing the lock of a container that was not created");
+            }
+        }
+        result
+    }
+
+    /// Adds the record; a generated name is re-drawn while it collides.
+    fn add_with_name(
+        &self,
+        mut config: ContainerConfig,
+        generated: bool,
+    ) -> Result<ContainerRecord, RuntimeError> {
+        let given = config.name.clone();
+        for attempt in 0..NAME_ATTEMPTS {
+            if generated {
+                config.name = random_name(attempt)?;
+            } else {
+                config.name = given.clone();
+            }
+            let rec = ContainerRecord::new(config.clone());
+            let added = match &config.pod {
+                Some(pod_id) => self.state.add_container_to_pod(pod_id, &rec),
+                None => self.state.add_container(&rec),
+            };
+            match added {
+                Ok(()) => return Ok(rec),
+                Err(e) if generated && name_taken(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RuntimeError::InvalidSpec(format!(
+            "could not find a free container name in {NAME_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// The container with this full ID, name or unique ID prefix.
+    pub fn lookup_container(&self, id_or_name: &str) -> Result<ContainerRecord, RuntimeError> {
+        self.check_valid()?;
+        Ok(self.state.lookup_container(id_or_name)?)
+    }
+
+    /// Every container in the runtime's namespace, sorted by ID.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, RuntimeError> {
+        self.check_valid()?;
+        Ok(self.state.all_containers()?)
+    }
+
+    /// Removes a container and frees its lock. Refused while other containers depend on it,
+    /// while it is a pod's infra container, and (without `force`) while it runs.
+    /// Returns the removed container's ID.
+    pub fn remove_container(&self, id_or_name: &str, force: bool) -> Result<String, RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        let id = rec.config.id.clone();
+        // Pod lock before container lock.
+        let pod = match &rec.config.pod {
+            Some(pod_id) => match self.state.pod(pod_id) {
+                Ok(p) => Some(p),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let pod_lock = match &pod {
+            Some(p) => Some(self.locks.retrieve(p.config.lock_id)?),
+            None => None,
+        };
+        let _pod_guard = match &pod_lock {
+            Some(l) => Some(l.lock()?),
+            None => None,
+        };
+        let lock = self.locks.retrieve(rec.config.lock_id)?;
+        let _guard = lock.lock()?;
+        // Re-read under the lock: another process may have changed or removed it.
+        let rec = self.state.container(&id)?;
+        if let Some(p) = &pod {
+            if rec.config.is_infra || p.state.infra_container_id == id {
+                return Err(RuntimeError::InfraContainer {
+                    id,
+                    pod: p.config.name.clone(),
+                });
+            }
+        }
+        let mut rec = rec;
+        self.container_view(&mut rec)?;
+        if matches!(
+            rec.state.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        ) && !force
+        {
+            return Err(RuntimeError::ContainerRunning {
+                id,
+                status: rec.state.status.to_string(),
+            });
+        }
+        let dependants = self.state.container_in_use(&id)?;
+        if !dependants.is_empty() {
+            return Err(RuntimeError::HasDependants { id, dependants });
+        }
+        match rec.state.status {
+            ContainerStatus::Running | ContainerStatus::Paused => {
+                self.stop_locked(&mut rec, None)?;
+            }
+            ContainerStatus::Created | ContainerStatus::Stopped => {
+                self.cleanup_for_removal(&mut rec)?
+            }
+            _ => {}
+        }
+        match &rec.config.pod {
+            Some(pod_id) => self.state.remove_container_from_pod(pod_id, &id)?,
+            None => self.state.remove_container(&id)?,
+        }
+        // The record is gone; everything after this only logs, so the first error is not lost
+        // behind a half-removed container (libpod's order, §5.5).
+        self.teardown_container_files(&id);
+        if let Err(e) = lock.free() {
+            tracing::warn!(container = %id, lock = lock.id(), error = %e, "freeing the container's lock");
+        }
+        Ok(id)
+    }
+
+    /// `<static_dir>/containers/<id>`: the container's persistent files (log, bundle).
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.config.values.static_dir.join("containers").join(id)
+    }
+
+    /// Removes a container's directories and exit files; errors are logged.
+    pub(crate) fn teardown_container_files(&self, id: &str) {
+        let exits = self.config.values.tmp_dir.join("exits");
+        for f in [exits.join(id), exits.join(format!("{id}-old"))] {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_dir_all(self.config.values.run_root.join("containers").join(id));
+        let dir = self.container_dir(id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(container = %id, path = %dir.display(), error = %e, "removing container files");
+            }
+        }
+    }
+}

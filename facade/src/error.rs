@@ -1,0 +1,142 @@
+//! Errors of the runtime facade.
+
+use std::io;
+use std::path::PathBuf;
+
+impl RuntimeError {
+    /// The exit code podman gives for this failure: 126 or 127 when the container's command
+    /// cannot be invoked or found, 125 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RuntimeError::Oci(e) => e.create_exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+/// Anything the [`crate::Runtime`] can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The configuration could not be assembled or is invalid.
+    #[error(transparent)]
+    Config(#[from] rpod_config::ConfigError),
+    /// No candidate path of a required binary exists.
+    #[error("could not find a working {what} binary (configured options: [{}])", .candidates.join(", "))]
+    BinaryNotFound {
+        /// `OCI runtime "runc"` or `conmon`.
+        what: String,
+        /// The paths tried, in order.
+        candidates: Vec<String>,
+    },
+    /// A directory rpod needs could not be created.
+    #[error("creating directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The lock manager failed (segment missing, damaged, exhausted, …).
+    #[error(transparent)]
+    Lock(#[from] rpod_lock::LockError),
+    /// The `alive.lck` file lock could not be taken.
+    #[error("locking {path}: {source}")]
+    AliveLock {
+        /// `<tmp_dir>/alive.lck`.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The state database failed or refused the operation.
+    #[error(transparent)]
+    State(#[from] rpod_state::StateError),
+    /// The request cannot be carried out as given.
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// The root filesystem given for a container is unusable.
+    #[error("rootfs {path}: {source}")]
+    Rootfs {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong.
+        source: io::Error,
+    },
+    /// The container is a pod's infra container.
+    #[error("container {id} is the infra container of pod {pod} and cannot be removed without removing the pod")]
+    InfraContainer {
+        /// The container.
+        id: String,
+        /// The pod's name.
+        pod: String,
+    },
+    /// The container runs and `force` was not given.
+    #[error("cannot remove container {id} as it is {status} - running or paused containers cannot be removed without force")]
+    ContainerRunning {
+        /// The container.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// A pod member runs and `force` was not given.
+    #[error("pod {pod} has running container {container}: stop it first or use force")]
+    PodRunning {
+        /// The pod's name.
+        pod: String,
+        /// The running member's name.
+        container: String,
+    },
+    /// Other containers depend on this one.
+    #[error("container {id} has dependent containers which must be removed before it: {}", .dependants.join(", "))]
+    HasDependants {
+        /// The container.
+        id: String,
+        /// Its dependants.
+        dependants: Vec<String>,
+    },
+    /// The OCI runtime or conmon failed; the message is the runtime's own.
+    #[error(transparent)]
+    Oci(#[from] rpod_oci::OciError),
+    /// The container's state does not allow the operation.
+    #[error("cannot {action} container {id}: it is {status}")]
+    InvalidState {
+        /// The container.
+        id: String,
+        /// Its status.
+        status: String,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// A container it shares namespaces with is not running.
+    #[error("container {id} shares namespaces with container {dependency}, which is not running")]
+    DependencyNotRunning {
+        /// The container.
+        id: String,
+        /// The dependency.
+        dependency: String,
+    },
+    /// The runtime was shut down.
+    #[error("the runtime has been shut down and can no longer be used")]
+    Stopped,
+    /// Removing rpod's files failed.
+    #[error("removing {path}: {source}")]
+    Remove {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The operating system's random number generator could not be read.
+    #[error("reading /dev/urandom: {0}")]
+    Random(io::Error),
+    /// A user-chosen name is not acceptable.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `registries.conf` is unreadable or malformed.
+    #[error("reading registries: {0}")]
+    Registries(#[from] rpod_config::RegistriesError),
+}

@@ -1,0 +1,704 @@
+//! Running containers: init (OCI spec + conmon + `runc create`), start, stop, kill, pause,
+//! wait, exec, logs and cleanup, with libpod's states and transitions (reference §3, §5.3).
+//!
+//! Every operation takes the container's lock, re-syncs the state from the database and the
+//! exit file, acts, and saves. Waiting for an exit never holds the lock.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rpod_oci::{
+    CreateOptions, ExecOptions, ExecStdio, LogEntry, LogOptions, NsMode, OciError, OciRuntime,
+    SpecInput,
+};
+use rpod_state::{ContainerRecord, ContainerStatus};
+
+use crate::error::RuntimeError;
+use crate::Runtime;
+
+/// Environment variables passed on to conmon so the cleanup command it runs sees the same
+/// configuration directories as this process.
+const FORWARDED_ENV: &[&str] = &["RPOD_CONFIG_ETC_DIR", "RPOD_CONFIG_SHARE_DIR", "HOME"];
+
+/// What [`Runtime::exec`] should run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// Command and arguments.
+    pub command: Vec<String>,
+    /// Extra environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// User (`uid[:gid]` or a name from the container's `/etc/passwd`).
+    pub user: Option<String>,
+    /// Inherit this process' stdio (the CLI) instead of capturing output.
+    pub inherit_stdio: bool,
+}
+
+/// The result of [`Runtime::exec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    /// The process' exit code.
+    pub exit_code: i32,
+    /// Captured standard output (empty with inherited stdio).
+    pub stdout: Vec<u8>,
+    /// Captured standard error (empty with inherited stdio).
+    pub stderr: Vec<u8>,
+}
+
+fn oci_err(e: OciError) -> RuntimeError {
+    RuntimeError::Oci(e)
+}
+
+impl Runtime {
+    /// The OCI runtime driver, built on first use (refuses a runtime that cannot work here, such
+    /// as crun on a cgroups v1 or hybrid host).
+    pub(crate) fn oci(&self) -> Result<&OciRuntime, RuntimeError> {
+        if let Some(oci) = self.oci.get() {
+            return Ok(oci);
+        }
+        let choice = rpod_oci::RuntimeChoice {
+            name: self.oci_runtime().name.clone(),
+            path: self.oci_runtime().path.clone(),
+        };
+        rpod_oci::check_runtime_suitable(&choice, rpod_oci::host_cgroup_mode()).map_err(oci_err)?;
+        let v = &self.config.values;
+        let mut cfg = rpod_oci::RuntimeConfig::new(v.tmp_dir.join("exits"));
+        cfg.runtime_path = choice.path;
+        cfg.conmon_path = self.conmon().path.clone();
+        cfg.conmon_env = v.conmon_env_vars.clone();
+        for k in FORWARDED_ENV {
+            if let Some(val) = std::env::var_os(k) {
+                cfg.conmon_env
+                    .push(format!("{k}={}", val.to_string_lossy()));
+            }
+        }
+        cfg.cgroup_manager = match v.cgroup_manager {
+            rpod_config::CgroupManager::Cgroupfs => rpod_oci::CgroupManager::Cgroupfs,
+            rpod_config::CgroupManager::Systemd => rpod_oci::CgroupManager::Systemd,
+        };
+        cfg.no_pivot = v.no_pivot_root;
+        cfg.max_log_size = v.max_log_size;
+        cfg.conmon_log_level = "error".to_owned();
+        let oci = OciRuntime::new(cfg).map_err(oci_err)?;
+        Ok(self.oci.get_or_init(|| oci))
+    }
+
+    /// `<run_root>/containers/<id>`: per-boot files (pid files).
+    pub fn container_run_dir(&self, id: &str) -> PathBuf {
+        self.config.values.run_root.join("containers").join(id)
+    }
+
+    /// The exit file conmon writes for `id`.
+    pub fn exit_file(&self, id: &str) -> PathBuf {
+        self.config.values.tmp_dir.join("exits").join(id)
+    }
+
+    /// Brings `rec.state` up to date from the exit file (without the runtime binary): a running
+    /// or paused container whose exit file exists is stopped, with exit code, finished time and
+    /// OOM flag. Returns whether anything changed.
+    fn sync_exit(&self, rec: &mut ContainerRecord) -> Result<bool, RuntimeError> {
+        if !matches!(
+            rec.state.status,
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Created
+        ) {
+            return Ok(false);
+        }
+        let bundle = self.container_dir(&rec.config.id);
+        let exits = self.config.values.tmp_dir.join("exits");
+        match rpod_oci::read_exit_file(&exits, &rec.config.id, Some(&bundle)).map_err(oci_err)? {
+            Some(info) => {
+                rec.state.status = ContainerStatus::Stopped;
+                rec.state.exit_code = info.code;
+                rec.state.finished = Some(info.finished);
+                rec.state.oom_killed = info.oom_killed;
+                rec.state.pid = 0;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Re-reads a container (caller holds its lock) and syncs it with its exit file, saving
+    /// what changed.
+    fn sync(&self, id: &str) -> Result<ContainerRecord, RuntimeError> {
+        let mut rec = self.state.container(id)?;
+        if self.sync_exit(&mut rec)? {
+            self.state.save_container(id, &rec.state)?;
+        }
+        Ok(rec)
+    }
+
+    /// A container's record with its status brought up to date from the exit file, without
+    /// taking its lock or saving (for listing).
+    pub fn container_view(&self, rec: &mut ContainerRecord) -> Result<(), RuntimeError> {
+        self.sync_exit(rec).map(|_| ())
+    }
+
+    /// Runs `f` with the container's lock held (pod lock first for pod members) and its
+    /// freshly synced record.
+    pub(crate) fn with_container<T>(
+        &self,
+        id_or_name: &str,
+        f: impl FnOnce(&mut ContainerRecord) -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        let lock = self.locks.retrieve(rec.config.lock_id)?;
+        let _guard = lock.lock()?;
+        let mut rec = self.sync(&rec.config.id)?;
+        f(&mut rec)
+    }
+
+    /// The exit command conmon runs after the container exits: `rpod … container cleanup
+    /// [--rm] <id>` with this runtime's paths, so cleanup happens even if the process that
+    /// started the container is gone.
+    fn exit_command(&self, id: &str, auto_remove: bool) -> Vec<String> {
+        let Some(bin) = self.cleanup_binary() else {
+            return Vec::new();
+        };
+        let v = &self.config.values;
+        let mut a = vec![bin.display().to_string()];
+        let mut push = |flag: &str, val: String| {
+            a.push(flag.to_owned());
+            a.push(val);
+        };
+        if let Some(path) = self
+            .config
+            .files
+            .iter()
+            .find(|f| f.kind == rpod_config::FileKind::LibpodConf)
+        {
+            if self.config.explicit_config_file {
+                push("--config", path.path.display().to_string());
+            }
+        }
+        push("--root", v.graph_root.display().to_string());
+        push("--runroot", v.run_root.display().to_string());
+        push("--tmpdir", v.tmp_dir.display().to_string());
+        push("--static-dir", v.static_dir.display().to_string());
+        push("--volumepath", v.volume_path.display().to_string());
+        push("--runtime", self.oci_runtime().path.display().to_string());
+        push("--conmon", self.conmon().path.display().to_string());
+        push("--cgroup-manager", v.cgroup_manager.to_string());
+        push("--num-locks", v.num_locks.to_string());
+        push("--lock-name", crate::locks::segment_name(&self.config));
+        push("--state-backend", v.state_backend.as_str().to_owned());
+        if !v.namespace.is_empty() {
+            push("--namespace", v.namespace.clone());
+        }
+        push("--log-level", "error".to_owned());
+        a.push("container".to_owned());
+        a.push("cleanup".to_owned());
+        if auto_remove {
+            a.push("--rm".to_owned());
+        }
+        a.push(id.to_owned());
+        a
+    }
+
+    /// Namespaces for a container: new ones, except those it shares with another container
+    /// (pod members join the infra container's), which must be running.
+    fn namespaces_for(&self, rec: &ContainerRecord) -> Result<rpod_oci::Namespaces, RuntimeError> {
+        let mut ns = rpod_oci::Namespaces::default();
+        let c = &rec.config;
+        let joins: [(&Option<String>, &str, &mut NsMode); 5] = [
+            (&c.net_ns_ctr, "net", &mut ns.net),
+            (&c.ipc_ns_ctr, "ipc", &mut ns.ipc),
+            (&c.uts_ns_ctr, "uts", &mut ns.uts),
+            (&c.pid_ns_ctr, "pid", &mut ns.pid),
+            (&c.cgroup_ns_ctr, "cgroup", &mut ns.cgroup),
+        ];
+        for (other, kind, slot) in joins {
+            let Some(other) = other else { continue };
+            let mut dep = self.state.container(other)?;
+            self.sync_exit(&mut dep)?;
+            if dep.state.status != ContainerStatus::Running || dep.state.pid <= 0 {
+                return Err(RuntimeError::DependencyNotRunning {
+                    id: c.id.clone(),
+                    dependency: other.clone(),
+                });
+            }
+            *slot = NsMode::Join(PathBuf::from(format!("/proc/{}/ns/{kind}", dep.state.pid)));
+        }
+        Ok(ns)
+    }
+
+    /// Writes the OCI spec and runs conmon + `runtime create` (the container is then created).
+    fn init(&self, rec: &mut ContainerRecord, auto_remove: bool) -> Result<(), RuntimeError> {
+        let c = &rec.config;
+        let id = c.id.clone();
+        let bundle = self.container_dir(&id);
+        let run_dir = self.container_run_dir(&id);
+        for d in [&bundle, &run_dir] {
+            std::fs::create_dir_all(d).map_err(|source| RuntimeError::CreateDir {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        if !Path::new(&c.rootfs).is_dir() {
+            return Err(RuntimeError::Rootfs {
+                path: PathBuf::from(&c.rootfs),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let mut input = SpecInput::new(&id, &c.rootfs, c.command.clone());
+        input.env = c.env.clone();
+        input.cwd = if c.working_dir.is_empty() {
+            "/".to_owned()
+        } else {
+            c.working_dir.clone()
+        };
+        input.user = c.user.clone();
+        input.hostname = Some(c.hostname.clone()).filter(|h| !h.is_empty());
+        input.namespaces = self.namespaces_for(rec)?;
+        input.cgroup_manager = self.oci()?.config().cgroup_manager;
+        input.cgroup_parent = self.cgroup_parent_for(rec)?;
+        input.rlimits = rec
+            .config
+            .rlimits
+            .iter()
+            .map(|r| rpod_oci::Rlimit {
+                name: r.kind.clone(),
+                soft: r.soft,
+                hard: r.hard,
+            })
+            .chain(input.rlimits.clone())
+            .collect();
+        rpod_oci::write_spec_for(&bundle, &input).map_err(oci_err)?;
+        let mut opts = CreateOptions::new(&id, &bundle);
+        opts.name = rec.config.name.clone();
+        opts.pid_file = Some(run_dir.join("pidfile"));
+        opts.conmon_pid_file = Some(run_dir.join("conmon.pid"));
+        opts.log_path = Some(PathBuf::from(&rec.config.log_path));
+        opts.exit_command = self.exit_command(&id, auto_remove);
+        let oci = self.oci()?;
+        match oci.create(&opts) {
+            Ok(created) => {
+                rec.state.status = ContainerStatus::Created;
+                rec.state.pid = created.pid;
+                rec.state.conmon_pid = created.conmon_pid.unwrap_or(0);
+                rec.state.exit_code = 0;
+                rec.state.oom_killed = false;
+                rec.state.finished = None;
+                self.state.save_container(&id, &rec.state)?;
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing may stay behind in the runtime.
+                let _ = oci.delete(&id, true);
+                Err(oci_err(e))
+            }
+        }
+    }
+
+    /// The cgroup parent of a container: the configured default, or its pod's cgroup.
+    fn cgroup_parent_for(&self, rec: &ContainerRecord) -> Result<Option<String>, RuntimeError> {
+        if let Some(pod_id) = &rec.config.pod {
+            let pod = self.state.pod(pod_id)?;
+            if !pod.config.cgroup_parent.is_empty() {
+                return Ok(Some(pod.config.cgroup_parent));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts a container: creates it in the OCI runtime if needed (from configured, stopped or
+    /// exited), then starts it. Starting a running container does nothing. Dependencies (the
+    /// pod's infra container) are started first.
+    pub fn start_container(&self, id_or_name: &str) -> Result<ContainerRecord, RuntimeError> {
+        self.start_container_with(id_or_name, false)
+    }
+
+    /// Like [`Runtime::start_container`]; with `auto_remove` the container removes itself
+    /// (through conmon's exit command) once it exits.
+    pub fn start_container_with(
+        &self,
+        id_or_name: &str,
+        auto_remove: bool,
+    ) -> Result<ContainerRecord, RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        for dep in rec.config.dependencies() {
+            let mut d = self.state.container(&dep)?;
+            self.sync_exit(&mut d)?;
+            if d.state.status != ContainerStatus::Running {
+                self.start_container(&dep)?;
+            }
+        }
+        self.with_container(&rec.config.id, |rec| {
+            let id = rec.config.id.clone();
+            match rec.state.status {
+                ContainerStatus::Running => return Ok(rec.clone()),
+                ContainerStatus::Paused | ContainerStatus::Unknown => {
+                    return Err(RuntimeError::InvalidState {
+                        id,
+                        status: rec.state.status.to_string(),
+                        action: "start",
+                    })
+                }
+                ContainerStatus::Stopped => {
+                    self.cleanup_locked(rec)?;
+                    self.init(rec, auto_remove)?;
+                }
+                ContainerStatus::Configured | ContainerStatus::Exited => {
+                    self.init(rec, auto_remove)?;
+                }
+                ContainerStatus::Created => {}
+            }
+            let oci = self.oci()?;
+            if let Err(e) = oci.start(&id) {
+                let _ = oci.delete(&id, true);
+                rec.state.status = ContainerStatus::Exited;
+                rec.state.exit_code = -1;
+                self.state.save_container(&id, &rec.state)?;
+                return Err(oci_err(e));
+            }
+            rec.state.status = ContainerStatus::Running;
+            rec.state.started = Some(SystemTime::now());
+            self.state.save_container(&id, &rec.state)?;
+            Ok(rec.clone())
+        })
+    }
+
+    /// Cleanup of a container that is no longer running (caller holds its lock): `runtime
+    /// delete` if the runtime still knows it, per-boot files removed, exit file kept as
+    /// `<id>-old`; the container ends up exited.
+    fn cleanup_locked(&self, rec: &mut ContainerRecord) -> Result<(), RuntimeError> {
+        let id = rec.config.id.clone();
+        match rec.state.status {
+            ContainerStatus::Running | ContainerStatus::Paused => {
+                return Err(RuntimeError::InvalidState {
+                    id,
+                    status: rec.state.status.to_string(),
+                    action: "clean up",
+                })
+            }
+            ContainerStatus::Stopped | ContainerStatus::Created => {
+                let oci = self.oci()?;
+                match oci.delete(&id, true) {
+                    Ok(()) | Err(OciError::NotFound { .. }) => {}
+                    Err(e) => return Err(oci_err(e)),
+                }
+                let bundle = self.container_dir(&id);
+                if let Err(e) = oci.remove_conmon_files(&id, &bundle) {
+                    tracing::warn!(container = %id, error = %e, "removing conmon files");
+                }
+                if rec.state.status == ContainerStatus::Created && rec.state.finished.is_none() {
+                    rec.state.finished = Some(SystemTime::now());
+                }
+                rec.state.status = ContainerStatus::Exited;
+                rec.state.pid = 0;
+                rec.state.conmon_pid = 0;
+                self.state.save_container(&id, &rec.state)?;
+            }
+            ContainerStatus::Configured | ContainerStatus::Exited | ContainerStatus::Unknown => {}
+        }
+        let run_dir = self.container_run_dir(&id);
+        let _ = std::fs::remove_dir_all(run_dir);
+        Ok(())
+    }
+
+    /// Cleanup before removal (caller holds the lock).
+    pub(crate) fn cleanup_for_removal(
+        &self,
+        rec: &mut ContainerRecord,
+    ) -> Result<(), RuntimeError> {
+        self.cleanup_locked(rec)
+    }
+
+    /// `rpod container cleanup`: after a container exited, release what it held in the runtime
+    /// and, with `remove`, remove it. A container that is already gone is not an error.
+    pub fn cleanup_container(&self, id_or_name: &str, remove: bool) -> Result<(), RuntimeError> {
+        let res = self.with_container(id_or_name, |rec| {
+            if matches!(
+                rec.state.status,
+                ContainerStatus::Running | ContainerStatus::Paused
+            ) {
+                // Not exited (yet): nothing to clean.
+                return Ok(false);
+            }
+            self.cleanup_locked(rec)?;
+            Ok(true)
+        });
+        match res {
+            Ok(true) if remove => match self.remove_container(id_or_name, false) {
+                Ok(_) => Ok(()),
+                Err(RuntimeError::State(e)) if e.is_not_found() => Ok(()),
+                Err(e) => Err(e),
+            },
+            Ok(_) => Ok(()),
+            Err(RuntimeError::State(e)) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops a running (or created) container: its stop signal, up to `timeout` (default: its
+    /// stop timeout), then SIGKILL to all its processes; then cleans up. Returns the exit code.
+    pub fn stop_container(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<i32, RuntimeError> {
+        self.with_container(id_or_name, |rec| self.stop_locked(rec, timeout))
+    }
+
+    pub(crate) fn stop_locked(
+        &self,
+        rec: &mut ContainerRecord,
+        timeout: Option<Duration>,
+    ) -> Result<i32, RuntimeError> {
+        let id = rec.config.id.clone();
+        match rec.state.status {
+            ContainerStatus::Running | ContainerStatus::Created => {}
+            ContainerStatus::Paused => {
+                // A frozen process cannot act on SIGTERM: thaw it first.
+                self.oci()?.resume(&id).map_err(oci_err)?;
+            }
+            ContainerStatus::Stopped | ContainerStatus::Exited => {
+                return Err(RuntimeError::InvalidState {
+                    id,
+                    status: rec.state.status.to_string(),
+                    action: "stop (it is not running)",
+                })
+            }
+            ContainerStatus::Configured | ContainerStatus::Unknown => {
+                return Err(RuntimeError::InvalidState {
+                    id,
+                    status: rec.state.status.to_string(),
+                    action: "stop",
+                })
+            }
+        }
+        let timeout = timeout.unwrap_or(Duration::from_secs(rec.config.stop_timeout.into()));
+        let sig = i32::try_from(rec.config.stop_signal)
+            .ok()
+            .filter(|s| *s > 0);
+        let code = self.oci()?.stop(&id, timeout, sig).map_err(oci_err)?;
+        self.sync_exit(rec)?;
+        if rec.state.status != ContainerStatus::Stopped {
+            rec.state.status = ContainerStatus::Stopped;
+            rec.state.exit_code = code;
+            rec.state.finished = Some(SystemTime::now());
+        }
+        self.state.save_container(&id, &rec.state)?;
+        self.cleanup_locked(rec)?;
+        Ok(rec.state.exit_code)
+    }
+
+    /// Sends `signal` to a running container's main process (with `all`, to every process).
+    pub fn kill_container(
+        &self,
+        id_or_name: &str,
+        signal: i32,
+        all: bool,
+    ) -> Result<(), RuntimeError> {
+        self.with_container(id_or_name, |rec| {
+            if rec.state.status != ContainerStatus::Running {
+                return Err(RuntimeError::InvalidState {
+                    id: rec.config.id.clone(),
+                    status: rec.state.status.to_string(),
+                    action: "kill (it is not running)",
+                });
+            }
+            self.oci()?
+                .kill(&rec.config.id, signal, all)
+                .map_err(oci_err)
+        })
+    }
+
+    /// Freezes a running container.
+    pub fn pause_container(&self, id_or_name: &str) -> Result<(), RuntimeError> {
+        self.with_container(id_or_name, |rec| {
+            if rec.state.status != ContainerStatus::Running {
+                return Err(RuntimeError::InvalidState {
+                    id: rec.config.id.clone(),
+                    status: rec.state.status.to_string(),
+                    action: "pause (it is not running)",
+                });
+            }
+            self.oci()?.pause(&rec.config.id).map_err(oci_err)?;
+            rec.state.status = ContainerStatus::Paused;
+            Ok(self.state.save_container(&rec.config.id, &rec.state)?)
+        })
+    }
+
+    /// Thaws a paused container.
+    pub fn unpause_container(&self, id_or_name: &str) -> Result<(), RuntimeError> {
+        self.with_container(id_or_name, |rec| {
+            if rec.state.status != ContainerStatus::Paused {
+                return Err(RuntimeError::InvalidState {
+                    id: rec.config.id.clone(),
+                    status: rec.state.status.to_string(),
+                    action: "unpause (it is not paused)",
+                });
+            }
+            self.oci()?.resume(&rec.config.id).map_err(oci_err)?;
+            rec.state.status = ContainerStatus::Running;
+            Ok(self.state.save_container(&rec.config.id, &rec.state)?)
+        })
+    }
+
+    /// Stops the container if it runs, then starts it again.
+    pub fn restart_container(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ContainerRecord, RuntimeError> {
+        self.with_container(id_or_name, |rec| match rec.state.status {
+            ContainerStatus::Running | ContainerStatus::Created => {
+                self.stop_locked(rec, timeout).map(|_| ())
+            }
+            _ => Ok(()),
+        })?;
+        self.start_container(id_or_name)
+    }
+
+    /// Waits until the container has exited and returns its exit code. Does not hold the
+    /// container's lock while waiting (it watches the exit file).
+    pub fn wait_container(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<i32>, RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        let id = rec.config.id.clone();
+        let live = matches!(
+            rec.state.status,
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Created
+        );
+        if live
+            && self
+                .oci()?
+                .wait_exit(&id, timeout)
+                .map_err(oci_err)?
+                .is_none()
+        {
+            return Ok(None);
+        }
+        match self.with_container(&id, |rec| Ok(rec.state.exit_code)) {
+            Ok(code) => Ok(Some(code)),
+            // Removed in the meantime (--rm): the exit file still has the code.
+            Err(RuntimeError::State(e)) if e.is_not_found() => {
+                let exits = self.config.values.tmp_dir.join("exits");
+                Ok(rpod_oci::read_exit_file(&exits, &id, None)
+                    .ok()
+                    .flatten()
+                    .map(|i| i.code)
+                    .or_else(|| {
+                        rpod_oci::read_exit_file(&exits, &format!("{id}-old"), None)
+                            .ok()
+                            .flatten()
+                            .map(|i| i.code)
+                    }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs a process in a running container and returns its exit code (and output when not
+    /// inherited).
+    pub fn exec(&self, id_or_name: &str, spec: &ExecSpec) -> Result<ExecResult, RuntimeError> {
+        let rec = self.with_container(id_or_name, |rec| {
+            if rec.state.status != ContainerStatus::Running {
+                return Err(RuntimeError::InvalidState {
+                    id: rec.config.id.clone(),
+                    status: rec.state.status.to_string(),
+                    action: "exec in (it is not running)",
+                });
+            }
+            Ok(rec.clone())
+        })?;
+        let user = match spec
+            .user
+            .as_deref()
+            .or(Some(rec.config.user.as_str()).filter(|u| !u.is_empty()))
+        {
+            Some(u) => {
+                let r =
+                    rpod_oci::resolve_user(Path::new(&rec.config.rootfs), u).map_err(oci_err)?;
+                Some(format!("{}:{}", r.uid, r.gid))
+            }
+            None => None,
+        };
+        let mut env = rec.config.env.clone();
+        env.extend(spec.env.iter().cloned());
+        let opts = ExecOptions {
+            args: spec.command.clone(),
+            env,
+            cwd: spec
+                .workdir
+                .clone()
+                .or_else(|| Some(rec.config.working_dir.clone()).filter(|w| !w.is_empty())),
+            user,
+            stdio: if spec.inherit_stdio {
+                ExecStdio::Inherit
+            } else {
+                ExecStdio::Piped
+            },
+            no_new_privs: false,
+            pid_file: None,
+        };
+        let out = self.oci()?.exec(&rec.config.id, &opts).map_err(oci_err)?;
+        Ok(ExecResult {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    /// The container's log entries (k8s-file), optionally only the last `tail`.
+    pub fn logs(
+        &self,
+        id_or_name: &str,
+        tail: Option<usize>,
+    ) -> Result<Vec<LogEntry>, RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        let opts = LogOptions {
+            tail,
+            ..Default::default()
+        };
+        match rpod_oci::read_log(Path::new(&rec.config.log_path), &opts) {
+            Ok(v) => Ok(v),
+            Err(OciError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(oci_err(e)),
+        }
+    }
+
+    /// Follows the container's log: existing entries (the last `tail`), then new ones until the
+    /// container exits or `sink` returns false.
+    pub fn follow_logs(
+        &self,
+        id_or_name: &str,
+        tail: Option<usize>,
+        sink: impl FnMut(LogEntry) -> bool,
+    ) -> Result<(), RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        let mut view = rec.clone();
+        self.sync_exit(&mut view)?;
+        let opts = LogOptions {
+            tail,
+            ..Default::default()
+        };
+        let log = PathBuf::from(&rec.config.log_path);
+        if !matches!(
+            view.state.status,
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Created
+        ) {
+            let mut sink = sink;
+            for e in self.logs(&rec.config.id, tail)? {
+                if !sink(e) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let exits = self.config.values.tmp_dir.join("exits");
+        rpod_oci::follow_log(&log, &opts, &exits, &rec.config.id, sink).map_err(oci_err)
+    }
+}

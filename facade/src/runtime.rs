@@ -1,0 +1,362 @@
+//! The [`Runtime`]: configuration, binaries, directories, locks and state, composed
+//! (reference §5.1).
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use rpod_config::{Config, ConfigEnv, DbConfig, Registries, RuntimeOptions, StateBackend};
+use rpod_lock::LockManager;
+use rpod_state::State;
+
+use crate::binaries::{find_binary, Binary};
+use crate::error::RuntimeError;
+use crate::info::{self, Info, RegistriesInfo};
+use crate::locks::{self, AliveLock, LockReport};
+
+/// File name of the LMDB state database in the static dir.
+pub const STATE_FILE: &str = rpod_state::DB_FILE_NAME;
+
+/// Assembles the configuration for `env` and `options` without touching anything else
+/// (no directories, binaries, locks or state): what `rpod config show` needs.
+pub fn load_config(env: &ConfigEnv, options: &RuntimeOptions) -> Result<Config, RuntimeError> {
+    Ok(Config::load(env, options)?)
+}
+
+/// rpod's runtime: the entry point for everything it does with containers and pods.
+///
+/// Create one with [`Runtime::new`]; each process that works on a given root makes its own (there
+/// is no daemon). Other processes may change the same state concurrently; every operation on an
+/// object takes the object's lock and re-reads it.
+pub struct Runtime {
+    pub(crate) config: Config,
+    oci_runtime: Binary,
+    conmon: Binary,
+    pub(crate) locks: Arc<dyn LockManager>,
+    pub(crate) state: Box<dyn State>,
+    pub(crate) oci: OnceLock<rpod_oci::OciRuntime>,
+    cleanup_bin: Option<PathBuf>,
+    valid: AtomicBool,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("static_dir", &self.config.values.static_dir)
+            .field("tmp_dir", &self.config.values.tmp_dir)
+            .field("oci_runtime", &self.oci_runtime)
+            .field("conmon", &self.conmon)
+            .field("locks", &self.locks)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_state_db(c: &DbConfig) -> rpod_state::DbConfig {
+    rpod_state::DbConfig {
+        static_dir: c.static_dir.clone(),
+        tmp_dir: c.tmp_dir.clone(),
+        run_root: c.run_root.clone(),
+        graph_root: c.graph_root.clone(),
+        volume_path: c.volume_path.clone(),
+        ..Default::default()
+    }
+}
+
+fn from_state_db(c: &rpod_state::DbConfig) -> DbConfig {
+    DbConfig {
+        static_dir: c.static_dir.clone(),
+        tmp_dir: c.tmp_dir.clone(),
+        run_root: c.run_root.clone(),
+        graph_root: c.graph_root.clone(),
+        volume_path: c.volume_path.clone(),
+    }
+}
+
+impl Runtime {
+    /// Builds a runtime from the real environment and `options`: assembles the configuration,
+    /// finds the OCI runtime and conmon, creates the static dir (0700), opens the state and applies
+    /// the paths stored in it, creates the tmp dir (0751) and opens the lock table.
+    pub fn new(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        Self::with_env(&ConfigEnv::detect(), options)
+    }
+
+    /// Like [`Runtime::new`], reading only the configuration file at `path` (`--config`).
+    pub fn from_config(
+        path: impl AsRef<Path>,
+        options: RuntimeOptions,
+    ) -> Result<Runtime, RuntimeError> {
+        Self::new(options.config_path(path.as_ref()))
+    }
+
+    /// Like [`Runtime::new`] in an explicit environment (tests, sandboxes).
+    pub fn with_env(env: &ConfigEnv, options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        Self::build(env, options, false)
+    }
+
+    /// `rpod system renumber`: recreates the lock table with the configured `num_locks` and gives
+    /// every container and pod a fresh lock (required after changing `num_locks`).
+    ///
+    /// Like libpod, nothing stops other rpod processes that still use the old table while this
+    /// runs: renumber when nothing else is running.
+    pub fn renumber(env: &ConfigEnv, options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
+        Self::build(env, options, true)
+    }
+
+    fn build(
+        env: &ConfigEnv,
+        options: RuntimeOptions,
+        renumber: bool,
+    ) -> Result<Runtime, RuntimeError> {
+        let mut config = Config::load(env, &options)?;
+        if let Some(path) = config.write_rootless_default()? {
+            tracing::info!(path = %path.display(), "wrote the effective configuration for this user");
+        }
+        let v = &config.values;
+        let (name, candidates) =
+            v.runtime_candidates()
+                .ok_or_else(|| RuntimeError::BinaryNotFound {
+                    what: format!("OCI runtime {:?}", v.runtime),
+                    candidates: Vec::new(),
+                })?;
+        let oci_runtime = find_binary(&format!("OCI runtime {name:?}"), &name, &candidates)?;
+        let conmon = find_binary("conmon", "conmon", &v.conmon_path)?;
+        let state = open_state(&config)?;
+        // Paths stored in the database win over defaults; explicit values must match them.
+        config.apply_db_config(&from_state_db(&state.get_db_config()?))?;
+        state.validate_db_config(&to_state_db(&config.db_config()))?;
+        state.set_namespace(&config.values.namespace)?;
+        create_dir(&config.values.tmp_dir, 0o751)?;
+        // Processes sharing a tmp dir create the lock table one at a time; processes with
+        // different tmp dirs racing on one segment name are handled by the lock manager.
+        let alive = AliveLock::acquire(&config.values.tmp_dir)?;
+        let rt_locks = if renumber {
+            locks::recreate(&config)?
+        } else {
+            locks::open(&config)?
+        };
+        let rt = Runtime {
+            config,
+            oci_runtime,
+            conmon,
+            locks: rt_locks,
+            state,
+            oci: OnceLock::new(),
+            cleanup_bin: default_cleanup_binary(),
+            valid: AtomicBool::new(true),
+        };
+        if renumber {
+            rt.renumber_objects()?;
+        }
+        drop(alive);
+        Ok(rt)
+    }
+
+    /// Gives every container, then every pod, a freshly allocated lock (libpod's
+    /// `renumberLocks`), in every namespace.
+    fn renumber_objects(&self) -> Result<(), RuntimeError> {
+        let ns = self.state.namespace()?;
+        self.state.set_namespace("")?;
+        let result = (|| {
+            self.locks.free_all()?;
+            for c in self.state.all_containers()? {
+                let lock = self.locks.allocate()?;
+                let mut cfg = c.config;
+                cfg.lock_id = lock.id();
+                self.state.rewrite_container_config(&cfg.id, &cfg)?;
+            }
+            for p in self.state.all_pods()? {
+                let lock = self.locks.allocate()?;
+                let mut cfg = p.config;
+                cfg.lock_id = lock.id();
+                self.state.rewrite_pod_config(&cfg.id, &cfg)?;
+            }
+            Ok(())
+        })();
+        self.state.set_namespace(&ns)?;
+        result
+    }
+
+    /// Uses `bin` (an `rpod` executable) as the cleanup command conmon runs when a container
+    /// exits; `None` disables it (the embedder then calls [`Runtime::cleanup_container`]).
+    /// The default is this executable if it is called `rpod`, else `rpod` on `$PATH`.
+    #[must_use]
+    pub fn with_cleanup_binary(mut self, bin: Option<PathBuf>) -> Self {
+        self.cleanup_bin = bin;
+        self
+    }
+
+    /// The `rpod` executable conmon runs as cleanup command, if any. The in-memory state
+    /// cannot be seen by another process, so it has none.
+    pub fn cleanup_binary(&self) -> Option<&Path> {
+        if self.config.values.state_backend == StateBackend::Memory {
+            return None;
+        }
+        self.cleanup_bin.as_deref()
+    }
+
+    /// Fails once the runtime has been shut down.
+    pub(crate) fn check_valid(&self) -> Result<(), RuntimeError> {
+        if self.valid.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(RuntimeError::Stopped)
+        }
+    }
+
+    /// Marks the runtime unusable and closes the state. Containers keep running (there is no
+    /// daemon); later calls fail with [`RuntimeError::Stopped`].
+    pub fn shutdown(&self) -> Result<(), RuntimeError> {
+        if self.valid.swap(false, Ordering::AcqRel) {
+            self.state.close()?;
+        }
+        Ok(())
+    }
+
+    /// `rpod system reset --force`: removes every container and pod of this root (all
+    /// namespaces), the state database, the lock table and rpod's directories.
+    pub fn reset(self) -> Result<(), RuntimeError> {
+        self.check_valid()?;
+        self.state.set_namespace("")?;
+        let mut errors: Vec<String> = Vec::new();
+        for p in self.state.all_pods()? {
+            if let Err(e) = self.remove_pod(&p.config.id, true) {
+                errors.push(format!("removing pod {}: {e}", p.config.id));
+            }
+        }
+        for c in self.state.all_containers()? {
+            if let Err(e) = self.remove_container(&c.config.id, true) {
+                errors.push(format!("removing container {}: {e}", c.config.id));
+            }
+        }
+        self.shutdown()?;
+        let v = &self.config.values;
+        if v.state_backend == StateBackend::Lmdb {
+            let name = locks::segment_name(&self.config);
+            let _ = rpod_lock::ShmLockManager::unlink(&name);
+        }
+        for path in [
+            v.static_dir.join(STATE_FILE),
+            v.static_dir.join(format!("{STATE_FILE}-lock")),
+        ] {
+            remove_path(&path, &mut errors);
+        }
+        for dir in [
+            v.static_dir.join("containers"),
+            v.static_dir.join("infra-rootfs"),
+            v.tmp_dir.clone(),
+            v.run_root.clone(),
+        ] {
+            remove_path(&dir, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::InvalidSpec(format!(
+                "reset finished with errors: {}",
+                errors.join("; ")
+            )))
+        }
+    }
+
+    /// A copy of the effective configuration.
+    pub fn config(&self) -> Config {
+        self.config.clone()
+    }
+
+    /// The OCI runtime found.
+    pub fn oci_runtime(&self) -> &Binary {
+        &self.oci_runtime
+    }
+
+    /// The conmon binary found.
+    pub fn conmon(&self) -> &Binary {
+        &self.conmon
+    }
+
+    /// The lock manager (one lock per container and pod).
+    pub fn lock_manager(&self) -> &Arc<dyn LockManager> {
+        &self.locks
+    }
+
+    /// The state database.
+    pub fn state(&self) -> &dyn State {
+        self.state.as_ref()
+    }
+
+    /// Lock table usage: total, free and held counts and the current holders.
+    pub fn lock_report(&self) -> Result<LockReport, RuntimeError> {
+        locks::report(&self.config, self.locks.as_ref())
+    }
+
+    /// Host, store and registry information.
+    pub fn info(&self) -> Result<Info, RuntimeError> {
+        let file = self.config.env.registries_conf();
+        let registries = Registries::load(&file)?;
+        Ok(Info {
+            host: info::host_info(self),
+            store: info::store_info(&self.config),
+            registries: RegistriesInfo {
+                search: registries.search,
+                insecure: registries.insecure,
+                file,
+            },
+        })
+    }
+}
+
+/// Opens the configured state backend (creating the static dir for LMDB).
+fn open_state(config: &Config) -> Result<Box<dyn State>, RuntimeError> {
+    Ok(match config.values.state_backend {
+        StateBackend::Memory => Box::new(rpod_state::InMemoryState::new()),
+        StateBackend::Lmdb => {
+            create_dir(&config.values.static_dir, 0o700)?;
+            Box::new(rpod_state::LmdbState::open(&config.values.static_dir)?)
+        }
+    })
+}
+
+/// This executable if it is `rpod`, else `rpod` found on `$PATH`.
+fn default_cleanup_binary() -> Option<PathBuf> {
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_name().is_some_and(|n| n == "rpod") {
+            return Some(exe);
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("rpod"))
+        .find(|p| p.is_file())
+}
+
+fn remove_path(path: &Path, errors: &mut Vec<String>) {
+    let result = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    if let Err(e) = result {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            errors.push(format!("removing {}: {e}", path.display()));
+        }
+    }
+}
+
+/// Creates `path` (and missing parents) with `mode`; an existing directory keeps its mode.
+fn create_dir(path: &Path, mode: u32) -> Result<(), RuntimeError> {
+    let err = |source| RuntimeError::CreateDir {
+        path: path.to_owned(),
+        source,
+    };
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(err)?;
+    // The umask may have narrowed the mode.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
+}

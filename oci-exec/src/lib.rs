@@ -1,0 +1,64 @@
+//! `rpod-oci`: rpod's OCI runtime layer.
+//!
+//! This crate **owns**:
+//! * finding and choosing the OCI runtime and checking it suits the host
+//!   ([`choose_runtime`], [`host_cgroup_mode`]; crun is refused on cgroups v1/hybrid);
+//! * OCI spec generation with the `oci-spec` builders ([`SpecInput`],
+//!   [`generate_spec`], atomic [`write_spec`]);
+//! * the conmon protocol (`--api-version 1`: sync/start pipes, one JSON
+//!   report line) and every runtime operation (create, start, kill, stop,
+//!   delete, state, pause, resume, exec) in [`OciRuntime`];
+//! * conmon exit files and waiting for them through one process-wide inotify
+//!   watcher ([`wait_exit`], [`read_exit_file`]);
+//! * k8s-file logs ([`read_log`], [`follow_log`]);
+//! * exit-code mapping for the CLI ([`exit_code_for_create_error`]).
+//!
+//! It does **not** own container records, locks, configuration discovery or
+//! networking: the facade composes those with this crate. It depends on no
+//! other rpod crate.
+//!
+//! Typical sequence: [`write_spec_for`] into the bundle, [`OciRuntime::create`]
+//! (conmon + `runc create`), [`OciRuntime::start`], [`OciRuntime::wait_exit`],
+//! [`OciRuntime::delete`].
+
+mod error;
+mod exitcode;
+mod exitfile;
+mod logs;
+mod runtime;
+mod select;
+mod spec;
+mod sys;
+mod watch;
+
+pub use error::{OciError, Result};
+pub use exitcode::{
+    exit_code_for_create_error, EXIT_COMMAND_CANNOT_INVOKE, EXIT_COMMAND_NOT_FOUND,
+    EXIT_RPOD_FAILURE,
+};
+pub use exitfile::{
+    exit_file_path, parse_exit_code, read_exit_file, retire_exit_file, wait_exit, wait_exit_info,
+    ExitInfo,
+};
+pub use logs::{
+    follow_log, format_entry, parse_log_line, parse_log_text, parse_rfc3339_nanos, read_log,
+    LogEntry, LogJoiner, LogOptions, LogRecord, LogStream,
+};
+pub use runtime::{
+    last_error_in_json_log, process_alive, runtime_message_from_stderr, CreateOptions, Created,
+    ExecOptions, ExecOutput, ExecStdio, OciRuntime, RuntimeConfig, RuntimeState, RuntimeStatus,
+    DEFAULT_CONMON_PATH, DEFAULT_CREATE_TIMEOUT, DEFAULT_RUNTIME_PATH, KILL_TIMEOUT,
+};
+pub use select::{
+    cgroup_mode_from_mounts, check_runtime_suitable, choose_runtime, choose_runtime_for_mode,
+    host_cgroup_mode, CgroupMode, RuntimeChoice,
+};
+pub use spec::{
+    cgroup_path, clamp_rlimit, generate_spec, resolve_user, write_spec, write_spec_for,
+    CgroupManager, Namespaces, NsMode, ResolvedUser, Rlimit, SpecInput, UserMount,
+    DEFAULT_CAPABILITIES, DEFAULT_CGROUPFS_PARENT, DEFAULT_PATH_ENV, DEFAULT_SHM_SIZE,
+    DEFAULT_SYSTEMD_PARENT, MASKED_PATHS, READONLY_PATHS,
+};
+
+/// Re-export of the `oci-spec` runtime types used in this API.
+pub use oci_spec::runtime::Spec;

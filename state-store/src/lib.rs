@@ -1,0 +1,77 @@
+//! # rpod-state: the state database of rpod
+//!
+//! ## What this crate owns
+//! * The **records** of containers and pods: [`ContainerConfig`] (immutable after creation) and
+//!   [`ContainerState`] (mutable), [`PodConfig`] and [`PodState`], bundled as [`ContainerRecord`] and
+//!   [`PodRecord`]; and the runtime paths recorded at creation, [`DbConfig`].
+//! * The object-safe **[`State`] trait** (libpod's state interface, v1.2, without volumes) and its rules:
+//!   IDs and names unique across containers and pods, dependency edges with the pod rules, pod membership,
+//!   namespaces, lookup by full ID / name / unique prefix, refresh after reboot, DB config validation.
+//! * Two **backends**: [`InMemoryState`] and [`LmdbState`] (a single LMDB file, `<static_dir>/rpod_state.mdb`).
+//!
+//! ## What it does not do
+//! It takes no container or pod **locks** (the `rpod-lock` crate; callers hold the object's lock around
+//! update/save as libpod does), talks to no **OCI runtime**, network or storage, and does not **discover
+//! configuration** (which static directory, which namespace, which paths to validate). The `rpod` facade
+//! composes these: `Runtime::new` opens [`LmdbState::open`]`(static_dir)`, reads [`State::get_db_config`] to
+//! fill paths the user did not set, calls [`State::validate_db_config`] and [`State::set_namespace`], and
+//! holds the result as `Box<dyn State>`.
+//!
+//! ## Semantics
+//! Both backends run one implementation of the rules (a private module written over abstract sorted tables),
+//! so they cannot drift apart; a model-based property test checks both against an independent model.
+//! Errors are [`StateError`]; compare them with [`StateError::kind`] ([`ErrorKind`]). Differences from libpod,
+//! on purpose:
+//! * an ambiguous ID prefix is [`ErrorKind::AmbiguousPrefix`] listing the candidates (libpod said "exists");
+//! * a unique prefix that matches the other kind of object says "X is a pod, not a container" (libpod failed
+//!   later with "not found in DB");
+//! * lookups skip objects of other namespaces also when given their full ID (libpod returned `NsMismatch`
+//!   there); the by-ID getters ([`State::container`], [`State::pod`]) return `NsMismatch`;
+//! * [`State::rewrite_container_config`] refuses to change ID, name, namespace, pod or dependencies, which would
+//!   silently break the indexes.
+//!
+//! ## Storage layout
+//! One LMDB named database per Bolt bucket of libpod: `id-registry` (ID → kind + name), `name-registry`
+//! (name → ID), `ns-registry` (ID → namespace), `ctr-config`, `ctr-state` (ID → JSON), `dependants`
+//! (`depID/dependantID`), `pod-config`, `pod-state`, `pod-members` (`podID/ctrID`), `runtime-config`, plus
+//! `meta` holding the schema marker. Values are JSON; every record field has a serde default, so older
+//! databases keep decoding. Keys are sorted, so the prefix lookup, "dependants of X" and "members of P" are
+//! range scans whose cost depends on the number of matches, not of records.
+//!
+//! ## Why heed 0.22
+//! heed 0.23 ties every `Database` handle to a borrow of its `Env` (`Database<'e, ..>`) and opens databases
+//! only inside `open_databases_and_commit` closures. This crate keeps one environment per file per process in
+//! a registry of `Arc`s and stores the handles next to the environment; with 0.23 that needs a
+//! self-referential struct or a leaked `Env`. heed 0.22 has lifetime-free, `Copy` handles, the same LMDB
+//! (mdb.master via `lmdb-master-sys`) and the same safety contract (`unsafe` open and resize, which live in
+//! one private module with their `SAFETY` arguments).
+//!
+//! ```
+//! use rpod_state::{ContainerConfig, ContainerRecord, InMemoryState, State};
+//!
+//! # fn main() -> Result<(), rpod_state::StateError> {
+//! let state: Box<dyn State> = Box::new(InMemoryState::new());
+//! let ctr = ContainerRecord::new(ContainerConfig::new("0123abcd", "web"));
+//! state.add_container(&ctr)?;
+//! assert_eq!(state.lookup_container("web")?.id(), "0123abcd");
+//! assert_eq!(state.lookup_container("012")?.name(), "web");
+//! # Ok(())
+//! # }
+//! ```
+#![deny(unsafe_code)]
+
+mod error;
+mod lmdb;
+mod logic;
+mod memory;
+mod records;
+mod state;
+
+pub use error::{ErrorKind, Result, StateError};
+pub use lmdb::{LmdbState, DB_FILE_NAME, INITIAL_MAP_SIZE};
+pub use memory::InMemoryState;
+pub use records::{
+    unix_nanos, ContainerConfig, ContainerRecord, ContainerState, ContainerStatus, DbConfig,
+    ExecSession, Mount, PodConfig, PodRecord, PodState, PortMapping, Rlimit,
+};
+pub use state::State;

@@ -1,0 +1,698 @@
+//! [`LmdbState`]: the persistent state in an LMDB file, through heed.
+//!
+//! # File and environment
+//! The database is one file, `<static_dir>/rpod_state.mdb` ([`DB_FILE_NAME`]), plus LMDB's `rpod_state.mdb-lock`,
+//! both mode 0600. It holds one named LMDB database per table of the [storage layout](crate#storage-layout) plus
+//! `meta` (schema marker). A file that LMDB does not recognise, or an LMDB file of another program, is refused
+//! with [`StateError::Damaged`] naming the file and saying to move it aside; a zero-length file is treated as
+//! new.
+//!
+//! LMDB allows one environment per file per process (heed returns `EnvAlreadyOpened` for a second open). This
+//! module keeps a process-wide registry (`canonical path → Weak<SharedEnv>`): every [`LmdbState`] on the same
+//! file shares one environment, which is closed when the last handle is closed or dropped. Each handle has its
+//! own namespace and its own closed flag.
+//!
+//! # Transactions and map growth
+//! Every read is one read transaction; every mutation is exactly one write transaction, so a process killed at
+//! any point leaves the previous or the new version, never a half-written record. Write transactions are
+//! serialised across processes by LMDB's lock file.
+//!
+//! The map starts at [`INITIAL_MAP_SIZE`] (16 MiB). When a transaction fails with `MDB_MAP_FULL` it is aborted,
+//! the map is doubled and the whole transaction is re-run. When another process grew the file beyond this
+//! process's map, LMDB reports `MDB_MAP_RESIZED` on the next transaction; the map is then adopted from the file
+//! and the transaction retried. Resizing needs no transaction of the environment to be active in this process:
+//! every transaction holds a shared "gate" lock and a resize holds it exclusively.
+
+mod sys;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use heed::types::Bytes;
+use heed::{Database, Env, MdbError, RoTxn, RwTxn, WithoutTls};
+
+use crate::error::{Result, StateError};
+use crate::logic::{self, ReadTables, ScanFn, Table, WriteTables};
+use crate::records::{
+    ContainerConfig, ContainerRecord, ContainerState, DbConfig, PodConfig, PodRecord, PodState,
+};
+use crate::State;
+
+/// File name of the database inside the static directory.
+pub const DB_FILE_NAME: &str = "rpod_state.mdb";
+
+/// Initial size of the memory map (the map doubles whenever it is full).
+pub const INITIAL_MAP_SIZE: usize = 16 << 20;
+
+/// Upper bound for map growth (1 TiB).
+const MAX_MAP_SIZE: usize = 1 << 40;
+
+const META_DB: &str = "meta";
+const SCHEMA_KEY: &[u8] = b"schema";
+const SCHEMA_VALUE: &[u8] = b"rpod-state/1";
+
+type Db = Database<Bytes, Bytes>;
+
+/// One open LMDB environment with its database handles, shared by every [`LmdbState`] on the same file.
+struct SharedEnv {
+    env: Env<WithoutTls>,
+    dbs: Vec<Db>,
+    path: PathBuf,
+    /// Held shared by every transaction, exclusively by a map resize.
+    gate: RwLock<()>,
+}
+
+impl std::fmt::Debug for SharedEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedEnv")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<SharedEnv>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Weak<SharedEnv>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+fn is_damage(e: &heed::Error) -> bool {
+    matches!(
+        e,
+        heed::Error::Mdb(
+            MdbError::Invalid
+                | MdbError::VersionMismatch
+                | MdbError::Corrupted
+                | MdbError::PageNotFound
+                | MdbError::Incompatible
+                | MdbError::Panic
+        )
+    )
+}
+
+fn lmdb_err(path: &Path, op: &'static str, e: heed::Error) -> StateError {
+    if is_damage(&e) {
+        StateError::Damaged {
+            path: path.to_path_buf(),
+            reason: format!("{op}: {e}"),
+        }
+    } else {
+        StateError::Lmdb {
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+fn is_map_resized(e: &heed::Error) -> bool {
+    matches!(e, heed::Error::Mdb(MdbError::MapResized))
+}
+
+fn is_map_full(e: &heed::Error) -> bool {
+    matches!(e, heed::Error::Mdb(MdbError::MapFull))
+}
+
+impl SharedEnv {
+    fn open(path: &Path) -> Result<Arc<SharedEnv>> {
+        let mut tries = 0;
+        let env = loop {
+            match sys::open_env(path, INITIAL_MAP_SIZE, (Table::ALL.len() + 1) as u32) {
+                Ok(env) => break env,
+                // The previous environment on this path is still being closed by another thread.
+                Err(heed::Error::EnvAlreadyOpened) if tries < 50 => {
+                    tries += 1;
+                    match heed::env_closing_event(path) {
+                        Some(ev) => {
+                            ev.wait_timeout(Duration::from_millis(100));
+                        }
+                        None => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+                Err(e) => return Err(lmdb_err(path, "opening the database", e)),
+            }
+        };
+        let mut shared = SharedEnv {
+            env,
+            dbs: Vec::new(),
+            path: path.to_path_buf(),
+            gate: RwLock::new(()),
+        };
+        shared.dbs = shared.init_schema()?;
+        Ok(Arc::new(shared))
+    }
+
+    /// Check that the file is ours (or new) and create the named databases.
+    fn init_schema(&self) -> Result<Vec<Db>> {
+        let path = self.path.as_path();
+        let err = |op: &'static str| move |e: heed::Error| lmdb_err(path, op, e);
+        self.with_write_txn(|wtxn| {
+            let meta: Option<Db> =
+                self.env.open_database(wtxn, Some(META_DB)).map_err(err("opening the meta database"))?;
+            let meta = match meta {
+                Some(meta) => {
+                    let schema = meta.get(wtxn, SCHEMA_KEY).map_err(err("reading the schema marker"))?;
+                    if schema != Some(SCHEMA_VALUE) {
+                        return Err(StateError::Damaged {
+                            path: self.path.clone(),
+                            reason: format!(
+                                "unknown schema marker {:?}",
+                                schema.map(|s| String::from_utf8_lossy(s).into_owned())
+                            ),
+                        });
+                    }
+                    meta
+                }
+                None => {
+                    let main: Option<Db> =
+                        self.env.open_database(wtxn, None).map_err(err("opening the main database"))?;
+                    if let Some(main) = main {
+                        if !main.is_empty(wtxn).map_err(err("inspecting the main database"))? {
+                            return Err(StateError::Damaged {
+                                path: self.path.clone(),
+                                reason: "it is an LMDB database of another program (no rpod schema marker)".into(),
+                            });
+                        }
+                    }
+                    let meta: Db =
+                        self.env.create_database(wtxn, Some(META_DB)).map_err(err("creating the meta database"))?;
+                    meta.put(wtxn, SCHEMA_KEY, SCHEMA_VALUE).map_err(err("writing the schema marker"))?;
+                    meta
+                }
+            };
+            let _ = meta;
+            let mut dbs = Vec::with_capacity(Table::ALL.len());
+            for t in Table::ALL {
+                let db: Db =
+                    self.env.create_database(wtxn, Some(t.name())).map_err(err("creating the named databases"))?;
+                dbs.push(db);
+            }
+            Ok(dbs)
+        })
+    }
+
+    fn db(&self, t: Table) -> Result<Db> {
+        self.dbs
+            .get(t.index())
+            .copied()
+            .ok_or_else(|| StateError::Internal {
+                path: self.path.clone(),
+                what: format!("database {} is not open", t.name()),
+            })
+    }
+
+    fn gate_shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adopt the map size another process recorded (after `MDB_MAP_RESIZED`).
+    fn adopt_map_size(&self) -> Result<()> {
+        let gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        sys::resize(&self.env, 0, &gate)
+            .map_err(|e| lmdb_err(&self.path, "adopting the map size", e))?;
+        tracing::debug!(path = %self.path.display(), size = self.env.info().map_size, "adopted LMDB map size");
+        Ok(())
+    }
+
+    /// Double the map, unless another thread already grew it past `seen`.
+    fn grow(&self, seen: usize) -> Result<()> {
+        let gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        let current = self.env.info().map_size;
+        if current > seen {
+            return Ok(());
+        }
+        if current >= MAX_MAP_SIZE {
+            return Err(StateError::Lmdb {
+                op: "growing the map",
+                path: self.path.clone(),
+                source: heed::Error::Mdb(MdbError::MapFull),
+            });
+        }
+        let new = current.saturating_mul(2).min(MAX_MAP_SIZE);
+        sys::resize(&self.env, new, &gate)
+            .map_err(|e| lmdb_err(&self.path, "growing the map", e))?;
+        tracing::info!(path = %self.path.display(), from = current, to = new, "grew the state database map");
+        Ok(())
+    }
+
+    /// Run `f` in one write transaction and commit it, growing the map and re-running on `MDB_MAP_FULL`.
+    fn with_write_txn<T>(&self, mut f: impl FnMut(&mut RwTxn<'_>) -> Result<T>) -> Result<T> {
+        let mut map_full_retries = 0;
+        loop {
+            let gate = self.gate_shared();
+            let mut wtxn = match self.env.write_txn() {
+                Ok(t) => t,
+                Err(e) if is_map_resized(&e) => {
+                    drop(gate);
+                    self.adopt_map_size()?;
+                    continue;
+                }
+                Err(e) => return Err(lmdb_err(&self.path, "beginning a write transaction", e)),
+            };
+            let seen = self.env.info().map_size;
+            let outcome = match f(&mut wtxn) {
+                Ok(v) => match wtxn.commit() {
+                    Ok(()) => return Ok(v),
+                    Err(e) if is_map_full(&e) => Err(StateError::Lmdb {
+                        op: "committing",
+                        path: self.path.clone(),
+                        source: e,
+                    }),
+                    Err(e) => {
+                        return Err(lmdb_err(&self.path, "committing a write transaction", e))
+                    }
+                },
+                Err(e) => {
+                    drop(wtxn);
+                    Err(e)
+                }
+            };
+            drop(gate);
+            match outcome {
+                Err(StateError::Lmdb {
+                    source: heed::Error::Mdb(MdbError::MapFull),
+                    ..
+                }) if map_full_retries < 40 => {
+                    map_full_retries += 1;
+                    self.grow(seen)?;
+                }
+                Err(e) => return Err(e),
+                Ok(v) => return Ok(v),
+            }
+        }
+    }
+
+    fn with_read_txn<T>(&self, f: impl FnOnce(&RoTxn<'_, WithoutTls>) -> Result<T>) -> Result<T> {
+        loop {
+            let gate = self.gate_shared();
+            match self.env.read_txn() {
+                Ok(rtxn) => {
+                    let out = f(&rtxn);
+                    drop(rtxn);
+                    drop(gate);
+                    return out;
+                }
+                Err(e) if is_map_resized(&e) => {
+                    drop(gate);
+                    self.adopt_map_size()?;
+                }
+                Err(e) => return Err(lmdb_err(&self.path, "beginning a read transaction", e)),
+            }
+        }
+    }
+
+    fn view<T>(&self, f: impl FnOnce(&dyn ReadTables) -> Result<T>) -> Result<T> {
+        self.with_read_txn(|rtxn| {
+            f(&Reader {
+                txn: rtxn,
+                shared: self,
+            })
+        })
+    }
+
+    fn update<T>(&self, mut f: impl FnMut(&mut dyn WriteTables) -> Result<T>) -> Result<T> {
+        self.with_write_txn(|wtxn| {
+            f(&mut Writer {
+                txn: wtxn,
+                shared: self,
+            })
+        })
+    }
+}
+
+fn get_in<'t>(
+    shared: &SharedEnv,
+    txn: &'t RoTxn<'_>,
+    t: Table,
+    key: &[u8],
+) -> Result<Option<&'t [u8]>> {
+    shared
+        .db(t)?
+        .get(txn, key)
+        .map_err(|e| lmdb_err(&shared.path, "reading", e))
+}
+
+fn scan_in(
+    shared: &SharedEnv,
+    txn: &RoTxn<'_>,
+    t: Table,
+    prefix: &[u8],
+    f: &mut ScanFn<'_>,
+) -> Result<()> {
+    let db = shared.db(t)?;
+    let err = |e| lmdb_err(&shared.path, "scanning", e);
+    // LMDB rejects an empty key for MDB_SET_RANGE, so "everything" is a plain iteration.
+    if prefix.is_empty() {
+        for item in db.iter(txn).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            if !f(k, v)? {
+                break;
+            }
+        }
+    } else {
+        for item in db.prefix_iter(txn, prefix).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            if !f(k, v)? {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Reader<'a, 't> {
+    txn: &'a RoTxn<'t, WithoutTls>,
+    shared: &'a SharedEnv,
+}
+
+impl ReadTables for Reader<'_, '_> {
+    fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+        Ok(get_in(self.shared, self.txn, t, key)?.map(Cow::Borrowed))
+    }
+
+    fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
+        scan_in(self.shared, self.txn, t, prefix, f)
+    }
+}
+
+struct Writer<'a, 'e> {
+    txn: &'a mut RwTxn<'e>,
+    shared: &'a SharedEnv,
+}
+
+impl Writer<'_, '_> {
+    fn write_err(&self, op: &'static str, e: heed::Error) -> StateError {
+        if is_map_full(&e) {
+            // Keep the raw MapFull so that `with_write_txn` grows the map and re-runs the transaction.
+            StateError::Lmdb {
+                op,
+                path: self.shared.path.clone(),
+                source: e,
+            }
+        } else {
+            lmdb_err(&self.shared.path, op, e)
+        }
+    }
+}
+
+impl ReadTables for Writer<'_, '_> {
+    fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+        Ok(get_in(self.shared, self.txn, t, key)?.map(Cow::Borrowed))
+    }
+
+    fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
+        scan_in(self.shared, self.txn, t, prefix, f)
+    }
+}
+
+impl WriteTables for Writer<'_, '_> {
+    fn put(&mut self, t: Table, key: &[u8], val: &[u8]) -> Result<()> {
+        let db = self.shared.db(t)?;
+        db.put(self.txn, key, val)
+            .map_err(|e| self.write_err("writing", e))
+    }
+
+    fn delete(&mut self, t: Table, key: &[u8]) -> Result<()> {
+        let db = self.shared.db(t)?;
+        db.delete(self.txn, key)
+            .map(|_| ())
+            .map_err(|e| self.write_err("deleting", e))
+    }
+}
+
+/// The state in an LMDB file, through heed.
+///
+/// # File and environment
+/// The database is one file, `<static_dir>/rpod_state.mdb` ([`DB_FILE_NAME`]), plus LMDB's `rpod_state.mdb-lock`,
+/// both mode 0600. It holds one named LMDB database per table of the [storage layout](crate#storage-layout) plus
+/// `meta` (schema marker). A file that LMDB does not recognise, or an LMDB file of another program, is refused
+/// with [`StateError::Damaged`] naming the file and saying to move it aside; a zero-length file is treated as
+/// new.
+///
+/// LMDB allows one environment per file per process (heed returns `EnvAlreadyOpened` for a second open). This
+/// module keeps a process-wide registry (`canonical path → Weak<SharedEnv>`): every [`LmdbState`] on the same
+/// file shares one environment, which is closed when the last handle is closed or dropped. Each handle has its
+/// own namespace and its own closed flag.
+///
+/// # Transactions and map growth
+/// Every read is one read transaction; every mutation is exactly one write transaction, so a process killed at
+/// any point leaves the previous or the new version, never a half-written record. Write transactions are
+/// serialised across processes by LMDB's lock file.
+///
+/// The map starts at [`INITIAL_MAP_SIZE`] (16 MiB). When a transaction fails with `MDB_MAP_FULL` it is aborted,
+/// the map is doubled and the whole transaction is re-run. When another process grew the file beyond this
+/// process's map, LMDB reports `MDB_MAP_RESIZED` on the next transaction; the map is then adopted from the file
+/// and the transaction retried. Resizing needs no transaction of the environment to be active in this process:
+/// every transaction holds a shared "gate" lock and a resize holds it exclusively.
+///
+/// Handles are cheap: open one per [`Runtime`](crate#what-this-crate-owns) and share it as `Box<dyn State>`.
+#[derive(Debug)]
+pub struct LmdbState {
+    path: PathBuf,
+    shared: RwLock<Option<Arc<SharedEnv>>>,
+    namespace: RwLock<String>,
+}
+
+impl LmdbState {
+    /// Open (creating it and the directory if needed) `<static_dir>/rpod_state.mdb`.
+    pub fn open(static_dir: impl AsRef<Path>) -> Result<LmdbState> {
+        let dir = static_dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            op: "creating the state directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Self::open_file(dir.join(DB_FILE_NAME))
+    }
+
+    /// Open (creating it if needed) the database file at `path`; its directory must exist.
+    pub fn open_file(path: impl AsRef<Path>) -> Result<LmdbState> {
+        let path = path.as_ref();
+        let (dir, file) = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(file)) => (
+                if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                },
+                file,
+            ),
+            _ => {
+                return Err(StateError::InvalidArg(format!(
+                    "{} is not a file path",
+                    path.display()
+                )))
+            }
+        };
+        let dir = std::fs::canonicalize(dir).map_err(|source| StateError::Io {
+            op: "resolving the state directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(file);
+        if let Ok(md) = std::fs::metadata(&path) {
+            if !md.is_file() {
+                return Err(StateError::Damaged {
+                    path,
+                    reason: "it is not a regular file".into(),
+                });
+            }
+        }
+        let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+        reg.retain(|_, w| w.strong_count() > 0);
+        let shared = match reg.get(&path).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let shared = SharedEnv::open(&path)?;
+                reg.insert(path.clone(), Arc::downgrade(&shared));
+                shared
+            }
+        };
+        drop(reg);
+        Ok(LmdbState {
+            path,
+            shared: RwLock::new(Some(shared)),
+            namespace: RwLock::new(String::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current size of the memory map in bytes (grows by doubling).
+    pub fn map_size(&self) -> Result<usize> {
+        Ok(self.env()?.env.info().map_size)
+    }
+
+    fn env(&self) -> Result<Arc<SharedEnv>> {
+        self.shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StateError::DbClosed)
+    }
+
+    fn ns(&self) -> String {
+        self.namespace
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn view<T>(&self, f: impl FnOnce(&dyn ReadTables, &str) -> Result<T>) -> Result<T> {
+        let env = self.env()?;
+        let ns = self.ns();
+        env.view(|r| f(r, &ns))
+    }
+
+    fn update<T>(&self, mut f: impl FnMut(&mut dyn WriteTables, &str) -> Result<T>) -> Result<T> {
+        let env = self.env()?;
+        let ns = self.ns();
+        env.update(|w| f(w, &ns))
+    }
+}
+
+impl State for LmdbState {
+    fn close(&self) -> Result<()> {
+        self.shared
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        Ok(())
+    }
+
+    fn refresh(&self) -> Result<()> {
+        self.update(|w, _| logic::refresh(w))
+    }
+
+    fn get_db_config(&self) -> Result<DbConfig> {
+        self.view(|r, _| logic::get_db_config(r))
+    }
+
+    fn validate_db_config(&self, ours: &DbConfig) -> Result<()> {
+        self.update(|w, _| logic::validate_db_config(w, ours))
+    }
+
+    fn set_namespace(&self, ns: &str) -> Result<()> {
+        self.env()?;
+        *self.namespace.write().unwrap_or_else(|e| e.into_inner()) = ns.to_string();
+        Ok(())
+    }
+
+    fn namespace(&self) -> Result<String> {
+        self.env()?;
+        Ok(self.ns())
+    }
+
+    fn container(&self, id: &str) -> Result<ContainerRecord> {
+        self.view(|r, ns| logic::container(r, ns, id))
+    }
+
+    fn lookup_container(&self, id_or_name: &str) -> Result<ContainerRecord> {
+        self.view(|r, ns| logic::lookup_container(r, ns, id_or_name))
+    }
+
+    fn has_container(&self, id: &str) -> Result<bool> {
+        self.view(|r, ns| logic::has_container(r, ns, id))
+    }
+
+    fn add_container(&self, ctr: &ContainerRecord) -> Result<()> {
+        self.update(|w, ns| logic::add_container(w, ns, ctr))
+    }
+
+    fn remove_container(&self, id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_container(w, ns, id))
+    }
+
+    fn update_container(&self, id: &str) -> Result<ContainerState> {
+        self.view(|r, ns| logic::update_container(r, ns, id))
+    }
+
+    fn save_container(&self, id: &str, state: &ContainerState) -> Result<()> {
+        self.update(|w, ns| logic::save_container(w, ns, id, state))
+    }
+
+    fn container_in_use(&self, id: &str) -> Result<Vec<String>> {
+        self.view(|r, ns| logic::container_in_use(r, ns, id))
+    }
+
+    fn all_containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.view(|r, ns| logic::all_containers::<dyn ReadTables + '_>(r, ns))
+    }
+
+    fn rewrite_container_config(&self, id: &str, config: &ContainerConfig) -> Result<()> {
+        self.update(|w, ns| logic::rewrite_container_config(w, ns, id, config))
+    }
+
+    fn pod(&self, id: &str) -> Result<PodRecord> {
+        self.view(|r, ns| logic::pod(r, ns, id))
+    }
+
+    fn lookup_pod(&self, id_or_name: &str) -> Result<PodRecord> {
+        self.view(|r, ns| logic::lookup_pod(r, ns, id_or_name))
+    }
+
+    fn has_pod(&self, id: &str) -> Result<bool> {
+        self.view(|r, ns| logic::has_pod(r, ns, id))
+    }
+
+    fn add_pod(&self, pod: &PodRecord) -> Result<()> {
+        self.update(|w, ns| logic::add_pod(w, ns, pod))
+    }
+
+    fn remove_pod(&self, id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_pod(w, ns, id))
+    }
+
+    fn remove_pod_containers(&self, pod_id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_pod_containers(w, ns, pod_id))
+    }
+
+    fn add_container_to_pod(&self, pod_id: &str, ctr: &ContainerRecord) -> Result<()> {
+        self.update(|w, ns| logic::add_container_to_pod(w, ns, pod_id, ctr))
+    }
+
+    fn remove_container_from_pod(&self, pod_id: &str, ctr_id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_container_from_pod(w, ns, pod_id, ctr_id))
+    }
+
+    fn pod_has_container(&self, pod_id: &str, ctr_id: &str) -> Result<bool> {
+        self.view(|r, ns| logic::pod_has_container(r, ns, pod_id, ctr_id))
+    }
+
+    fn pod_container_ids(&self, pod_id: &str) -> Result<Vec<String>> {
+        self.view(|r, ns| logic::pod_container_ids(r, ns, pod_id))
+    }
+
+    fn pod_containers(&self, pod_id: &str) -> Result<Vec<ContainerRecord>> {
+        self.view(|r, ns| logic::pod_containers(r, ns, pod_id))
+    }
+
+    fn update_pod(&self, id: &str) -> Result<PodState> {
+        self.view(|r, ns| logic::update_pod(r, ns, id))
+    }
+
+    fn save_pod(&self, id: &str, state: &PodState) -> Result<()> {
+        self.update(|w, ns| logic::save_pod(w, ns, id, state))
+    }
+
+    fn all_pods(&self) -> Result<Vec<PodRecord>> {
+        self.view(|r, ns| logic::all_pods::<dyn ReadTables + '_>(r, ns))
+    }
+
+    fn rewrite_pod_config(&self, id: &str, config: &PodConfig) -> Result<()> {
+        self.update(|w, ns| logic::rewrite_pod_config(w, ns, id, config))
+    }
+}

@@ -1,0 +1,899 @@
+//! The rules of the state (libpod `boltdb_state_internal.go`), written once over an abstract set of sorted
+//! key-value tables. Both backends run exactly this code: [`InMemoryState`](crate::InMemoryState) over
+//! `BTreeMap`s (with an undo log for atomicity) and [`LmdbState`](crate::LmdbState) over LMDB named databases
+//! inside one transaction.
+//!
+//! # Tables (mirroring libpod's Bolt buckets)
+//! | table | key | value |
+//! |---|---|---|
+//! | `id-registry` | ID | `c` or `p` (kind) followed by the name |
+//! | `name-registry` | name | ID |
+//! | `ns-registry` | ID | namespace (only when non-empty) |
+//! | `ctr-config` | container ID | [`ContainerConfig`] JSON |
+//! | `ctr-state` | container ID | [`ContainerState`] JSON |
+//! | `dependants` | `depID/dependantID` | empty |
+//! | `pod-config` | pod ID | [`PodConfig`] JSON |
+//! | `pod-state` | pod ID | [`PodState`] JSON |
+//! | `pod-members` | `podID/ctrID` | empty |
+//! | `runtime-config` | `os`, `static-dir`, … | the path |
+//!
+//! Because keys are sorted, "every dependant of X" and "every member of pod P" are prefix scans, and so is the
+//! lookup by ID prefix: its cost grows with the number of matches, not with the number of records.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Result, StateError};
+use crate::records::{
+    ContainerConfig, ContainerRecord, ContainerState, DbConfig, PodConfig, PodRecord, PodState,
+};
+
+/// Maximum length of an ID or a name, in bytes (LMDB keys are limited to 511 bytes; edge keys hold two IDs).
+pub(crate) const MAX_ID_LEN: usize = 255;
+
+/// The logical tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    IdRegistry,
+    NameRegistry,
+    NsRegistry,
+    CtrConfig,
+    CtrState,
+    Dependants,
+    PodConfig,
+    PodState,
+    PodMembers,
+    RuntimeConfig,
+}
+
+impl Table {
+    pub(crate) const ALL: [Table; 10] = [
+        Table::IdRegistry,
+        Table::NameRegistry,
+        Table::NsRegistry,
+        Table::CtrConfig,
+        Table::CtrState,
+        Table::Dependants,
+        Table::PodConfig,
+        Table::PodState,
+        Table::PodMembers,
+        Table::RuntimeConfig,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::IdRegistry => "id-registry",
+            Table::NameRegistry => "name-registry",
+            Table::NsRegistry => "ns-registry",
+            Table::CtrConfig => "ctr-config",
+            Table::CtrState => "ctr-state",
+            Table::Dependants => "dependants",
+            Table::PodConfig => "pod-config",
+            Table::PodState => "pod-state",
+            Table::PodMembers => "pod-members",
+            Table::RuntimeConfig => "runtime-config",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Callback of [`ReadTables::scan_prefix`]: gets each key and value, returns `false` to stop.
+pub(crate) type ScanFn<'f> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'f;
+
+/// Read access to the tables (one consistent snapshot).
+pub(crate) trait ReadTables {
+    /// The database file, for error messages.
+    fn path(&self) -> &Path;
+    /// One value.
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>>;
+    /// Every entry whose key starts with `prefix`, in key order, until `f` returns `false`.
+    fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()>;
+}
+
+/// Write access (inside one transaction).
+pub(crate) trait WriteTables: ReadTables {
+    /// Insert or replace.
+    fn put(&mut self, t: Table, key: &[u8], val: &[u8]) -> Result<()>;
+    /// Delete (absent keys are fine).
+    fn delete(&mut self, t: Table, key: &[u8]) -> Result<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ctr,
+    Pod,
+}
+
+const KIND_CTR: u8 = b'c';
+const KIND_POD: u8 = b'p';
+
+fn edge(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len() + 1);
+    k.extend_from_slice(a.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+fn registry_value(kind: Kind, name: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(name.len() + 1);
+    v.push(if kind == Kind::Ctr {
+        KIND_CTR
+    } else {
+        KIND_POD
+    });
+    v.extend_from_slice(name.as_bytes());
+    v
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain structs (string keys, no custom fallible impls) cannot fail; fall back to an
+    // empty object rather than panic, which would then be reported as corrupt on read.
+    serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn decode<T: DeserializeOwned, R: ReadTables + ?Sized>(
+    r: &R,
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| StateError::Corrupt {
+        path: r.path().to_path_buf(),
+        what: what(),
+        source,
+    })
+}
+
+fn utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn internal<R: ReadTables + ?Sized>(r: &R, what: String) -> StateError {
+    StateError::Internal {
+        path: r.path().to_path_buf(),
+        what,
+    }
+}
+
+/// Validate an ID given for a lookup or an operation on an existing object.
+fn nonempty(id: &str) -> Result<()> {
+    if id.is_empty() {
+        Err(StateError::EmptyId)
+    } else {
+        Ok(())
+    }
+}
+
+/// Validate the ID and name of a new object.
+fn validate_new(id: &str, name: &str) -> Result<()> {
+    nonempty(id)?;
+    if id.len() > MAX_ID_LEN || id.contains('/') {
+        return Err(StateError::InvalidArg(format!(
+            "ID {id:?} must be at most {MAX_ID_LEN} bytes long and must not contain '/'"
+        )));
+    }
+    if name.is_empty() {
+        return Err(StateError::InvalidArg(format!(
+            "object {id} has an empty name"
+        )));
+    }
+    if name.len() > MAX_ID_LEN {
+        return Err(StateError::InvalidArg(format!(
+            "name of {id} is longer than {MAX_ID_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_ns(ns: &str, what: impl FnOnce() -> String, found: &str) -> Result<()> {
+    if ns.is_empty() || ns == found {
+        Ok(())
+    } else {
+        Err(StateError::NsMismatch {
+            what: what(),
+            found: found.to_string(),
+            expected: ns.to_string(),
+        })
+    }
+}
+
+/// Strict equality of two objects' namespaces (a dependency or pod must be in the container's namespace).
+fn check_same_ns(expected: &str, what: impl FnOnce() -> String, found: &str) -> Result<()> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(StateError::NsMismatch {
+            what: what(),
+            found: found.to_string(),
+            expected: expected.to_string(),
+        })
+    }
+}
+
+fn ns_visible<R: ReadTables + ?Sized>(r: &R, ns: &str, id: &[u8]) -> Result<bool> {
+    if ns.is_empty() {
+        return Ok(true);
+    }
+    Ok(r.get(Table::NsRegistry, id)?
+        .is_some_and(|v| *v == *ns.as_bytes()))
+}
+
+fn kind_of(v: &[u8]) -> Option<Kind> {
+    match v.first() {
+        Some(&KIND_CTR) => Some(Kind::Ctr),
+        Some(&KIND_POD) => Some(Kind::Pod),
+        _ => None,
+    }
+}
+
+fn registered_kind<R: ReadTables + ?Sized>(r: &R, id: &[u8]) -> Result<Option<Kind>> {
+    Ok(r.get(Table::IdRegistry, id)?.and_then(|v| kind_of(&v)))
+}
+
+// ----- containers: reads -----
+
+fn read_ctr_config<R: ReadTables + ?Sized>(r: &R, id: &str) -> Result<Option<ContainerConfig>> {
+    match r.get(Table::CtrConfig, id.as_bytes())? {
+        Some(b) => decode(r, &b, || format!("config of container {id}")).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn read_ctr_state<R: ReadTables + ?Sized>(r: &R, id: &str) -> Result<ContainerState> {
+    match r.get(Table::CtrState, id.as_bytes())? {
+        Some(b) => decode(r, &b, || format!("state of container {id}")),
+        None => Err(internal(
+            r,
+            format!("container {id} has a config but no state"),
+        )),
+    }
+}
+
+/// The config of a visible container (EmptyId, NoSuchContainer, NsMismatch).
+fn visible_ctr_config<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    id: &str,
+) -> Result<ContainerConfig> {
+    nonempty(id)?;
+    let cfg = read_ctr_config(r, id)?.ok_or_else(|| StateError::NoSuchContainer(id.to_string()))?;
+    check_ns(ns, || format!("container {id}"), &cfg.namespace)?;
+    Ok(cfg)
+}
+
+pub(crate) fn container<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    id: &str,
+) -> Result<ContainerRecord> {
+    let config = visible_ctr_config(r, ns, id)?;
+    let state = read_ctr_state(r, id)?;
+    Ok(ContainerRecord { config, state })
+}
+
+pub(crate) fn has_container<R: ReadTables + ?Sized>(r: &R, ns: &str, id: &str) -> Result<bool> {
+    nonempty(id)?;
+    Ok(r.get(Table::CtrConfig, id.as_bytes())?.is_some() && ns_visible(r, ns, id.as_bytes())?)
+}
+
+/// Resolve a full ID, name or unique prefix to the ID of an object of kind `want`.
+fn lookup<R: ReadTables + ?Sized>(r: &R, ns: &str, s: &str, want: Kind) -> Result<String> {
+    nonempty(s)?;
+    let wrong_kind = || match want {
+        Kind::Ctr => StateError::IsPodNotContainer(s.to_string()),
+        Kind::Pod => StateError::IsContainerNotPod(s.to_string()),
+    };
+    // 1. full ID
+    if registered_kind(r, s.as_bytes())? == Some(want) && ns_visible(r, ns, s.as_bytes())? {
+        return Ok(s.to_string());
+    }
+    // 2. exact name
+    let mut name_of_other_kind = false;
+    if let Some(id) = r.get(Table::NameRegistry, s.as_bytes())? {
+        if ns_visible(r, ns, &id)? {
+            match registered_kind(r, &id)? {
+                Some(k) if k == want => return Ok(utf8(&id)),
+                Some(_) => name_of_other_kind = true,
+                None => {
+                    return Err(internal(
+                        r,
+                        format!("name {s:?} points at unregistered ID {}", utf8(&id)),
+                    ))
+                }
+            }
+        }
+    }
+    // 3. unique prefix over containers and pods together
+    let mut candidates: Vec<(String, Option<Kind>)> = Vec::new();
+    r.scan_prefix(Table::IdRegistry, s.as_bytes(), &mut |k, v| {
+        if ns_visible(r, ns, k)? {
+            candidates.push((utf8(k), kind_of(v)));
+        }
+        Ok(true)
+    })?;
+    match candidates.len() {
+        0 if name_of_other_kind => Err(wrong_kind()),
+        0 => Err(match want {
+            Kind::Ctr => StateError::NoSuchContainer(s.to_string()),
+            Kind::Pod => StateError::NoSuchPod(s.to_string()),
+        }),
+        1 => {
+            let (id, kind) = candidates.swap_remove(0);
+            if kind == Some(want) {
+                Ok(id)
+            } else {
+                Err(wrong_kind())
+            }
+        }
+        _ => Err(StateError::AmbiguousPrefix {
+            prefix: s.to_string(),
+            candidates: candidates.into_iter().map(|(id, _)| id).collect(),
+        }),
+    }
+}
+
+pub(crate) fn lookup_container<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    s: &str,
+) -> Result<ContainerRecord> {
+    let id = lookup(r, ns, s, Kind::Ctr)?;
+    container(r, ns, &id)
+}
+
+fn dependants<R: ReadTables + ?Sized>(r: &R, id: &str) -> Result<Vec<String>> {
+    let prefix = edge(id, "");
+    let mut out = Vec::new();
+    r.scan_prefix(Table::Dependants, &prefix, &mut |k, _| {
+        out.push(utf8(&k[prefix.len()..]));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+pub(crate) fn container_in_use<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    id: &str,
+) -> Result<Vec<String>> {
+    visible_ctr_config(r, ns, id)?;
+    dependants(r, id)
+}
+
+pub(crate) fn update_container<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    id: &str,
+) -> Result<ContainerState> {
+    visible_ctr_config(r, ns, id)?;
+    read_ctr_state(r, id)
+}
+
+/// Decode a listed container; undecodable records are logged and skipped (`Ok(None)`).
+fn listed_container<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    id: &str,
+    config: &[u8],
+) -> Result<Option<ContainerRecord>> {
+    let config: ContainerConfig = match decode(r, config, || format!("config of container {id}")) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(container = id, error = %e, "skipping container whose config does not decode");
+            return Ok(None);
+        }
+    };
+    if !ns.is_empty() && config.namespace != ns {
+        return Ok(None);
+    }
+    match read_ctr_state(r, id) {
+        Ok(state) => Ok(Some(ContainerRecord { config, state })),
+        Err(e @ (StateError::Corrupt { .. } | StateError::Internal { .. })) => {
+            tracing::warn!(container = id, error = %e, "skipping container whose state is unusable");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub(crate) fn all_containers<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+) -> Result<Vec<ContainerRecord>> {
+    let mut out = Vec::new();
+    r.scan_prefix(Table::CtrConfig, b"", &mut |k, v| {
+        if let Some(rec) = listed_container(r, ns, &utf8(k), v)? {
+            out.push(rec);
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+// ----- containers: writes -----
+
+fn add_ctr_common(w: &mut dyn WriteTables, ns: &str, rec: &ContainerRecord) -> Result<()> {
+    let c = &rec.config;
+    validate_new(&c.id, &c.name)?;
+    check_ns(ns, || format!("container {}", c.id), &c.namespace)?;
+    if let Some(pod_id) = &c.pod {
+        let pod =
+            read_pod_config(w, pod_id)?.ok_or_else(|| StateError::NoSuchPod(pod_id.clone()))?;
+        check_same_ns(
+            &pod.namespace,
+            || format!("container {}", c.id),
+            &c.namespace,
+        )?;
+    }
+    if w.get(Table::IdRegistry, c.id.as_bytes())?.is_some() {
+        return Err(StateError::IdInUse(c.id.clone()));
+    }
+    if w.get(Table::NameRegistry, c.name.as_bytes())?.is_some() {
+        return Err(StateError::NameInUse(c.name.clone()));
+    }
+    let deps = c.dependencies();
+    for dep in &deps {
+        if *dep == c.id {
+            return Err(StateError::InvalidArg(format!(
+                "container {} cannot depend on itself",
+                c.id
+            )));
+        }
+        let dep_cfg = read_ctr_config(w, dep)?.ok_or_else(|| StateError::MissingDependency {
+            ctr: c.id.clone(),
+            dependency: dep.clone(),
+        })?;
+        match (&c.pod, &dep_cfg.pod) {
+            (Some(p), Some(dp)) if p == dp => {}
+            (None, None) => {}
+            (Some(p), _) => {
+                return Err(StateError::InvalidArg(format!(
+                    "container {} is in pod {p} and cannot depend on container {dep}, which is not in the same pod",
+                    c.id
+                )))
+            }
+            (None, Some(dp)) => {
+                return Err(StateError::InvalidArg(format!(
+                    "container {} is not in a pod and cannot depend on container {dep}, which is in pod {dp}",
+                    c.id
+                )))
+            }
+        }
+        check_same_ns(
+            &c.namespace,
+            || format!("dependency {dep} of container {}", c.id),
+            &dep_cfg.namespace,
+        )?;
+    }
+
+    let id = c.id.as_bytes();
+    w.put(Table::IdRegistry, id, &registry_value(Kind::Ctr, &c.name))?;
+    w.put(Table::NameRegistry, c.name.as_bytes(), id)?;
+    if !c.namespace.is_empty() {
+        w.put(Table::NsRegistry, id, c.namespace.as_bytes())?;
+    }
+    w.put(Table::CtrConfig, id, &encode(c))?;
+    w.put(Table::CtrState, id, &encode(&rec.state))?;
+    for dep in &deps {
+        w.put(Table::Dependants, &edge(dep, &c.id), b"")?;
+    }
+    if let Some(pod_id) = &c.pod {
+        w.put(Table::PodMembers, &edge(pod_id, &c.id), b"")?;
+    }
+    Ok(())
+}
+
+pub(crate) fn add_container(
+    w: &mut dyn WriteTables,
+    ns: &str,
+    rec: &ContainerRecord,
+) -> Result<()> {
+    if let Some(pod) = &rec.config.pod {
+        return Err(StateError::InvalidArg(format!(
+            "container {} is in pod {pod}: use add_container_to_pod instead",
+            rec.config.id
+        )));
+    }
+    add_ctr_common(w, ns, rec)
+}
+
+pub(crate) fn add_container_to_pod(
+    w: &mut dyn WriteTables,
+    ns: &str,
+    pod_id: &str,
+    rec: &ContainerRecord,
+) -> Result<()> {
+    nonempty(pod_id)?;
+    if rec.config.pod.as_deref() != Some(pod_id) {
+        return Err(StateError::InvalidArg(format!(
+            "container {} is not configured for pod {pod_id} (its pod is {:?})",
+            rec.config.id, rec.config.pod
+        )));
+    }
+    add_ctr_common(w, ns, rec)
+}
+
+/// Delete a container whose existence, namespace and pod membership were checked.
+fn remove_ctr_common(
+    w: &mut dyn WriteTables,
+    cfg: &ContainerConfig,
+    check_dependants: bool,
+) -> Result<()> {
+    if check_dependants {
+        let deps = dependants(w, &cfg.id)?;
+        if !deps.is_empty() {
+            return Err(StateError::HasDependants {
+                ctr: cfg.id.clone(),
+                dependants: deps,
+            });
+        }
+    }
+    let id = cfg.id.as_bytes();
+    w.delete(Table::IdRegistry, id)?;
+    w.delete(Table::NameRegistry, cfg.name.as_bytes())?;
+    w.delete(Table::NsRegistry, id)?;
+    w.delete(Table::CtrConfig, id)?;
+    w.delete(Table::CtrState, id)?;
+    for dep in cfg.dependencies() {
+        w.delete(Table::Dependants, &edge(&dep, &cfg.id))?;
+    }
+    if let Some(pod) = &cfg.pod {
+        w.delete(Table::PodMembers, &edge(pod, &cfg.id))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn remove_container(w: &mut dyn WriteTables, ns: &str, id: &str) -> Result<()> {
+    let cfg = visible_ctr_config(w, ns, id)?;
+    if let Some(pod) = &cfg.pod {
+        return Err(StateError::PodMember {
+            ctr: id.to_string(),
+            pod: pod.clone(),
+        });
+    }
+    remove_ctr_common(w, &cfg, true)
+}
+
+pub(crate) fn save_container(
+    w: &mut dyn WriteTables,
+    ns: &str,
+    id: &str,
+    state: &ContainerState,
+) -> Result<()> {
+    visible_ctr_config(w, ns, id)?;
+    w.put(Table::CtrState, id.as_bytes(), &encode(state))
+}
+
+pub(crate) fn rewrite_container_config(
+    w: &mut dyn WriteTables,
+    ns: &str,
+    id: &str,
+    new: &ContainerConfig,
+) -> Result<()> {
+    let old = visible_ctr_config(w, ns, id)?;
+    if new.id != old.id
+        || new.name != old.name
+        || new.namespace != old.namespace
+        || new.pod != old.pod
+        || new.dependencies() != old.dependencies()
+    {
+        return Err(StateError::InvalidArg(format!(
+            "rewriting the config of container {id} must not change its ID, name, namespace, pod or dependencies"
+        )));
+    }
+    w.put(Table::CtrConfig, id.as_bytes(), &encode(new))
+}
+
+// ----- pods -----
+
+fn read_pod_config<R: ReadTables + ?Sized>(r: &R, id: &str) -> Result<Option<PodConfig>> {
+    match r.get(Table::PodConfig, id.as_bytes())? {
+        Some(b) => decode(r, &b, || format!("config of pod {id}")).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn read_pod_state<R: ReadTables + ?Sized>(r: &R, id: &str) -> Result<PodState> {
+    match r.get(Table::PodState, id.as_bytes())? {
+        Some(b) => decode(r, &b, || format!("state of pod {id}")),
+        None => Err(internal(r, format!("pod {id} has a config but no state"))),
+    }
+}
+
+fn visible_pod_config<R: ReadTables + ?Sized>(r: &R, ns: &str, id: &str) -> Result<PodConfig> {
+    nonempty(id)?;
+    let cfg = read_pod_config(r, id)?.ok_or_else(|| StateError::NoSuchPod(id.to_string()))?;
+    check_ns(ns, || format!("pod {id}"), &cfg.namespace)?;
+    Ok(cfg)
+}
+
+pub(crate) fn pod<R: ReadTables + ?Sized>(r: &R, ns: &str, id: &str) -> Result<PodRecord> {
+    let config = visible_pod_config(r, ns, id)?;
+    let state = read_pod_state(r, id)?;
+    Ok(PodRecord { config, state })
+}
+
+pub(crate) fn has_pod<R: ReadTables + ?Sized>(r: &R, ns: &str, id: &str) -> Result<bool> {
+    nonempty(id)?;
+    Ok(r.get(Table::PodConfig, id.as_bytes())?.is_some() && ns_visible(r, ns, id.as_bytes())?)
+}
+
+pub(crate) fn lookup_pod<R: ReadTables + ?Sized>(r: &R, ns: &str, s: &str) -> Result<PodRecord> {
+    let id = lookup(r, ns, s, Kind::Pod)?;
+    pod(r, ns, &id)
+}
+
+fn members<R: ReadTables + ?Sized>(r: &R, pod_id: &str) -> Result<Vec<String>> {
+    let prefix = edge(pod_id, "");
+    let mut out = Vec::new();
+    r.scan_prefix(Table::PodMembers, &prefix, &mut |k, _| {
+        out.push(utf8(&k[prefix.len()..]));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+pub(crate) fn pod_has_container<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    pod_id: &str,
+    ctr_id: &str,
+) -> Result<bool> {
+    visible_pod_config(r, ns, pod_id)?;
+    nonempty(ctr_id)?;
+    Ok(r.get(Table::PodMembers, &edge(pod_id, ctr_id))?.is_some())
+}
+
+pub(crate) fn pod_container_ids<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    pod_id: &str,
+) -> Result<Vec<String>> {
+    visible_pod_config(r, ns, pod_id)?;
+    members(r, pod_id)
+}
+
+pub(crate) fn pod_containers<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    pod_id: &str,
+) -> Result<Vec<ContainerRecord>> {
+    visible_pod_config(r, ns, pod_id)?;
+    let mut out = Vec::new();
+    for id in members(r, pod_id)? {
+        let Some(config) = r.get(Table::CtrConfig, id.as_bytes())? else {
+            return Err(internal(
+                r,
+                format!("pod {pod_id} lists container {id}, which has no config"),
+            ));
+        };
+        if let Some(rec) = listed_container(r, "", &id, &config)? {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn update_pod<R: ReadTables + ?Sized>(r: &R, ns: &str, id: &str) -> Result<PodState> {
+    visible_pod_config(r, ns, id)?;
+    read_pod_state(r, id)
+}
+
+pub(crate) fn all_pods<R: ReadTables + ?Sized>(r: &R, ns: &str) -> Result<Vec<PodRecord>> {
+    let mut out = Vec::new();
+    r.scan_prefix(Table::PodConfig, b"", &mut |k, v| {
+        let id = utf8(k);
+        let config: PodConfig = match decode(r, v, || format!("config of pod {id}")) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(pod = %id, error = %e, "skipping pod whose config does not decode");
+                return Ok(true);
+            }
+        };
+        if !ns.is_empty() && config.namespace != ns {
+            return Ok(true);
+        }
+        match read_pod_state(r, &id) {
+            Ok(state) => out.push(PodRecord { config, state }),
+            Err(e) => tracing::warn!(pod = %id, error = %e, "skipping pod whose state is unusable"),
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+pub(crate) fn add_pod(w: &mut dyn WriteTables, ns: &str, rec: &PodRecord) -> Result<()> {
+    let c = &rec.config;
+    validate_new(&c.id, &c.name)?;
+    check_ns(ns, || format!("pod {}", c.id), &c.namespace)?;
+    if w.get(Table::IdRegistry, c.id.as_bytes())?.is_some() {
+        return Err(StateError::IdInUse(c.id.clone()));
+    }
+    if w.get(Table::NameRegistry, c.name.as_bytes())?.is_some() {
+        return Err(StateError::NameInUse(c.name.clone()));
+    }
+    let id = c.id.as_bytes();
+    w.put(Table::IdRegistry, id, &registry_value(Kind::Pod, &c.name))?;
+    w.put(Table::NameRegistry, c.name.as_bytes(), id)?;
+    if !c.namespace.is_empty() {
+        w.put(Table::NsRegistry, id, c.namespace.as_bytes())?;
+    }
+    w.put(Table::PodConfig, id, &encode(c))?;
+    w.put(Table::PodState, id, &encode(&rec.state))?;
+    Ok(())
+}
+
+pub(crate) fn remove_pod(w: &mut dyn WriteTables, ns: &str, id: &str) -> Result<()> {
+    let cfg = visible_pod_config(w, ns, id)?;
+    let count = members(w, id)?.len();
+    if count > 0 {
+        return Err(StateError::NotEmpty {
+            pod: id.to_string(),
+            count,
+        });
+    }
+    let key = id.as_bytes();
+    w.delete(Table::IdRegistry, key)?;
+    w.delete(Table::NameRegistry, cfg.name.as_bytes())?;
+    w.delete(Table::NsRegistry, key)?;
+    w.delete(Table::PodConfig, key)?;
+    w.delete(Table::PodState, key)?;
+    Ok(())
+}
+
+pub(crate) fn remove_pod_containers(w: &mut dyn WriteTables, ns: &str, pod_id: &str) -> Result<()> {
+    visible_pod_config(w, ns, pod_id)?;
+    let ids = members(w, pod_id)?;
+    let set: BTreeSet<&String> = ids.iter().collect();
+    for id in &ids {
+        for d in dependants(w, id)? {
+            if !set.contains(&d) {
+                return Err(StateError::DependantOutsidePod {
+                    ctr: id.clone(),
+                    dependant: d,
+                    pod: pod_id.to_string(),
+                });
+            }
+        }
+    }
+    for id in &ids {
+        match read_ctr_config(w, id)? {
+            Some(cfg) => remove_ctr_common(w, &cfg, false)?,
+            None => {
+                tracing::warn!(pod = pod_id, container = %id, "pod member without a config; dropping the membership");
+                w.delete(Table::PodMembers, &edge(pod_id, id))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn remove_container_from_pod(
+    w: &mut dyn WriteTables,
+    ns: &str,
+    pod_id: &str,
+    ctr_id: &str,
+) -> Result<()> {
+    visible_pod_config(w, ns, pod_id)?;
+    let cfg = visible_ctr_config(w, ns, ctr_id)?;
+    if cfg.pod.as_deref() != Some(pod_id) {
+        return Err(StateError::NotInPod {
+            ctr: ctr_id.to_string(),
+            pod: pod_id.to_string(),
+        });
+    }
+    remove_ctr_common(w, &cfg, true)
+}
+
+pub(crate) fn save_pod(
+    w: &mut dyn WriteTables,
+    ns: &str,
+    id: &str,
+    state: &PodState,
+) -> Result<()> {
+    visible_pod_config(w, ns, id)?;
+    w.put(Table::PodState, id.as_bytes(), &encode(state))
+}
+
+pub(crate) fn rewrite_pod_config(
+    w: &mut dyn WriteTables,
+    ns: &str,
+    id: &str,
+    new: &PodConfig,
+) -> Result<()> {
+    let old = visible_pod_config(w, ns, id)?;
+    if new.id != old.id || new.name != old.name || new.namespace != old.namespace {
+        return Err(StateError::InvalidArg(format!(
+            "rewriting the config of pod {id} must not change its ID, name or namespace"
+        )));
+    }
+    w.put(Table::PodConfig, id.as_bytes(), &encode(new))
+}
+
+// ----- lifecycle -----
+
+pub(crate) fn refresh(w: &mut dyn WriteTables) -> Result<()> {
+    let mut ctrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    w.scan_prefix(Table::CtrState, b"", &mut |k, v| {
+        ctrs.push((k.to_vec(), v.to_vec()));
+        Ok(true)
+    })?;
+    for (k, v) in ctrs {
+        let id = utf8(&k);
+        match decode::<ContainerState, _>(w, &v, || format!("state of container {id}")) {
+            Ok(mut st) => {
+                st.reset_for_reboot();
+                w.put(Table::CtrState, &k, &encode(&st))?;
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "not refreshing container whose state does not decode")
+            }
+        }
+    }
+    let mut pods: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    w.scan_prefix(Table::PodState, b"", &mut |k, v| {
+        pods.push((k.to_vec(), v.to_vec()));
+        Ok(true)
+    })?;
+    for (k, v) in pods {
+        let id = utf8(&k);
+        match decode::<PodState, _>(w, &v, || format!("state of pod {id}")) {
+            Ok(mut st) => {
+                st.cgroup_path.clear();
+                w.put(Table::PodState, &k, &encode(&st))?;
+            }
+            Err(e) => {
+                tracing::warn!(pod = %id, error = %e, "not refreshing pod whose state does not decode")
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn get_db_config<R: ReadTables + ?Sized>(r: &R) -> Result<DbConfig> {
+    let mut out = DbConfig::default();
+    for (key, _, _) in DbConfig::default().fields() {
+        if let Some(v) = r.get(Table::RuntimeConfig, key.as_bytes())? {
+            out.set(key, utf8(&v));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn validate_db_config(w: &mut dyn WriteTables, ours: &DbConfig) -> Result<()> {
+    for (key, label, value) in ours.fields() {
+        let value = if key == "os" && value.is_empty() {
+            std::env::consts::OS
+        } else {
+            value
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let stored = w
+            .get(Table::RuntimeConfig, key.as_bytes())?
+            .map(|v| utf8(&v));
+        match stored {
+            None => w.put(Table::RuntimeConfig, key.as_bytes(), value.as_bytes())?,
+            Some(db) if db.is_empty() => {
+                w.put(Table::RuntimeConfig, key.as_bytes(), value.as_bytes())?
+            }
+            Some(db) if db == value => {}
+            Some(db) => {
+                return Err(StateError::DbMismatch {
+                    field: label,
+                    db,
+                    ours: value.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

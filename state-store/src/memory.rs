@@ -1,0 +1,295 @@
+//! [`InMemoryState`]: the state in process memory, for tests of the layers above and for `--no-state` runs.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::error::{Result, StateError};
+use crate::logic::{self, ReadTables, ScanFn, Table, WriteTables};
+use crate::records::{
+    ContainerConfig, ContainerRecord, ContainerState, DbConfig, PodConfig, PodRecord, PodState,
+};
+use crate::State;
+
+const MEMORY_PATH: &str = "<memory>";
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+#[derive(Debug, Default)]
+struct Tables {
+    maps: [Map; Table::ALL.len()],
+}
+
+impl Tables {
+    fn map(&self, t: Table) -> &Map {
+        &self.maps[t.index()]
+    }
+}
+
+fn scan(map: &Map, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
+    for (k, v) in map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded)) {
+        if !k.starts_with(prefix) || !f(k, v)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl ReadTables for Tables {
+    fn path(&self) -> &Path {
+        Path::new(MEMORY_PATH)
+    }
+
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+        Ok(self.map(t).get(key).map(|v| Cow::Borrowed(v.as_slice())))
+    }
+
+    fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
+        scan(self.map(t), prefix, f)
+    }
+}
+
+/// A write "transaction" over the maps: every change is recorded in an undo log and rolled back unless the
+/// operation succeeds, so that a failed mutation leaves nothing behind (the same all-or-nothing behaviour as an
+/// LMDB write transaction).
+struct Txn<'a> {
+    tables: &'a mut Tables,
+    undo: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Txn<'_> {
+    fn rollback(mut self) {
+        while let Some((t, k, old)) = self.undo.pop() {
+            let map = &mut self.tables.maps[t.index()];
+            match old {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+    }
+}
+
+impl ReadTables for Txn<'_> {
+    fn path(&self) -> &Path {
+        Path::new(MEMORY_PATH)
+    }
+
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+        self.tables.get(t, key)
+    }
+
+    fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
+        self.tables.scan_prefix(t, prefix, f)
+    }
+}
+
+impl WriteTables for Txn<'_> {
+    fn put(&mut self, t: Table, key: &[u8], val: &[u8]) -> Result<()> {
+        let old = self.tables.maps[t.index()].insert(key.to_vec(), val.to_vec());
+        self.undo.push((t, key.to_vec(), old));
+        Ok(())
+    }
+
+    fn delete(&mut self, t: Table, key: &[u8]) -> Result<()> {
+        if let Some(old) = self.tables.maps[t.index()].remove(key) {
+            self.undo.push((t, key.to_vec(), Some(old)));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tables: Tables,
+    namespace: String,
+    closed: bool,
+}
+
+/// The state kept in memory, behind one `RwLock`. It applies exactly the same rules as
+/// [`LmdbState`](crate::LmdbState) (both run the crate's shared rule code), stores the same JSON encoding, and
+/// forgets everything when dropped. [`State::get_db_config`] returns an empty [`DbConfig`] and
+/// [`State::validate_db_config`] accepts anything, as in libpod.
+#[derive(Debug, Default)]
+pub struct InMemoryState {
+    inner: RwLock<Inner>,
+}
+
+impl InMemoryState {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> Result<RwLockReadGuard<'_, Inner>> {
+        // A poisoned lock only means another thread panicked mid-operation; the undo log ran or the maps are
+        // consistent per operation, so keep going.
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        if g.closed {
+            return Err(StateError::DbClosed);
+        }
+        Ok(g)
+    }
+
+    fn write_guard(&self) -> Result<RwLockWriteGuard<'_, Inner>> {
+        let g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if g.closed {
+            return Err(StateError::DbClosed);
+        }
+        Ok(g)
+    }
+
+    fn view<T>(&self, f: impl FnOnce(&Tables, &str) -> Result<T>) -> Result<T> {
+        let g = self.read()?;
+        f(&g.tables, &g.namespace)
+    }
+
+    fn update<T>(&self, f: impl FnOnce(&mut dyn WriteTables, &str) -> Result<T>) -> Result<T> {
+        let mut g = self.write_guard()?;
+        let inner = &mut *g;
+        let mut txn = Txn {
+            tables: &mut inner.tables,
+            undo: Vec::new(),
+        };
+        match f(&mut txn, &inner.namespace) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                txn.rollback();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl State for InMemoryState {
+    fn close(&self) -> Result<()> {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.closed = true;
+        g.tables = Tables::default();
+        Ok(())
+    }
+
+    fn refresh(&self) -> Result<()> {
+        self.update(|w, _| logic::refresh(w))
+    }
+
+    fn get_db_config(&self) -> Result<DbConfig> {
+        drop(self.read()?);
+        Ok(DbConfig::default())
+    }
+
+    fn validate_db_config(&self, _ours: &DbConfig) -> Result<()> {
+        drop(self.read()?);
+        Ok(())
+    }
+
+    fn set_namespace(&self, ns: &str) -> Result<()> {
+        self.write_guard()?.namespace = ns.to_string();
+        Ok(())
+    }
+
+    fn namespace(&self) -> Result<String> {
+        Ok(self.read()?.namespace.clone())
+    }
+
+    fn container(&self, id: &str) -> Result<ContainerRecord> {
+        self.view(|r, ns| logic::container(r, ns, id))
+    }
+
+    fn lookup_container(&self, id_or_name: &str) -> Result<ContainerRecord> {
+        self.view(|r, ns| logic::lookup_container(r, ns, id_or_name))
+    }
+
+    fn has_container(&self, id: &str) -> Result<bool> {
+        self.view(|r, ns| logic::has_container(r, ns, id))
+    }
+
+    fn add_container(&self, ctr: &ContainerRecord) -> Result<()> {
+        self.update(|w, ns| logic::add_container(w, ns, ctr))
+    }
+
+    fn remove_container(&self, id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_container(w, ns, id))
+    }
+
+    fn update_container(&self, id: &str) -> Result<ContainerState> {
+        self.view(|r, ns| logic::update_container(r, ns, id))
+    }
+
+    fn save_container(&self, id: &str, state: &ContainerState) -> Result<()> {
+        self.update(|w, ns| logic::save_container(w, ns, id, state))
+    }
+
+    fn container_in_use(&self, id: &str) -> Result<Vec<String>> {
+        self.view(|r, ns| logic::container_in_use(r, ns, id))
+    }
+
+    fn all_containers(&self) -> Result<Vec<ContainerRecord>> {
+        self.view(logic::all_containers)
+    }
+
+    fn rewrite_container_config(&self, id: &str, config: &ContainerConfig) -> Result<()> {
+        self.update(|w, ns| logic::rewrite_container_config(w, ns, id, config))
+    }
+
+    fn pod(&self, id: &str) -> Result<PodRecord> {
+        self.view(|r, ns| logic::pod(r, ns, id))
+    }
+
+    fn lookup_pod(&self, id_or_name: &str) -> Result<PodRecord> {
+        self.view(|r, ns| logic::lookup_pod(r, ns, id_or_name))
+    }
+
+    fn has_pod(&self, id: &str) -> Result<bool> {
+        self.view(|r, ns| logic::has_pod(r, ns, id))
+    }
+
+    fn add_pod(&self, pod: &PodRecord) -> Result<()> {
+        self.update(|w, ns| logic::add_pod(w, ns, pod))
+    }
+
+    fn remove_pod(&self, id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_pod(w, ns, id))
+    }
+
+    fn remove_pod_containers(&self, pod_id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_pod_containers(w, ns, pod_id))
+    }
+
+    fn add_container_to_pod(&self, pod_id: &str, ctr: &ContainerRecord) -> Result<()> {
+        self.update(|w, ns| logic::add_container_to_pod(w, ns, pod_id, ctr))
+    }
+
+    fn remove_container_from_pod(&self, pod_id: &str, ctr_id: &str) -> Result<()> {
+        self.update(|w, ns| logic::remove_container_from_pod(w, ns, pod_id, ctr_id))
+    }
+
+    fn pod_has_container(&self, pod_id: &str, ctr_id: &str) -> Result<bool> {
+        self.view(|r, ns| logic::pod_has_container(r, ns, pod_id, ctr_id))
+    }
+
+    fn pod_container_ids(&self, pod_id: &str) -> Result<Vec<String>> {
+        self.view(|r, ns| logic::pod_container_ids(r, ns, pod_id))
+    }
+
+    fn pod_containers(&self, pod_id: &str) -> Result<Vec<ContainerRecord>> {
+        self.view(|r, ns| logic::pod_containers(r, ns, pod_id))
+    }
+
+    fn update_pod(&self, id: &str) -> Result<PodState> {
+        self.view(|r, ns| logic::update_pod(r, ns, id))
+    }
+
+    fn save_pod(&self, id: &str, state: &PodState) -> Result<()> {
+        self.update(|w, ns| logic::save_pod(w, ns, id, state))
+    }
+
+    fn all_pods(&self) -> Result<Vec<PodRecord>> {
+        self.view(logic::all_pods)
+    }
+
+    fn rewrite_pod_config(&self, id: &str, config: &PodConfig) -> Result<()> {
+        self.update(|w, ns| logic::rewrite_pod_config(w, ns, id, config))
+    }
+}

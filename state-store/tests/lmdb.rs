@@ -1,0 +1,398 @@
+//! LMDB backend specifics: persistence, environment sharing, map growth, damaged files, several processes.
+#![allow(clippy::unwrap_used, clippy::expect_used, unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rpod_state::{
+    ContainerConfig, ContainerRecord, ErrorKind, LmdbState, PodConfig, PodRecord, State,
+    DB_FILE_NAME, INITIAL_MAP_SIZE,
+};
+
+const CHILD_ENV: &str = "RPOD_STATE_TEST_CHILD";
+
+fn fast_tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap()
+}
+
+fn ctr(id: &str, name: &str) -> ContainerRecord {
+    ContainerRecord::new(ContainerConfig::new(id, name))
+}
+
+/// A container whose env carries `payload` bytes, so that it can be checked for completeness.
+fn big_ctr(id: &str, payload: usize) -> ContainerRecord {
+    let mut c = ContainerConfig::new(id, format!("name-{id}"));
+    c.env = vec![
+        format!("PAYLOAD={}", "x".repeat(payload)),
+        format!("ID={id}"),
+    ];
+    c.command = vec!["/bin/sleep".into(), "1000".into()];
+    ContainerRecord::new(c)
+}
+
+fn assert_complete(rec: &ContainerRecord, payload: usize) {
+    let id = rec.id();
+    assert_eq!(rec.name(), format!("name-{id}"));
+    assert_eq!(rec.config.env.len(), 2, "{id}");
+    assert_eq!(rec.config.env[0].len(), "PAYLOAD=".len() + payload, "{id}");
+    assert_eq!(rec.config.env[1], format!("ID={id}"));
+    assert_eq!(
+        rec.config.command,
+        vec!["/bin/sleep".to_string(), "1000".to_string()]
+    );
+}
+
+#[test]
+fn data_persists_across_close_and_reopen() {
+    let dir = fast_tempdir();
+    {
+        let s = LmdbState::open(dir.path()).unwrap();
+        s.add_pod(&PodRecord::new(PodConfig::new("p1", "pod")))
+            .unwrap();
+        let mut c = ContainerConfig::new("c1", "web");
+        c.pod = Some("p1".into());
+        s.add_container_to_pod("p1", &ContainerRecord::new(c))
+            .unwrap();
+        s.add_container(&ctr("c2", "db")).unwrap();
+        s.set_namespace("").unwrap();
+        s.close().unwrap();
+        assert_eq!(s.container("c1").unwrap_err().kind(), ErrorKind::DbClosed);
+    }
+    let path = dir.path().join(DB_FILE_NAME);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "database file mode");
+    assert!(dir.path().join(format!("{DB_FILE_NAME}-lock")).exists());
+
+    let s = LmdbState::open(dir.path()).unwrap();
+    assert_eq!(s.lookup_container("web").unwrap().id(), "c1");
+    assert_eq!(s.pod_container_ids("p1").unwrap(), vec!["c1".to_string()]);
+    assert_eq!(s.all_containers().unwrap().len(), 2);
+    assert_eq!(s.path(), path.canonicalize().unwrap());
+}
+
+#[test]
+fn two_handles_share_one_environment() {
+    let dir = fast_tempdir();
+    let a = LmdbState::open(dir.path()).unwrap();
+    // A different spelling of the same directory still maps to the same environment.
+    let b = LmdbState::open(dir.path().join(".")).unwrap();
+    a.add_container(&ctr("c1", "one")).unwrap();
+    assert!(b.has_container("c1").unwrap());
+    b.add_container(&ctr("c2", "two")).unwrap();
+    assert_eq!(a.all_containers().unwrap().len(), 2);
+
+    // Namespaces are per handle.
+    b.set_namespace("other").unwrap();
+    assert!(!b.has_container("c1").unwrap());
+    assert!(a.has_container("c1").unwrap());
+
+    // Closing one handle leaves the other working; a third open reuses the environment.
+    a.close().unwrap();
+    assert!(b.all_containers().unwrap().is_empty());
+    let c = LmdbState::open_file(dir.path().join(DB_FILE_NAME)).unwrap();
+    assert_eq!(c.all_containers().unwrap().len(), 2);
+
+    // Handles can be used from several threads at once.
+    let shared: std::sync::Arc<dyn State> = std::sync::Arc::new(c);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let s = shared.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    s.add_container(&ctr(&format!("t{t}-{i}"), &format!("n{t}-{i}")))
+                        .unwrap();
+                    assert!(s.lookup_container(&format!("t{t}-{i}")).is_ok());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(shared.all_containers().unwrap().len(), 202);
+}
+
+#[test]
+fn map_grows_when_full() {
+    let dir = fast_tempdir();
+    let s = LmdbState::open(dir.path()).unwrap();
+    assert_eq!(s.map_size().unwrap(), INITIAL_MAP_SIZE);
+    let payload = 64 * 1024;
+    let n = 2 * INITIAL_MAP_SIZE / payload; // twice what the initial map holds
+    for i in 0..n {
+        s.add_container(&big_ctr(&format!("{i:08x}"), payload))
+            .unwrap();
+    }
+    assert!(s.map_size().unwrap() > INITIAL_MAP_SIZE, "map did not grow");
+    drop(s);
+    let s = LmdbState::open(dir.path()).unwrap();
+    let all = s.all_containers().unwrap();
+    assert_eq!(all.len(), n);
+    for rec in &all {
+        assert_complete(rec, payload);
+    }
+    // A single record larger than the whole initial map also fits.
+    s.add_container(&big_ctr("huge", 3 * INITIAL_MAP_SIZE))
+        .unwrap();
+    assert_complete(&s.container("huge").unwrap(), 3 * INITIAL_MAP_SIZE);
+}
+
+fn expect_damaged(dir: &Path) -> String {
+    let err = LmdbState::open(dir).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            &dir.join(DB_FILE_NAME)
+                .canonicalize()
+                .unwrap()
+                .display()
+                .to_string()
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("move it"), "{msg}");
+    msg
+}
+
+#[test]
+fn garbage_file_gives_a_clean_error() {
+    for len in [10usize, 4096, 3 * 4096 + 17] {
+        let dir = fast_tempdir();
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
+        std::fs::write(dir.path().join(DB_FILE_NAME), &bytes).unwrap();
+        expect_damaged(dir.path());
+        // The file was not modified.
+        assert_eq!(std::fs::read(dir.path().join(DB_FILE_NAME)).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn zero_length_file_is_a_new_database() {
+    let dir = fast_tempdir();
+    std::fs::write(dir.path().join(DB_FILE_NAME), b"").unwrap();
+    let s = LmdbState::open(dir.path()).unwrap();
+    s.add_container(&ctr("c1", "web")).unwrap();
+    assert!(s.has_container("c1").unwrap());
+}
+
+#[test]
+fn directory_in_place_of_the_file_is_refused() {
+    let dir = fast_tempdir();
+    std::fs::create_dir(dir.path().join(DB_FILE_NAME)).unwrap();
+    expect_damaged(dir.path());
+}
+
+fn raw_env(path: &Path) -> heed::Env {
+    unsafe {
+        heed::EnvOpenOptions::new()
+            .max_dbs(16)
+            .map_size(1 << 24)
+            .flags(heed::EnvFlags::NO_SUB_DIR)
+            .open(path)
+            .unwrap()
+    }
+}
+
+#[test]
+fn foreign_lmdb_file_is_refused() {
+    let dir = fast_tempdir();
+    let path = dir.path().join(DB_FILE_NAME);
+    {
+        let env = raw_env(&path);
+        let mut wtxn = env.write_txn().unwrap();
+        let db: heed::Database<heed::types::Str, heed::types::Str> =
+            env.create_database(&mut wtxn, None).unwrap();
+        db.put(&mut wtxn, "someone", "else").unwrap();
+        wtxn.commit().unwrap();
+        env.prepare_for_closing().wait();
+    }
+    let msg = expect_damaged(dir.path());
+    assert!(msg.contains("another program"), "{msg}");
+}
+
+#[test]
+fn undecodable_record_is_skipped_by_listing() {
+    let dir = fast_tempdir();
+    let path = dir.path().join(DB_FILE_NAME);
+    {
+        let s = LmdbState::open(dir.path()).unwrap();
+        s.add_container(&ctr("c1", "good")).unwrap();
+        s.add_container(&ctr("c2", "bad")).unwrap();
+    }
+    {
+        let env = raw_env(&path);
+        let mut wtxn = env.write_txn().unwrap();
+        let db: heed::Database<heed::types::Bytes, heed::types::Bytes> = env
+            .open_database(&wtxn, Some("ctr-config"))
+            .unwrap()
+            .unwrap();
+        db.put(&mut wtxn, b"c2", b"{not json").unwrap();
+        wtxn.commit().unwrap();
+        env.prepare_for_closing().wait();
+    }
+    let s = LmdbState::open(dir.path()).unwrap();
+    let all = s.all_containers().unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id().to_string()).collect::<Vec<_>>(),
+        vec!["c1".to_string()]
+    );
+    let err = s.container("c2").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.to_string().contains("config of container c2"), "{err}");
+    assert!(err.to_string().contains(DB_FILE_NAME), "{err}");
+    // Operations that need the damaged record report it rather than guess.
+    assert_eq!(
+        s.remove_container("c2").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+}
+
+// ----- several processes -----
+
+fn child_cmd(test: &str, spec: String) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, spec);
+    cmd
+}
+
+const PROCS: usize = 8;
+const PER_PROC: usize = 250;
+const MP_PAYLOAD: usize = 12 * 1024; // 2000 × 12 KiB > 16 MiB: the processes must grow the map together
+
+#[test]
+fn eight_processes_add_concurrently() {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        let (dir, idx) = spec.split_once('|').unwrap();
+        let s = LmdbState::open(dir).unwrap();
+        for j in 0..PER_PROC {
+            s.add_container(&big_ctr(&format!("p{idx}-{j:04}"), MP_PAYLOAD))
+                .unwrap();
+        }
+        return;
+    }
+    let dir = fast_tempdir();
+    let children: Vec<_> = (0..PROCS)
+        .map(|i| {
+            child_cmd(
+                "eight_processes_add_concurrently",
+                format!("{}|{i}", dir.path().display()),
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a child failed");
+    }
+    let s = LmdbState::open(dir.path()).unwrap();
+    let all = s.all_containers().unwrap();
+    assert_eq!(all.len(), PROCS * PER_PROC);
+    let ids: BTreeSet<&str> = all.iter().map(|r| r.id()).collect();
+    assert_eq!(ids.len(), PROCS * PER_PROC);
+    for rec in &all {
+        assert_complete(rec, MP_PAYLOAD);
+    }
+    assert!(s.map_size().unwrap() > INITIAL_MAP_SIZE);
+}
+
+const READY_MARKER: &str = "RPOD-STATE-CHILD-READY";
+
+#[test]
+fn killed_writer_leaves_a_usable_database() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        let s = LmdbState::open(&dir).unwrap();
+        // Bounded, in case the parent dies before killing us.
+        for j in 0..20_000 {
+            s.add_container(&big_ctr(&format!("k{j:08}"), 3000))
+                .unwrap();
+            if j == 20 {
+                // The harness prints "test <name> ... " without a newline first: the marker is matched anywhere.
+                println!("\n{READY_MARKER}");
+            }
+        }
+        return;
+    }
+    let dir = fast_tempdir();
+    let mut child = child_cmd(
+        "killed_writer_leaves_a_usable_database",
+        dir.path().display().to_string(),
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines.next().expect("child ended early").unwrap();
+        if line.contains(READY_MARKER) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "child never got ready");
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap(); // SIGKILL, in the middle of the batch of adds
+    child.wait().unwrap();
+
+    let s = LmdbState::open(dir.path()).unwrap();
+    let all = s.all_containers().unwrap();
+    assert!(all.len() > 20, "only {} records", all.len());
+    eprintln!("{} complete records after SIGKILL", all.len());
+    for rec in &all {
+        assert_complete(rec, 3000);
+        assert_eq!(s.lookup_container(rec.name()).unwrap().id(), rec.id());
+    }
+    // The dead writer's lock is recovered: the database is writable.
+    s.add_container(&big_ctr("after-crash", 10)).unwrap();
+    assert_eq!(s.all_containers().unwrap().len(), all.len() + 1);
+}
+
+#[test]
+fn db_config_is_recorded_and_checked() {
+    let dir = fast_tempdir();
+    let s = LmdbState::open(dir.path()).unwrap();
+    assert_eq!(s.get_db_config().unwrap(), rpod_state::DbConfig::default());
+    let ours = rpod_state::DbConfig {
+        os: String::new(),
+        static_dir: "/var/lib/rpod".into(),
+        tmp_dir: "/run/rpod".into(),
+        run_root: "/run/storage".into(),
+        graph_root: "/var/lib/storage".into(),
+        volume_path: String::new(),
+    };
+    s.validate_db_config(&ours).unwrap();
+    let stored = s.get_db_config().unwrap();
+    assert_eq!(stored.os, std::env::consts::OS);
+    assert_eq!(stored.static_dir, "/var/lib/rpod");
+    assert_eq!(stored.volume_path, "");
+    // Same values (and unset ones) pass; a later volume path is recorded.
+    let mut again = ours.clone();
+    again.tmp_dir.clear();
+    again.volume_path = "/var/lib/rpod/volumes".into();
+    s.validate_db_config(&again).unwrap();
+    assert_eq!(
+        s.get_db_config().unwrap().volume_path,
+        "/var/lib/rpod/volumes"
+    );
+    // A mismatch fails with libpod's message and writes nothing.
+    let mut other = ours.clone();
+    other.graph_root = "/elsewhere".into();
+    other.volume_path = "/var/lib/rpod/volumes".into();
+    let err = s.validate_db_config(&other).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DbMismatch);
+    assert_eq!(
+        err.to_string(),
+        "database storage graph root directory (graphroot) \"/var/lib/storage\" does not match our storage graph \
+         root directory (graphroot) \"/elsewhere\": database configuration mismatch"
+    );
+    assert_eq!(s.get_db_config().unwrap().graph_root, "/var/lib/storage");
+    let _unused: PathBuf = s.path().to_path_buf();
+}

@@ -1,0 +1,61 @@
+//! rpod's developer tasks, run as `cargo xtask <command>`:
+//!
+//! - `deps`: check (and, as root, apt-get install) the Debian packages the
+//!   tests and benchmarks need; `--with-podman` adds podman.
+//! - `ci`: deps, then `cargo fmt --check`, clippy, rustdoc and tests, failing
+//!   on the first broken step (this is what `.ci/run` runs).
+//! - `bench`: whole-command benchmarks of rpod against podman (hyperfine +
+//!   GNU time), optionally written into `BENCHMARKS.md`; `--criterion` runs
+//!   the libraries' criterion benches instead.
+//! - `demo`: placeholder for the end-to-end demo.
+
+mod bench;
+mod ci;
+mod containers_conf;
+mod deps;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// rpod's developer tasks.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// The available tasks.
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Check/install the Debian packages needed by tests and benchmarks.
+    Deps(deps::DepsArgs),
+    /// Run the CI pipeline: deps, fmt, clippy, doc, test.
+    Ci(ci::CiArgs),
+    /// Benchmark whole rpod commands against podman.
+    Bench(bench::BenchArgs),
+    /// End-to-end demo (not implemented yet).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Deps(args) => deps::run(args),
+        Cmd::Ci(args) => ci::run(args),
+        Cmd::Bench(args) => bench::run(&args),
+        Cmd::Demo => {
+            println!("demo: not implemented yet (needs pods, see issue 6)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
