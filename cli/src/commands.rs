@@ -39,7 +39,7 @@ pub struct GlobalFlags {
     /// Directory for named volumes.
     #[arg(long, global = true, value_name = "DIR")]
     pub volumepath: Option<PathBuf>,
-    /// OCI runtime: a name in [runtimes] or an absolute path.
+    /// OCI runtime: a name in `[runtimes]` or an absolute path.
     #[arg(long, global = true)]
     pub runtime: Option<String>,
     /// Path of the conmon binary.

@@ -32,7 +32,7 @@ pub struct CreateArgs {
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
-    /// User to run as (uid[:gid] or name).
+    /// User to run as (`uid[:gid]` or name).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     /// Host name of the container.

@@ -208,7 +208,7 @@ pub struct ExecArgs {
     /// Working directory.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
-    /// User (uid[:gid] or name).
+    /// User (`uid[:gid]` or name).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     /// Container name or ID.

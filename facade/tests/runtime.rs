@@ -144,6 +144,7 @@ fn child() -> bool {
     }
     let opts = RuntimeOptions::new()
         .graph_root(base.join("root"))
+        .run_root(base.join("runroot"))
         .tmp_dir(base.join("tmp"))
         .lock_name(name);
     let rt = Runtime::with_env(&ConfigEnv::sandboxed(&base), opts).unwrap();
@@ -192,4 +193,27 @@ fn concurrent_runtimes_share_one_segment() {
     assert_eq!(ids, (0..8).collect::<Vec<_>>());
     let rt = Runtime::with_env(&sb.env(), sb.options()).unwrap();
     assert_eq!(rt.lock_report().unwrap().held, 8);
+}
+
+#[test]
+fn database_paths_override_defaults_and_explicit_mismatch_fails() {
+    let sb = Sandbox::new("dbconfig");
+    Runtime::with_env(&sb.env(), sb.options()).unwrap();
+    // Without --runroot, the stored run root wins over the default, and says so.
+    let opts = RuntimeOptions::new()
+        .graph_root(sb.path("root"))
+        .tmp_dir(sb.path("tmp"))
+        .lock_name(sb.lock_name.clone());
+    let rt = Runtime::with_env(&sb.env(), opts.clone()).unwrap();
+    let cfg = rt.config();
+    assert_eq!(cfg.values.run_root, sb.path("runroot"));
+    assert_eq!(cfg.sources.get("run_root"), &rpod::Source::Database);
+    drop(rt);
+    // An explicit, different run root is refused with libpod's message.
+    let err = Runtime::with_env(&sb.env(), opts.run_root(sb.path("elsewhere"))).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("database storage temporary directory (runroot)") && msg.contains("does not match our"),
+        "{msg}"
+    );
 }

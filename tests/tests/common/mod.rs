@@ -1,0 +1,225 @@
+//! Sandbox for end-to-end tests: its own root, run root, tmp dir, config dirs and lock segment,
+//! a busybox-static root filesystem, and a guard that removes every container, the state and
+//! the lock segment when dropped (also when the test fails).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub lock_name: String,
+    pub rootfs: PathBuf,
+}
+
+/// Whether the real components are here (root, runc, conmon, busybox); tests skip otherwise.
+pub fn available() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    let ok = root
+        && Path::new("/usr/bin/busybox").exists()
+        && Path::new("/usr/bin/conmon").exists()
+        && (Path::new("/usr/sbin/runc").exists() || Path::new("/usr/bin/runc").exists());
+    if !ok {
+        eprintln!("skipping: needs root, runc, conmon and busybox-static (cargo xtask deps)");
+    }
+    ok
+}
+
+/// Builds a busybox-static root filesystem in `dir`.
+pub fn build_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::copy("/usr/bin/busybox", bin.join("busybox")).unwrap();
+    let list = Command::new("/usr/bin/busybox")
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8(list.stdout).unwrap().lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// The `rpod` binary of this build (`cargo test --workspace` builds it; run
+/// `cargo build -p rpod-cli` first when testing this package alone).
+pub fn rpod_bin() -> PathBuf {
+    let p = assert_cmd::cargo::cargo_bin("rpod");
+    assert!(
+        p.is_file(),
+        "{} does not exist: build it first with `cargo build -p rpod-cli` (cargo test --workspace does)",
+        p.display()
+    );
+    p
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["etc", "share", "home"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let rootfs = dir.path().join("rootfs");
+        build_rootfs(&rootfs);
+        Sandbox {
+            lock_name: format!(
+                "/rpod_e2e_{}_{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+            dir,
+            rootfs,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The `rpod` command with this sandbox's configuration.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(rpod_bin());
+        c.env("RPOD_CONFIG_ETC_DIR", self.path("etc"))
+            .env("RPOD_CONFIG_SHARE_DIR", self.path("share"))
+            .env("HOME", self.path("home"))
+            .env_remove("XDG_CONFIG_HOME")
+            .arg("--root")
+            .arg(self.path("root"))
+            .arg("--runroot")
+            .arg(self.path("runroot"))
+            .arg("--tmpdir")
+            .arg(self.path("tmp"))
+            .arg("--lock-name")
+            .arg(&self.lock_name)
+            .arg("--runtime")
+            .arg("runc");
+        c
+    }
+
+    /// Runs `rpod ARGS` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs `rpod ARGS`, asserts success and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rpod {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `rpod run … --rootfs <sandbox rootfs> ARGS`.
+    pub fn run_ctr(&self, flags: &[&str], cmd: &[&str]) -> Output {
+        let mut c = self.cmd();
+        c.arg("run")
+            .args(flags)
+            .arg("--rootfs")
+            .arg(&self.rootfs)
+            .args(cmd);
+        c.output().unwrap()
+    }
+
+    pub fn ps_json(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["ps", "-a", "--format", "json"]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn held_locks(&self) -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["system", "locks", "--format", "json"])).unwrap();
+        v["held"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Remove every container (stopping running ones), then all state and the segment.
+        if let Ok(out) = self.cmd().args(["ps", "-aq", "--no-trunc"]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if !ids.is_empty() {
+                let _ = self.cmd().args(["rm", "-f"]).args(&ids).output();
+            }
+        }
+        let _ = self.cmd().args(["system", "reset", "--force"]).output();
+        let _ = std::fs::remove_file(format!("/dev/shm{}", self.lock_name));
+    }
+}
+
+/// Processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", name.to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+/// cgroup directories (any v1 controller or the unified hierarchy) named `libpod-<id>`.
+pub fn cgroups_of(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let name = format!("libpod-{id}");
+    let Ok(ctrls) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    for c in ctrls.flatten() {
+        let p = c.path().join("rpod_parent").join(&name);
+        if p.exists() {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// Mount points under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|m| m.starts_with(&d))
+        })
+        .map(str::to_owned)
+        .collect()
+}

@@ -1,0 +1,294 @@
+//! `rpod run / start / stop / kill / exec / logs / wait / rm` on real runc + conmon.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{available, cgroups_of, mounts_under, processes_mentioning, Sandbox};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits until `f` holds or `timeout` passes.
+fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn run_rm_echo_prints_hello() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(&["--rm"], &["echo", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello\n");
+    // Removed (by rpod run or by conmon's cleanup command, whichever came first).
+    assert!(eventually(Duration::from_secs(5), || sb
+        .ps_json()
+        .is_empty()));
+    assert_eq!(sb.held_locks(), 0);
+}
+
+#[test]
+fn exit_code_streams_and_logs() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(
+        &["--name", "s"],
+        &["sh", "-c", "echo out1; echo err1 >&2; echo out2; exit 7"],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out1\nout2\n");
+    assert_eq!(text(&out.stderr), "err1\n");
+    let logs = sb.run(&["logs", "s"]);
+    assert!(logs.status.success());
+    assert_eq!(text(&logs.stdout), "out1\nout2\n");
+    assert_eq!(text(&logs.stderr), "err1\n");
+    let tail = sb.ok(&["logs", "--tail", "1", "s"]);
+    assert!(tail == "out2\n" || tail.is_empty(), "{tail:?}");
+    let ts = sb.ok(&["logs", "--timestamps", "s"]);
+    assert!(ts.lines().all(|l| l.len() > 30 && l.contains('T')), "{ts}");
+    let ps = sb.ps_json();
+    assert_eq!(ps[0]["State"], "exited");
+    assert_eq!(ps[0]["ExitCode"], 7);
+    assert!(sb.ok(&["ps", "-a"]).contains("Exited (7)"));
+    assert_eq!(sb.ok(&["wait", "s"]).trim(), "7");
+    // Run it again: start -a re-creates it.
+    let again = sb.run(&["start", "-a", "s"]);
+    assert_eq!(again.status.code(), Some(7));
+    sb.ok(&["rm", "s"]);
+}
+
+#[test]
+fn missing_command_is_127_with_runc_message() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(&["--rm"], &["/no/such/binary"]);
+    assert_eq!(out.status.code(), Some(127));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/no/such/binary") && err.contains("no such file or directory"),
+        "{err}"
+    );
+    let out = sb.run_ctr(&["--rm"], &["nosuchcommand"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).contains("executable file not found"));
+    let out = sb.run_ctr(&["--rm"], &["/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert!(eventually(Duration::from_secs(5), || sb
+        .ps_json()
+        .is_empty()));
+    assert_eq!(sb.held_locks(), 0);
+}
+
+#[test]
+fn stop_with_timeout_kills_a_term_ignoring_container() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(
+        &["-d", "--name", "stubborn"],
+        &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 64);
+    assert!(sb.ok(&["ps"]).contains("stubborn"));
+    let t = Instant::now();
+    sb.ok(&["stop", "-t", "1", "stubborn"]);
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(4), "stop took {took:?}");
+    assert!(took >= Duration::from_millis(900), "stop took {took:?}");
+    assert_eq!(sb.ok(&["wait", "stubborn"]).trim(), "137");
+    let v: serde_json::Value = serde_json::from_str(&sb.ok(&["inspect", "stubborn"])).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited");
+    assert_eq!(v[0]["State"]["ExitCode"], 137);
+    assert!(!Path::new(&format!("/run/runc/{id}")).exists());
+    sb.ok(&["rm", "stubborn"]);
+}
+
+#[test]
+fn exec_returns_output_and_exit_code() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--rootfs",
+        sb.rootfs.to_str().unwrap(),
+        "-e",
+        "GREETING=hi",
+        "sleep",
+        "100",
+    ]);
+    let out = sb.run(&["exec", "box", "sh", "-c", "echo $GREETING there; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stdout), "hi there\n");
+    let out = sb.run(&[
+        "exec",
+        "-w",
+        "/etc",
+        "-e",
+        "X=1",
+        "box",
+        "sh",
+        "-c",
+        "echo $PWD $X",
+    ]);
+    assert_eq!(text(&out.stdout), "/etc 1\n");
+    let out = sb.run(&["exec", "box", "nosuchcmd"]);
+    assert_eq!(out.status.code(), Some(127));
+    // Pause and unpause.
+    sb.ok(&["pause", "box"]);
+    assert!(sb.ok(&["ps"]).contains("Paused"));
+    let out = sb.run(&["exec", "box", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    sb.ok(&["unpause", "box"]);
+    // rm without -f refuses a running container (podman's exit code 2), with -f stops it.
+    let out = sb.run(&["rm", "box"]);
+    assert_eq!(out.status.code(), Some(2));
+    // PID 1 ignores SIGTERM without a handler: KILL it.
+    sb.ok(&["kill", "-s", "KILL", "box"]);
+    assert_eq!(sb.ok(&["wait", "box"]).trim(), "137");
+    sb.ok(&["restart", "-t", "1", "box"]);
+    assert!(sb.ok(&["ps"]).contains("box"));
+    sb.ok(&["rm", "-f", "box"]);
+    assert!(sb.ps_json().is_empty());
+}
+
+#[test]
+fn twenty_parallel_containers_leave_nothing_behind() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let sb = &sb;
+                s.spawn(move || {
+                    let name = format!("p{i}");
+                    let out = sb.run_ctr(&["-d", "--name", &name], &["sleep", "100"]);
+                    assert!(out.status.success(), "{}", text(&out.stderr));
+                    text(&out.stdout).trim().to_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let running = sb.ok(&["ps", "-q", "--no-trunc"]);
+    assert_eq!(running.lines().count(), 20);
+    std::thread::scope(|s| {
+        for i in 0..20 {
+            let sb = &sb;
+            s.spawn(move || sb.ok(&["stop", "-t", "1", &format!("p{i}")]));
+        }
+    });
+    let mut all: Vec<&str> = vec!["rm"];
+    all.extend(ids.iter().map(String::as_str));
+    sb.ok(&all);
+    assert!(sb.ps_json().is_empty());
+    assert_eq!(sb.held_locks(), 0);
+    for id in &ids {
+        assert!(
+            eventually(Duration::from_secs(5), || processes_mentioning(id)
+                .is_empty()),
+            "processes left for {id}: {:?}",
+            processes_mentioning(id)
+        );
+        assert!(
+            !Path::new(&format!("/run/runc/{id}")).exists(),
+            "runc state left for {id}"
+        );
+        assert!(
+            cgroups_of(id).is_empty(),
+            "cgroups left: {:?}",
+            cgroups_of(id)
+        );
+        assert!(
+            !sb.path(&format!("root/libpod/containers/{id}")).exists(),
+            "bundle left for {id}"
+        );
+    }
+    assert!(
+        mounts_under(sb.dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(sb.dir.path())
+    );
+}
+
+#[test]
+fn container_survives_a_killed_rpod_run() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut child = sb
+        .cmd()
+        .args(["run", "--name", "survivor", "--rootfs"])
+        .arg(&sb.rootfs)
+        .args(["sleep", "100"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || sb
+        .ok(&["ps"])
+        .contains("survivor")));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let ps = sb.ps_json();
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0]["State"], "running");
+    let pid = ps[0]["Pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    sb.ok(&["stop", "-t", "1", "survivor"]);
+    sb.ok(&["rm", "survivor"]);
+    assert!(sb.ps_json().is_empty());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(" Z "))
+                .unwrap_or(true)
+    );
+}
+
+#[test]
+fn nonexistent_rootfs_leaves_nothing() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run(&["run", "--rm", "--rootfs", "/nonexistent/rootfs", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/rootfs"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(sb.ps_json().is_empty());
+    assert_eq!(sb.held_locks(), 0);
+    let containers = sb.path("root/libpod/containers");
+    assert!(!containers.exists() || std::fs::read_dir(&containers).unwrap().next().is_none());
+}
