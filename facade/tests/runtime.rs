@@ -213,7 +213,8 @@ fn database_paths_override_defaults_and_explicit_mismatch_fails() {
     let err = Runtime::with_env(&sb.env(), opts.run_root(sb.path("elsewhere"))).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("database storage temporary directory (runroot)") && msg.contains("does not match our"),
+        msg.contains("database storage temporary directory (runroot)")
+            && msg.contains("does not match our"),
         "{msg}"
     );
 }
