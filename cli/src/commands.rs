@@ -60,6 +60,9 @@ pub struct GlobalFlags {
     /// Explicit name of the SHM lock segment.
     #[arg(long = "lock-name", global = true)]
     pub lock_name: Option<String>,
+    /// cgroup parent of containers and pods (default: /rpod_parent, or machine.slice with systemd).
+    #[arg(long = "cgroup-parent", global = true)]
+    pub cgroup_parent: Option<String>,
     /// State backend: lmdb or memory.
     #[arg(long = "state-backend", global = true)]
     pub state_backend: Option<String>,
@@ -93,6 +96,7 @@ impl GlobalFlags {
             num_locks => num_locks,
             lock_name => lock_name,
             state_backend => state_backend,
+            cgroup_parent => cgroup_parent,
         );
         o
     }

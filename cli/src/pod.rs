@@ -15,8 +15,44 @@ use crate::{ctr, output, timefmt};
 pub enum PodCommand {
     /// Create a pod.
     Create(PodCreateArgs),
+    /// Start pods (the infra container first, then every member).
+    Start {
+        /// Pod names or IDs.
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Stop pods (members, then the infra container).
+    Stop {
+        /// Seconds to wait before SIGKILL (default: each container's stop timeout).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        /// Pod names or IDs.
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Send a signal to every running container of pods.
+    Kill {
+        /// Signal name or number.
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        /// Pod names or IDs.
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Restart pods.
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        /// Pod names or IDs.
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
     /// List pods.
     Ps {
+        /// Show the status of each container of the pod.
+        #[arg(long = "ctr-status")]
+        ctr_status: bool,
         /// Print IDs only.
         #[arg(short = 'q', long)]
         quiet: bool,
@@ -81,7 +117,23 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             })?;
             output::line(&pod.config.id)?;
         }
+        PodCommand::Start { pods } => {
+            return each_pod(&pods, |p| rt.start_pod(p).map(|_| ()));
+        }
+        PodCommand::Stop { time, pods } => {
+            let t = time.map(std::time::Duration::from_secs);
+            return each_pod(&pods, |p| rt.stop_pod(p, t).map(|_| ()));
+        }
+        PodCommand::Kill { signal, pods } => {
+            let sig = crate::run::parse_signal(&signal)?;
+            return each_pod(&pods, |p| rt.kill_pod(p, sig).map(|_| ()));
+        }
+        PodCommand::Restart { time, pods } => {
+            let t = time.map(std::time::Duration::from_secs);
+            return each_pod(&pods, |p| rt.restart_pod(p, t).map(|_| ()));
+        }
         PodCommand::Ps {
+            ctr_status,
             quiet,
             no_trunc,
             format,
@@ -103,7 +155,10 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             let mut docs = Vec::new();
             let mut rows = Vec::new();
             for p in &pods {
-                let members = rt.pod_containers(&p.config.id)?;
+                let mut members = rt.pod_containers(&p.config.id)?;
+                for m in &mut members {
+                    rt.container_view(m)?;
+                }
                 if format == Format::Json {
                     docs.push(json!({
                         "Id": p.config.id,
@@ -135,7 +190,15 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                         } else {
                             infra[..12].to_owned()
                         },
-                        members.len().to_string(),
+                        if ctr_status {
+                            members
+                                .iter()
+                                .map(|c| format!("{}:{}", c.config.name, c.state.status))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        } else {
+                            members.len().to_string()
+                        },
                     ]);
                 }
             }
@@ -148,7 +211,11 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                     "STATUS",
                     "CREATED",
                     "INFRA ID",
-                    "# OF CONTAINERS",
+                    if ctr_status {
+                        "STATUS OF CONTAINERS"
+                    } else {
+                        "# OF CONTAINERS"
+                    },
                 ];
                 output::raw(&output::table(&header, &rows))?;
             }
@@ -157,7 +224,10 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             let mut docs = Vec::new();
             for name in &pods {
                 let p = rt.lookup_pod(name)?;
-                let members = rt.pod_containers(&p.config.id)?;
+                let mut members = rt.pod_containers(&p.config.id)?;
+                for m in &mut members {
+                    rt.container_view(m)?;
+                }
                 docs.push(pod_json(&p, &members));
             }
             let v = if docs.len() == 1 {
@@ -187,6 +257,21 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Applies `f` to each pod, printing its name on success; 125 if any failed.
+fn each_pod(pods: &[String], mut f: impl FnMut(&str) -> Result<(), RuntimeError>) -> Result<u8> {
+    let mut failed = false;
+    for p in pods {
+        match f(p) {
+            Ok(()) => output::line(p)?,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 125 } else { 0 })
 }
 
 /// podman's pod status: Created, Running, Stopped, Exited, Paused or Degraded.

@@ -114,6 +114,14 @@ pub enum RuntimeError {
         /// The dependency.
         dependency: String,
     },
+    /// Some containers of a pod failed the operation.
+    #[error("pod {pod}: {}", .errors.join("; "))]
+    Pod {
+        /// The pod's name.
+        pod: String,
+        /// One message per failed container.
+        errors: Vec<String>,
+    },
     /// The runtime was shut down.
     #[error("the runtime has been shut down and can no longer be used")]
     Stopped,

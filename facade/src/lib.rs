@@ -12,9 +12,11 @@
 #![deny(unsafe_code)]
 
 mod binaries;
+mod cgroups;
 mod containers;
 mod error;
 mod info;
+mod infra;
 mod lifecycle;
 mod locks;
 mod names;

@@ -184,6 +184,9 @@ impl Runtime {
         push("--num-locks", v.num_locks.to_string());
         push("--lock-name", crate::locks::segment_name(&self.config));
         push("--state-backend", v.state_backend.as_str().to_owned());
+        if !v.cgroup_parent.is_empty() {
+            push("--cgroup-parent", v.cgroup_parent.clone());
+        }
         if !v.namespace.is_empty() {
             push("--namespace", v.namespace.clone());
         }
@@ -292,15 +295,22 @@ impl Runtime {
         }
     }
 
-    /// The cgroup parent of a container: the configured default, or its pod's cgroup.
+    /// The cgroup parent of a container: its pod's cgroup, else the configured default.
     fn cgroup_parent_for(&self, rec: &ContainerRecord) -> Result<Option<String>, RuntimeError> {
         if let Some(pod_id) = &rec.config.pod {
             let pod = self.state.pod(pod_id)?;
-            if !pod.config.cgroup_parent.is_empty() {
-                return Ok(Some(pod.config.cgroup_parent));
-            }
+            let parent = if pod.config.cgroup_parent.is_empty() {
+                crate::cgroups::default_parent(&self.config)
+            } else {
+                pod.config.cgroup_parent.clone()
+            };
+            return Ok(Some(crate::cgroups::pod_cgroup(
+                self.config.values.cgroup_manager,
+                &parent,
+                pod_id,
+            )));
         }
-        Ok(None)
+        Ok(Some(crate::cgroups::default_parent(&self.config)))
     }
 
     /// Starts a container: creates it in the OCI runtime if needed (from configured, stopped or

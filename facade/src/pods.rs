@@ -1,7 +1,7 @@
 //! Pods: creation with an infra container record, lookup, listing and removal (reference §5.6).
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rpod_state::{
     ContainerConfig, ContainerRecord, ContainerStatus, ErrorKind, PodConfig, PodRecord, PodState,
@@ -75,6 +75,7 @@ impl Runtime {
         config.created = SystemTime::now();
         config.infra = spec.infra;
         config.shared_namespaces = share;
+        config.cgroup_parent = crate::cgroups::default_parent(&self.config);
         let lock = self.locks.allocate()?;
         config.lock_id = lock.id();
         let rec = match self.add_pod_with_name(config, spec.name) {
@@ -117,7 +118,14 @@ impl Runtime {
             };
             let rec = PodRecord {
                 config: config.clone(),
-                state: PodState::default(),
+                state: PodState {
+                    cgroup_path: crate::cgroups::pod_cgroup(
+                        self.config.values.cgroup_manager,
+                        &config.cgroup_parent,
+                        &config.id,
+                    ),
+                    ..PodState::default()
+                },
             };
             match self.state.add_pod(&rec) {
                 Ok(()) => return Ok(rec),
@@ -180,21 +188,6 @@ impl Runtime {
                 }
                 Err(e.into())
             }
-        }
-    }
-
-    /// The root filesystem of infra containers: `<static_dir>/infra-rootfs` (built when a pod
-    /// first starts).
-    pub fn infra_rootfs(&self) -> std::path::PathBuf {
-        self.config.values.static_dir.join("infra-rootfs")
-    }
-
-    /// The infra container's command: `infra_command` when configured, else `catatonit -P`.
-    pub fn infra_command(&self) -> Vec<String> {
-        if self.config.sources.is_explicit("infra_command") {
-            vec![self.config.values.infra_command.clone()]
-        } else {
-            vec!["/catatonit".to_owned(), "-P".to_owned()]
         }
     }
 
@@ -279,6 +272,14 @@ impl Runtime {
             }
         }
         self.state.remove_pod(&id)?;
+        if self.config.values.cgroup_manager == rpod_config::CgroupManager::Cgroupfs {
+            let cg = crate::cgroups::pod_cgroup(
+                rpod_config::CgroupManager::Cgroupfs,
+                &pod.config.cgroup_parent,
+                &id,
+            );
+            errors.extend(crate::cgroups::remove_cgroupfs(&cg));
+        }
         drop(pod_guard);
         if let Err(e) = pod_lock.free() {
             errors.push(format!("freeing lock {} of pod {id}: {e}", pod_lock.id()));
@@ -287,5 +288,111 @@ impl Runtime {
             tracing::warn!(pod = %id, "{e}");
         }
         Ok(id)
+    }
+}
+
+impl Runtime {
+    /// Runs `f` on every member of the pod (looked up by name, ID or prefix), members in
+    /// parallel, then the infra container if `infra_last`; collects the errors.
+    fn each_member(
+        &self,
+        pod: &PodRecord,
+        include_infra: bool,
+        f: impl Fn(&ContainerRecord) -> Result<(), RuntimeError> + Sync,
+    ) -> Result<(), RuntimeError> {
+        let members = self.state.pod_containers(&pod.config.id)?;
+        let (infra, others): (Vec<_>, Vec<_>) =
+            members.into_iter().partition(|m| m.config.is_infra);
+        let mut errors: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = others
+                .iter()
+                .map(|m| s.spawn(|| f(m).map_err(|e| format!("{}: {e}", m.config.name))))
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("worker thread panicked".to_owned()))
+                        .err()
+                })
+                .collect()
+        });
+        if include_infra {
+            for m in &infra {
+                if let Err(e) = f(m) {
+                    errors.push(format!("{}: {e}", m.config.name));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Pod {
+                pod: pod.config.name.clone(),
+                errors,
+            })
+        }
+    }
+
+    /// Starts a pod: the infra container first (building its root filesystem if needed), then
+    /// every member.
+    pub fn start_pod(&self, id_or_name: &str) -> Result<PodRecord, RuntimeError> {
+        self.check_valid()?;
+        let pod = self.state.lookup_pod(id_or_name)?;
+        if !pod.state.infra_container_id.is_empty() {
+            self.ensure_infra_rootfs()?;
+            self.start_container(&pod.state.infra_container_id)?;
+        }
+        self.each_member(&pod, false, |m| {
+            self.start_container(&m.config.id).map(|_| ())
+        })?;
+        Ok(self.state.pod(&pod.config.id)?)
+    }
+
+    /// Stops every running member of a pod in parallel, then the infra container.
+    pub fn stop_pod(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<PodRecord, RuntimeError> {
+        self.check_valid()?;
+        let pod = self.state.lookup_pod(id_or_name)?;
+        self.each_member(&pod, true, |m| {
+            self.with_container(&m.config.id, |rec| match rec.state.status {
+                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Created => {
+                    self.stop_locked(rec, timeout).map(|_| ())
+                }
+                _ => Ok(()),
+            })
+        })?;
+        Ok(self.state.pod(&pod.config.id)?)
+    }
+
+    /// Sends `signal` to every running container of the pod, infra container included.
+    pub fn kill_pod(&self, id_or_name: &str, signal: i32) -> Result<PodRecord, RuntimeError> {
+        self.check_valid()?;
+        let pod = self.state.lookup_pod(id_or_name)?;
+        self.each_member(&pod, true, |m| {
+            self.with_container(&m.config.id, |rec| {
+                if rec.state.status == ContainerStatus::Running {
+                    self.oci()?
+                        .kill(&rec.config.id, signal, false)
+                        .map_err(RuntimeError::Oci)
+                } else {
+                    Ok(())
+                }
+            })
+        })?;
+        Ok(self.state.pod(&pod.config.id)?)
+    }
+
+    /// Stops the pod, then starts it again.
+    pub fn restart_pod(
+        &self,
+        id_or_name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<PodRecord, RuntimeError> {
+        let pod = self.stop_pod(id_or_name, timeout)?;
+        self.start_pod(&pod.config.id)
     }
 }

@@ -156,6 +156,10 @@ pub struct RuntimeConfig {
     pub lock_name: Option<String>,
     /// State backend: `lmdb` or `memory`.
     pub state_backend: StateBackend,
+    /// cgroup parent of containers and pods; empty for the cgroup manager's default
+    /// (`/rpod_parent` for cgroupfs, `machine.slice` for systemd).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cgroup_parent: String,
     /// OCI runtimes by name, each with candidate paths.
     pub runtimes: BTreeMap<String, Vec<String>>,
 }
@@ -249,6 +253,7 @@ impl RuntimeConfig {
             num_locks: DEFAULT_NUM_LOCKS,
             lock_name: None,
             state_backend: StateBackend::Lmdb,
+            cgroup_parent: String::new(),
             runtimes,
         }
     }

@@ -86,6 +86,7 @@ struct RawLibpod {
     num_locks: Option<u32>,
     lock_name: Option<String>,
     state_backend: Option<String>,
+    cgroup_parent: Option<String>,
     runtimes: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -247,6 +248,25 @@ impl Config {
                 "must be -1 (unlimited) or a size in bytes",
             ));
         }
+        if !v.cgroup_parent.is_empty() {
+            let base = v.cgroup_parent.rsplit('/').next().unwrap_or("");
+            let slice = base.ends_with(".slice");
+            let reason = match v.cgroup_manager {
+                CgroupManager::Cgroupfs if slice => {
+                    Some("systemd slices cannot be used with the cgroupfs cgroup manager")
+                }
+                CgroupManager::Cgroupfs if !v.cgroup_parent.starts_with('/') => {
+                    Some("must be an absolute cgroup path with the cgroupfs cgroup manager")
+                }
+                CgroupManager::Systemd if !slice || base.len() < 6 => {
+                    Some("must be a systemd slice (NAME.slice) with the systemd cgroup manager")
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                return Err(self.invalid("cgroup_parent", v.cgroup_parent.clone(), reason));
+            }
+        }
         if v.runtime.is_empty() {
             return Err(self.invalid("runtime", String::new(), "must not be empty"));
         }
@@ -316,6 +336,7 @@ impl Config {
             infra_command,
             label,
             num_locks,
+            cgroup_parent,
         );
         if let Some(x) = raw.runtimes {
             if keep("runtimes") {
@@ -544,6 +565,7 @@ pub(crate) const KEY_ORDER: &[&str] = &[
     "num_locks",
     "lock_name",
     "state_backend",
+    "cgroup_parent",
     "runtimes",
 ];
 
@@ -598,6 +620,7 @@ mod tests {
         let mut c = RuntimeConfig::defaults(&env);
         c.runtime_path = vec!["/x".into()];
         c.lock_name = Some("/l".into());
+        c.cgroup_parent = "/p".into();
         let v = toml::Value::try_from(&c).ok();
         let keys: Vec<String> = match v {
             Some(toml::Value::Table(t)) => t.keys().cloned().collect(),

@@ -30,6 +30,7 @@ pub struct RuntimeOptions {
     num_locks: Option<u32>,
     lock_name: Option<String>,
     state_backend: Option<String>,
+    cgroup_parent: Option<String>,
 }
 
 macro_rules! setter {
@@ -111,6 +112,10 @@ impl RuntimeOptions {
         /// `--state-backend`: `lmdb` or `memory`.
         state_backend: String
     );
+    setter!(
+        /// `--cgroup-parent`: cgroup parent of containers and pods.
+        cgroup_parent: String
+    );
 
     /// The `--config` path, if given.
     pub fn config_file(&self) -> Option<&PathBuf> {
@@ -142,6 +147,7 @@ impl RuntimeOptions {
             namespace => namespace, "--namespace", |x: String| x;
             num_locks => num_locks, "--num-locks", |x: u32| x;
             lock_name => lock_name, "--lock-name", |x: String| Some(x);
+            cgroup_parent => cgroup_parent, "--cgroup-parent", |x: String| x;
         }
         if let Some(m) = &self.cgroup_manager {
             cfg.set_cgroup_manager(m, flag("--cgroup-manager"))?;

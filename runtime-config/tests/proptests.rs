@@ -76,6 +76,7 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
         option::of(any_string()),
         state_backend(),
         btree_map(any_string(), strings(), 0..4),
+        any_string(),
     );
     (a, b, c).prop_map(
         |(
@@ -107,7 +108,7 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
                 infra_image,
                 infra_command,
             ),
-            (label, num_locks, lock_name, state_backend, runtimes),
+            (label, num_locks, lock_name, state_backend, runtimes, cgroup_parent),
         )| RuntimeConfig {
             runtime,
             runtime_path,
@@ -137,6 +138,7 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
             num_locks,
             lock_name,
             state_backend,
+            cgroup_parent,
             runtimes,
         },
     )
@@ -187,6 +189,12 @@ fn valid_config() -> impl Strategy<Value = RuntimeConfig> {
                 c.cni_config_dir = cni;
                 c.num_locks = locks * 32;
                 c.max_log_size = max_log;
+                // A cgroup parent must suit the cgroup manager; use one that does (or none).
+                c.cgroup_parent = match (c.cgroup_parent.len() % 3, c.cgroup_manager) {
+                    (0, _) => String::new(),
+                    (_, CgroupManager::Cgroupfs) => "/rpod_prop_parent".to_owned(),
+                    (_, CgroupManager::Systemd) => "rpod_prop.slice".to_owned(),
+                };
                 c
             },
         )

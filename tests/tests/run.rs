@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{available, cgroups_of, mounts_under, processes_mentioning, Sandbox};
+use common::{available, mounts_under, processes_mentioning, Sandbox};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -222,9 +222,9 @@ fn twenty_parallel_containers_leave_nothing_behind() {
             "runc state left for {id}"
         );
         assert!(
-            cgroups_of(id).is_empty(),
+            sb.cgroups_of(id).is_empty(),
             "cgroups left: {:?}",
-            cgroups_of(id)
+            sb.cgroups_of(id)
         );
         assert!(
             !sb.path(&format!("root/libpod/containers/{id}")).exists(),

@@ -11,7 +11,11 @@ use rpod_oci::{CreateOptions, Created, OciRuntime, RuntimeConfig, SpecInput};
 pub const RUNC: &str = "/usr/sbin/runc";
 pub const CONMON: &str = "/usr/bin/conmon";
 pub const BUSYBOX: &str = "/usr/bin/busybox";
-pub const CGROUP_PARENT: &str = "/rpod_test_parent";
+/// Each test container gets its own cgroup parent, removed with it, so tests leave no cgroup
+/// directory behind and never race on a shared parent.
+pub fn cgroup_parent(id: &str) -> String {
+    format!("/rpodtest-parent-{id}")
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -63,16 +67,16 @@ pub fn make_rootfs(dir: &Path) {
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }
 
-/// Paths of the cgroup directories runc may create for `id`.
+/// Paths of the cgroup directories runc may create for `id` (the container's, then its
+/// parent's), in removal order.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    let parent = cgroup_parent(id);
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
         for e in rd.flatten() {
-            out.push(
-                e.path()
-                    .join(CGROUP_PARENT.trim_start_matches('/'))
-                    .join(format!("libpod-{id}")),
-            );
+            let p = e.path().join(parent.trim_start_matches('/'));
+            out.push(p.join(format!("libpod-{id}")));
+            out.push(p);
         }
     }
     out
@@ -141,7 +145,7 @@ impl TestCtr {
             self.rootfs.clone(),
             args.iter().map(|a| a.to_string()).collect(),
         );
-        s.cgroup_parent = Some(CGROUP_PARENT.to_string());
+        s.cgroup_parent = Some(cgroup_parent(&self.id));
         s.hostname = Some("rpodtest".into());
         s
     }
@@ -179,7 +183,8 @@ impl TestCtr {
             "runc state left for {}",
             self.id
         );
-        for d in cgroup_dirs(&self.id) {
+        let own = format!("libpod-{}", self.id);
+        for d in cgroup_dirs(&self.id).iter().filter(|d| d.ends_with(&own)) {
             assert!(!d.exists(), "cgroup left: {}", d.display());
         }
         if let Some(pid) = self.conmon_pid {

@@ -107,8 +107,20 @@ impl Sandbox {
             .arg("--lock-name")
             .arg(&self.lock_name)
             .arg("--runtime")
-            .arg("runc");
+            .arg("runc")
+            .arg("--cgroup-parent")
+            .arg(self.cgroup_parent());
         c
+    }
+
+    /// This sandbox's own cgroup parent (removed when the sandbox is dropped).
+    pub fn cgroup_parent(&self) -> String {
+        self.lock_name.replace("/rpod_e2e_", "/rpod_e2e_cg_")
+    }
+
+    /// cgroup directories (in any hierarchy) named `libpod-<id>` under this sandbox's parent.
+    pub fn cgroups_of(&self, id: &str) -> Vec<PathBuf> {
+        cgroup_dirs(&format!("{}/libpod-{id}", self.cgroup_parent()))
     }
 
     /// Runs `rpod ARGS` and returns its output.
@@ -169,7 +181,35 @@ impl Drop for Sandbox {
         }
         let _ = self.cmd().args(["system", "reset", "--force"]).output();
         let _ = std::fs::remove_file(format!("/dev/shm{}", self.lock_name));
+        for d in cgroup_dirs(&self.cgroup_parent()) {
+            remove_tree(&d);
+        }
     }
+}
+
+/// The directories of cgroup path `cgroup` in every hierarchy where it exists.
+pub fn cgroup_dirs(cgroup: &str) -> Vec<PathBuf> {
+    let rel = cgroup.trim_start_matches('/');
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path().join(rel))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a cgroup directory tree bottom-up (cgroup files vanish with their directory).
+pub fn remove_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Processes whose command line mentions `needle`.
@@ -188,22 +228,6 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
             if text.contains(needle) {
                 found.push(format!("{}: {text}", name.to_string_lossy()));
             }
-        }
-    }
-    found
-}
-
-/// cgroup directories (any v1 controller or the unified hierarchy) named `libpod-<id>`.
-pub fn cgroups_of(id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let name = format!("libpod-{id}");
-    let Ok(ctrls) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for c in ctrls.flatten() {
-        let p = c.path().join("rpod_parent").join(&name);
-        if p.exists() {
-            found.push(p);
         }
     }
     found
