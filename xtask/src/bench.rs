@@ -3,17 +3,29 @@
 //! libraries' criterion benches.
 //!
 //! Wall time comes from `hyperfine` (median/mean/σ of the runs), peak RSS
-//! from GNU time's `%M` (median of a few runs). rpod runs with its own
-//! throw-away `--root/--runroot/--tmpdir`; podman always runs as
-//! `podman --runtime runc ...` against the host's storage, so every podman
-//! case must only touch containers/images that the benchmark itself
-//! creates (names start with `rpod-bench-`).
+//! from GNU time's `%M` (median of a few runs).
+//!
+//! Isolation rules:
+//!
+//! - every rpod case runs against its own fresh `--root/--runroot/--tmpdir`
+//!   and its own SHM lock segment (`--lock-name /rpod_bench_<pid>_<n>`); an
+//!   [`RpodRoot`] guard runs `rpod system reset --force`, unlinks the
+//!   segment and deletes the directories afterwards, also on failure;
+//! - podman always runs as `podman --runtime runc ...` against the host's
+//!   storage, so a podman case only ever creates objects named
+//!   `rpod-bench-*`, and a [`PodmanObjects`] guard removes exactly those, by
+//!   name, afterwards (and before, in case an earlier run was killed).
+//!
+//! Each podman case runs right after the rpod case it mirrors, so the two
+//! are measured side by side.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::containers_conf;
@@ -25,8 +37,28 @@ const BENCHMARKS_MD: &str = "BENCHMARKS.md";
 const START_MARKER: &str = "<!-- bench:whole-commands:start -->";
 const END_MARKER: &str = "<!-- bench:whole-commands:end -->";
 
-/// Name of the busybox image imported into podman for `run` benchmarks.
+/// Name of the busybox image imported into podman for container benchmarks.
 pub const PODMAN_BUSYBOX_IMAGE: &str = "rpod-bench-busybox";
+/// Name of the pod infra image imported into podman: the static `catatonit`
+/// with `ENTRYPOINT ["/catatonit", "-P"]`, i.e. what podman 4 builds itself
+/// as `localhost/podman-pause:<version>-<stamp>` when `infra_image` is unset
+/// (built here under our own name so that the benchmark only creates
+/// `rpod-bench-*` objects, and without any network access).
+pub const PODMAN_PAUSE_IMAGE: &str = "rpod-bench-pause";
+
+/// Every podman object the benchmark creates has a name with this prefix.
+const PODMAN_PREFIX: &str = "rpod-bench-";
+/// Prefix (after `/`) of the SHM lock segments of the rpod cases; the full
+/// name is `/rpod_bench_<pid>_<n>`.
+const SHM_PREFIX: &str = "rpod_bench_";
+/// Where `shm_open(3)` names live.
+const DEV_SHM: &str = "/dev/shm";
+
+/// Stands for the busybox rootfs directory in rpod argv tables.
+const ROOTFS: &str = "{rootfs}";
+
+/// Peak RSS goal of the rpod state-store cases.
+const RPOD_RSS_TARGET_MIB: f64 = 12.0;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -36,12 +68,16 @@ pub struct BenchArgs {
     pub write: bool,
     /// Run the libraries' criterion benches (`cargo bench --workspace`)
     /// instead of the whole-command benchmarks.
-    #[arg(long, conflicts_with_all = ["write", "filter", "podman_image"])]
+    #[arg(long, conflicts_with_all = ["write", "filter", "podman_image", "quick"])]
     pub criterion: bool,
     /// Only run cases whose name contains one of these substrings
-    /// (e.g. `--filter podman`). Repeatable.
+    /// (e.g. `--filter podman`, `--filter "ps -a"`). Repeatable.
     #[arg(long, value_name = "SUBSTRING")]
     pub filter: Vec<String>,
+    /// Skip the slow cases (`ps -a` with 10 000 containers, whose set-up
+    /// creates 10 000 containers) for fast iteration.
+    #[arg(long)]
+    pub quick: bool,
     /// Measured hyperfine runs per case.
     #[arg(long, default_value_t = 30)]
     pub runs: u32,
@@ -51,7 +87,8 @@ pub struct BenchArgs {
     /// Runs under `/usr/bin/time` per case; peak RSS is their median.
     #[arg(long, default_value_t = 5)]
     pub rss_runs: u32,
-    /// Import the `rpod-bench-busybox` image into podman (if absent) first.
+    /// Import the `rpod-bench-busybox` and `rpod-bench-pause` images into
+    /// podman (if absent) even when no selected case needs them.
     #[arg(long)]
     pub podman_image: bool,
     /// Do not check/install Debian packages (podman, hyperfine, time, ...).
@@ -68,77 +105,228 @@ enum Tool {
     Podman,
 }
 
-/// One benchmark case: `tool args...` is measured; `prepare` (same tool)
-/// runs before every measured run, outside the measurement.
-///
-/// To add e.g. `create`+`rm`: use `prepare` for the `rm`/`create` half, or
-/// a case per half. Podman cases must only use names starting with
-/// `rpod-bench-` so they never touch containers the benchmark did not
-/// create.
-struct Case {
-    name: &'static str,
-    tool: Tool,
-    args: &'static [&'static str],
-    prepare: Option<&'static [&'static str]>,
+/// What one measured run executes (arguments after `rpod <isolation flags>`
+/// or `podman --runtime runc`; [`ROOTFS`] stands for the busybox rootfs).
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// `tool args...`.
+    Argv(&'static [&'static str]),
+    /// `sh -c 'tool first... && tool second...'`: both halves in one
+    /// measured run (the shell's own start-up is included, for both tools).
+    Pair(&'static [&'static str], &'static [&'static str]),
 }
 
-/// The benchmark table, in report order.
+/// The goal printed next to a case's median.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    /// No goal.
+    None,
+    /// rpod's goal: a median of at most this many milliseconds.
+    AtMost(f64),
+    /// podman's median in the reference measurement, in milliseconds.
+    Reference(f64),
+}
+
+/// One benchmark case.
+struct Case {
+    /// Unique; `--filter` matches it.
+    name: &'static str,
+    tool: Tool,
+    run: Run,
+    /// Containers created before the measurement (outside it) by running
+    /// `rpod create --rootfs <busybox> true` / `podman create --name
+    /// rpod-bench-ctr-<i> rpod-bench-busybox true`; removed afterwards.
+    containers: u32,
+    /// Report N, the number of containers `ps -a` lists (counted).
+    reports_n: bool,
+    /// `--num-locks` of the case's rpod root: the default (2048) cannot give
+    /// a lock to 10 000 containers.
+    num_locks: Option<u32>,
+    /// Podman containers (besides `rpod-bench-ctr-<i>`) and pods the case
+    /// creates by name: removed before and after it.
+    podman_containers: &'static [&'static str],
+    podman_pods: &'static [&'static str],
+    target: Target,
+    /// Peak RSS goal in MiB.
+    rss_target_mib: Option<f64>,
+    /// Skipped by `--quick`.
+    slow: bool,
+    /// Never measured (reported as n/a), with the reason.
+    not_measured: Option<&'static str>,
+}
+
+impl Case {
+    /// A case measuring `tool args...` with no set-up and no goal.
+    const fn plain(name: &'static str, tool: Tool, args: &'static [&'static str]) -> Case {
+        Case {
+            name,
+            tool,
+            run: Run::Argv(args),
+            containers: 0,
+            reports_n: false,
+            num_locks: None,
+            podman_containers: &[],
+            podman_pods: &[],
+            target: Target::None,
+            rss_target_mib: None,
+            slow: false,
+            not_measured: None,
+        }
+    }
+
+    /// `ps -a` on a store holding `containers` containers made by the case.
+    const fn ps(name: &'static str, tool: Tool, containers: u32, target: Target) -> Case {
+        let mut case = Case::plain(name, tool, &["ps", "-a"]);
+        case.containers = containers;
+        case.reports_n = true;
+        case.target = target;
+        if matches!(tool, Tool::Rpod) {
+            case.rss_target_mib = Some(RPOD_RSS_TARGET_MIB);
+        }
+        case
+    }
+
+    /// One run = `first` then `second` (see [`Run::Pair`]).
+    const fn pair(
+        name: &'static str,
+        tool: Tool,
+        first: &'static [&'static str],
+        second: &'static [&'static str],
+        target: Target,
+    ) -> Case {
+        let mut case = Case::plain(name, tool, &[]);
+        case.run = Run::Pair(first, second);
+        case.target = target;
+        if matches!(tool, Tool::Rpod) {
+            case.rss_target_mib = Some(RPOD_RSS_TARGET_MIB);
+        }
+        case
+    }
+
+    /// Every argv of the case's measured run (one, or two for a pair).
+    fn argvs(&self) -> Vec<&'static [&'static str]> {
+        match self.run {
+            Run::Argv(a) => vec![a],
+            Run::Pair(a, b) => vec![a, b],
+        }
+    }
+
+    /// Whether podman needs `image` for this case.
+    fn uses_podman_image(&self, image: &str) -> bool {
+        self.tool == Tool::Podman
+            && self.not_measured.is_none()
+            && ((image == PODMAN_BUSYBOX_IMAGE && self.containers > 0)
+                || self.argvs().iter().any(|a| a.contains(&image)))
+    }
+}
+
+/// The benchmark table, in report order: each podman case right after the
+/// rpod case it mirrors.
 const CASES: &[Case] = &[
-    Case {
-        name: "rpod info",
-        tool: Tool::Rpod,
-        args: &["info"],
-        prepare: None,
-    },
-    Case {
-        name: "rpod config show",
-        tool: Tool::Rpod,
-        args: &["config", "show"],
-        prepare: None,
-    },
+    Case::plain("rpod info", Tool::Rpod, &["info"]),
+    Case::plain("rpod config show", Tool::Rpod, &["config", "show"]),
     // `podman info` only reads state: it cannot touch any container.
+    Case::plain("podman info", Tool::Podman, &["info"]),
+    // `ps -a` only reads state. With no container of its own, podman lists
+    // whatever the host has (N is counted and reported).
+    Case::ps("rpod ps -a N=0", Tool::Rpod, 0, Target::AtMost(5.0)),
+    Case::ps(
+        "podman ps -a N=existing",
+        Tool::Podman,
+        0,
+        Target::Reference(39.0),
+    ),
+    Case::ps("rpod ps -a N=200", Tool::Rpod, 200, Target::AtMost(10.0)),
+    Case::ps(
+        "podman ps -a N=200",
+        Tool::Podman,
+        200,
+        Target::Reference(221.0),
+    ),
     Case {
-        name: "podman info",
-        tool: Tool::Podman,
-        args: &["info"],
-        prepare: None,
+        num_locks: Some(12_288),
+        slow: true,
+        ..Case::ps(
+            "rpod ps -a N=10000",
+            Tool::Rpod,
+            10_000,
+            Target::AtMost(100.0),
+        )
+    },
+    Case {
+        not_measured: Some("creating 10 000 podman containers takes too long"),
+        ..Case::ps("podman ps -a N=10000", Tool::Podman, 10_000, Target::None)
+    },
+    Case::pair(
+        "rpod create+rm",
+        Tool::Rpod,
+        &["create", "--rootfs", ROOTFS, "--name", "bench", "true"],
+        &["rm", "bench"],
+        Target::AtMost(20.0),
+    ),
+    Case {
+        podman_containers: &["rpod-bench-cr"],
+        ..Case::pair(
+            "podman create+rm",
+            Tool::Podman,
+            &[
+                "create",
+                "--name",
+                "rpod-bench-cr",
+                PODMAN_BUSYBOX_IMAGE,
+                "true",
+            ],
+            &["rm", "rpod-bench-cr"],
+            Target::Reference(128.0),
+        )
+    },
+    // Both create the pod's infra container (rpod: its built-in /pause;
+    // podman: catatonit from the local rpod-bench-pause image).
+    Case::pair(
+        "rpod pod create+rm",
+        Tool::Rpod,
+        &["pod", "create", "--name", "benchpod"],
+        &["pod", "rm", "benchpod"],
+        Target::AtMost(30.0),
+    ),
+    Case {
+        podman_containers: &["rpod-bench-pod-infra"],
+        podman_pods: &["rpod-bench-pod"],
+        ..Case::pair(
+            "podman pod create+rm",
+            Tool::Podman,
+            &[
+                "pod",
+                "create",
+                "--name",
+                "rpod-bench-pod",
+                "--infra-image",
+                PODMAN_PAUSE_IMAGE,
+                "--infra-name",
+                "rpod-bench-pod-infra",
+            ],
+            &["pod", "rm", "rpod-bench-pod"],
+            Target::Reference(154.0),
+        )
     },
 ];
 
-/// Where the tools live for this run.
+/// Name of the `i`-th (1-based) container a podman `ps -a` case creates.
+fn podman_ctr_name(i: u32) -> String {
+    format!("{PODMAN_PREFIX}ctr-{i}")
+}
+
+/// What every case shares.
 struct Env {
     /// The release rpod binary, when any rpod case is selected.
     rpod: Option<PathBuf>,
-    /// Throw-away directory holding rpod's `root`, `runroot` and `tmpdir`.
+    /// Throw-away directory holding the busybox rootfs and the rpod roots.
     dir: tempfile::TempDir,
+    /// A busybox rootfs for `rpod create --rootfs`.
+    rootfs: PathBuf,
 }
 
 impl Env {
-    /// The argv of `tool args...` (rpod gets its isolated directories).
-    fn argv(&self, tool: Tool, args: &[&str]) -> Result<Vec<String>> {
-        let mut argv: Vec<String> = match tool {
-            Tool::Rpod => {
-                let rpod = self
-                    .rpod
-                    .as_ref()
-                    .context("internal error: rpod binary not built")?;
-                let d = self.dir.path();
-                vec![
-                    rpod.display().to_string(),
-                    "--root".into(),
-                    d.join("root").display().to_string(),
-                    "--runroot".into(),
-                    d.join("runroot").display().to_string(),
-                    "--tmpdir".into(),
-                    d.join("tmpdir").display().to_string(),
-                ]
-            }
-            Tool::Podman => vec!["podman".into(), "--runtime".into(), "runc".into()],
-        };
-        argv.extend(args.iter().map(|a| (*a).to_string()));
-        Ok(argv)
-    }
-
     /// A shell line for the report, with machine-specific paths shortened.
     fn display(&self, argv: &[String]) -> String {
         let root = util::repo_root().display().to_string();
@@ -149,14 +337,179 @@ impl Env {
     }
 }
 
+/// A fresh rpod root for one case: its own `--root/--runroot/--tmpdir`
+/// under the bench directory and its own SHM lock segment. Dropping it runs
+/// `rpod system reset --force`, unlinks the segment (should reset not have)
+/// and deletes the directories.
+struct RpodRoot {
+    /// `rpod --root ... --runroot ... --tmpdir ... --lock-name ...` (`$RPOD`
+    /// in the report).
+    base: Vec<String>,
+    /// `base` plus the case's extra global flags (`--num-locks N`).
+    prefix: Vec<String>,
+    /// `/dev/shm/rpod_bench_<pid>_<n>`.
+    segment: PathBuf,
+    dir: PathBuf,
+}
+
+impl RpodRoot {
+    fn new(env: &Env, seq: usize, num_locks: Option<u32>) -> Result<RpodRoot> {
+        let rpod = env
+            .rpod
+            .as_ref()
+            .context("internal error: rpod binary not built")?;
+        let dir = env.dir.path().join(format!("case-{seq}"));
+        for sub in ["root", "runroot", "tmpdir"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        let lock_name = format!("/{SHM_PREFIX}{}_{seq}", std::process::id());
+        let segment = Path::new(DEV_SHM).join(&lock_name[1..]);
+        // A segment of this name can only be left over by a killed earlier
+        // run whose PID we reuse: it must not leak its allocations into ours.
+        remove_if_exists(&segment)?;
+        let mut base = vec![rpod.display().to_string()];
+        for (flag, sub) in [
+            ("--root", "root"),
+            ("--runroot", "runroot"),
+            ("--tmpdir", "tmpdir"),
+        ] {
+            base.push(flag.into());
+            base.push(dir.join(sub).display().to_string());
+        }
+        base.extend(["--lock-name".to_string(), lock_name]);
+        let mut prefix = base.clone();
+        if let Some(n) = num_locks {
+            prefix.extend(["--num-locks".to_string(), n.to_string()]);
+        }
+        Ok(RpodRoot {
+            base,
+            prefix,
+            segment,
+            dir,
+        })
+    }
+
+    /// The argv of `rpod <isolation flags> args...`.
+    fn argv(&self, args: &[&str], rootfs: &Path) -> Vec<String> {
+        with_prefix(&self.prefix, args, rootfs)
+    }
+
+    /// Removes every trace of this root; errors are only reported.
+    fn clean_up(&self) {
+        let reset = self.argv(&["system", "reset", "--force"], Path::new(""));
+        if let Err(e) = run_quiet(&reset) {
+            eprintln!("xtask bench: warning: {e:#}");
+        }
+        if let Err(e) = remove_if_exists(&self.segment) {
+            eprintln!("xtask bench: warning: {e:#}");
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!("xtask bench: warning: removing {}: {e}", self.dir.display());
+        }
+    }
+}
+
+impl Drop for RpodRoot {
+    fn drop(&mut self) {
+        self.clean_up();
+    }
+}
+
+/// Podman containers and pods created by one case, all named `rpod-bench-*`:
+/// removed by name when the guard is created (leftovers of a killed earlier
+/// run) and when it is dropped. Nothing else is ever removed.
+struct PodmanObjects {
+    containers: Vec<String>,
+    pods: Vec<String>,
+}
+
+impl PodmanObjects {
+    fn new(containers: Vec<String>, pods: Vec<String>) -> Result<PodmanObjects> {
+        for name in containers.iter().chain(&pods) {
+            ensure!(
+                name.starts_with(PODMAN_PREFIX),
+                "internal error: podman object {name:?} is not named {PODMAN_PREFIX}*"
+            );
+        }
+        let guard = PodmanObjects { containers, pods };
+        guard.remove()?;
+        Ok(guard)
+    }
+
+    /// `podman pod rm -f --ignore <pods>`, then `podman rm -f --ignore
+    /// <containers>` (both by name; missing ones are fine).
+    fn remove(&self) -> Result<()> {
+        if !self.pods.is_empty() {
+            let mut cmd = podman();
+            cmd.args(["pod", "rm", "--force", "--ignore"])
+                .args(&self.pods);
+            run_quiet_cmd(&mut cmd)?;
+        }
+        for chunk in self.containers.chunks(500) {
+            let mut cmd = podman();
+            cmd.args(["rm", "--force", "--ignore"]).args(chunk);
+            run_quiet_cmd(&mut cmd)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PodmanObjects {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            eprintln!("xtask bench: warning: removing podman's rpod-bench-* objects: {e:#}");
+        }
+    }
+}
+
+/// `podman --runtime runc` (podman never runs without it here).
+fn podman() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.args(["--runtime", "runc"]);
+    cmd
+}
+
+/// `prefix` + `args`, with [`ROOTFS`] replaced by `rootfs`.
+fn with_prefix(prefix: &[String], args: &[&str], rootfs: &Path) -> Vec<String> {
+    let mut argv = prefix.to_vec();
+    argv.extend(args.iter().map(|a| {
+        if *a == ROOTFS {
+            rootfs.display().to_string()
+        } else {
+            (*a).to_string()
+        }
+    }));
+    argv
+}
+
+/// What a measured run executes: `argvs[0]`, or `sh -c 'argvs[0] && argvs[1]'`.
+fn measured_argv(argvs: &[Vec<String>]) -> Vec<String> {
+    match argvs {
+        [one] => one.clone(),
+        many => {
+            let line = many.iter().map(shell_join).collect::<Vec<_>>().join(" && ");
+            vec!["sh".into(), "-c".into(), line]
+        }
+    }
+}
+
 /// Measurements of one case.
 struct Measurement {
-    name: &'static str,
     command: String,
     median_ms: f64,
     mean_ms: f64,
     stddev_ms: Option<f64>,
     rss_kib: f64,
+}
+
+/// One line of the report.
+struct Row {
+    /// The case name, with the counted N for `ps -a` cases.
+    label: String,
+    target: Target,
+    rss_target_mib: Option<f64>,
+    /// `Err(reason)` when the case was not measured.
+    outcome: std::result::Result<Measurement, String>,
 }
 
 /// Runs the benchmarks.
@@ -177,8 +530,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "no benchmark case matches {:?}",
         args.filter
     );
-    let needs_rpod = cases.iter().any(|c| c.tool == Tool::Rpod);
-    let needs_podman = cases.iter().any(|c| c.tool == Tool::Podman) || args.podman_image;
+    let measured = |c: &&&Case| c.not_measured.is_none() && !(args.quick && c.slow);
+    let needs_rpod = cases.iter().filter(measured).any(|c| c.tool == Tool::Rpod);
+    let needs_podman = cases
+        .iter()
+        .filter(measured)
+        .any(|c| c.tool == Tool::Podman)
+        || args.podman_image;
 
     if !args.skip_deps {
         deps::run(DepsArgs { with_podman: true })?;
@@ -193,25 +551,64 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
 
     let dir = tempfile::Builder::new().prefix("rpod-bench-").tempdir()?;
-    for sub in ["root", "runroot", "tmpdir"] {
-        fs::create_dir(dir.path().join(sub))?;
+    let rootfs = dir.path().join("rootfs");
+    if needs_rpod {
+        fs::create_dir(&rootfs)?;
+        build_busybox_rootfs(&rootfs)?;
+        remove_stale_segments()?;
     }
-    let env = Env { rpod, dir };
+    let env = Env { rpod, dir, rootfs };
 
-    if args.podman_image {
+    let uses = |image: &str| {
+        cases
+            .iter()
+            .filter(measured)
+            .any(|c| c.uses_podman_image(image))
+    };
+    if args.podman_image || uses(PODMAN_BUSYBOX_IMAGE) {
         ensure_podman_busybox_image()?;
     }
+    if args.podman_image || uses(PODMAN_PAUSE_IMAGE) {
+        ensure_podman_pause_image()?;
+    }
 
-    let mut results = Vec::new();
-    for case in cases {
+    let shell_ms = if cases
+        .iter()
+        .filter(measured)
+        .any(|c| matches!(c.run, Run::Pair(..)))
+    {
+        eprintln!("\nxtask bench: sh -c true (shell start-up, for the pair cases)");
+        let argv = vec!["sh".into(), "-c".into(), "true".into()];
+        Some(hyperfine(&env, "sh -c true", &argv, args)?.0 * 1e3)
+    } else {
+        None
+    };
+
+    let mut rows = Vec::new();
+    for (seq, case) in cases.iter().enumerate() {
+        let skip = case
+            .not_measured
+            .map(str::to_string)
+            .or_else(|| (args.quick && case.slow).then(|| "skipped with --quick".to_string()));
+        if let Some(reason) = skip {
+            eprintln!("\nxtask bench: {}: not measured ({reason})", case.name);
+            rows.push(Row {
+                label: case.name.to_string(),
+                target: case.target,
+                rss_target_mib: case.rss_target_mib,
+                outcome: Err(reason),
+            });
+            continue;
+        }
         eprintln!("\nxtask bench: {}", case.name);
-        results.push(
-            measure(&env, case, args)
+        rows.push(
+            run_case(&env, seq, case, args)
                 .with_context(|| format!("benchmark `{}` failed", case.name))?,
         );
     }
+    check_nothing_left(needs_podman)?;
 
-    let report = report(args, &results);
+    let report = report(&env, args, &rows, shell_ms);
     println!("\n{report}");
     if args.write {
         let path = util::repo_root().join(BENCHMARKS_MD);
@@ -221,9 +618,165 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Builds `rpod` in release mode and returns the binary's path.
+/// Sets up, measures and cleans up one case.
+fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> Result<Row> {
+    // The guards are declared before anything is created so that they clean
+    // up on every error path; they are dropped (cleaning up) at return.
+    let mut rpod_root = None;
+    let mut podman_objects = None;
+    let prefix: Vec<String> = match case.tool {
+        Tool::Rpod => rpod_root
+            .insert(RpodRoot::new(env, seq, case.num_locks)?)
+            .prefix
+            .clone(),
+        Tool::Podman => {
+            let mut containers: Vec<String> = (1..=case.containers).map(podman_ctr_name).collect();
+            containers.extend(case.podman_containers.iter().map(|s| (*s).to_string()));
+            let pods = case.podman_pods.iter().map(|s| (*s).to_string()).collect();
+            podman_objects = Some(PodmanObjects::new(containers, pods)?);
+            vec!["podman".into(), "--runtime".into(), "runc".into()]
+        }
+    };
+
+    let mut label = case.name.to_string();
+    if case.containers > 0 {
+        populate(&prefix, case, &env.rootfs)?;
+    }
+    if case.reports_n {
+        let listed = count_containers(&prefix)?;
+        let ours = case.containers;
+        let base = case.name.split(" N=").next().unwrap_or(case.name);
+        label = if case.tool == Tool::Rpod {
+            ensure!(
+                listed == ours,
+                "the fresh rpod root lists {listed} containers instead of {ours}"
+            );
+            format!("{base} N={listed}")
+        } else if ours == 0 {
+            format!("{base} N={listed} (pre-existing)")
+        } else if listed == ours {
+            format!("{base} N={listed}")
+        } else {
+            format!(
+                "{base} N={listed} ({ours} rpod-bench + {} pre-existing)",
+                listed.saturating_sub(ours)
+            )
+        };
+        if label != case.name {
+            eprintln!("xtask bench: {label}");
+        }
+    }
+
+    let argvs: Vec<Vec<String>> = case
+        .argvs()
+        .iter()
+        .map(|a| with_prefix(&prefix, a, &env.rootfs))
+        .collect();
+    let argv = measured_argv(&argvs);
+    let mut command = env.display(&argv);
+    if let Some(root) = &rpod_root {
+        command = command.replace(&env.display(&root.base), "$RPOD");
+    }
+    let measurement = measure(env, case.name, &argv, command, args)?;
+    drop(podman_objects);
+    drop(rpod_root);
+    Ok(Row {
+        label,
+        target: case.target,
+        rss_target_mib: case.rss_target_mib,
+        outcome: Ok(measurement),
+    })
+}
+
+/// Creates the case's `case.containers` containers, two at a time.
+fn populate(prefix: &[String], case: &Case, rootfs: &Path) -> Result<()> {
+    let n = case.containers;
+    let jobs = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 2);
+    let make = |i: u32| -> Vec<String> {
+        match case.tool {
+            Tool::Rpod => with_prefix(prefix, &["create", "--rootfs", ROOTFS, "true"], rootfs),
+            Tool::Podman => {
+                let name = podman_ctr_name(i);
+                with_prefix(
+                    prefix,
+                    &["create", "--name", &name, PODMAN_BUSYBOX_IMAGE, "true"],
+                    rootfs,
+                )
+            }
+        }
+    };
+    eprintln!(
+        "xtask bench: creating {n} containers ({jobs} in parallel): $ {} ...",
+        shell_join(make(1))
+    );
+    let started = Instant::now();
+    let done = AtomicU32::new(0);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..jobs)
+            .map(|job| {
+                let (make, done, failed) = (&make, &done, &failed);
+                s.spawn(move || -> Result<()> {
+                    let mut i = 1 + u32::try_from(job)?;
+                    while i <= n && !failed.load(Ordering::Relaxed) {
+                        if let Err(e) = run_capturing(&make(i)) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e.context(format!("creating container {i} of {n}")));
+                        }
+                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if d % 1000 == 0 {
+                            eprintln!(
+                                "xtask bench: {d}/{n} containers ({})",
+                                util::fmt_secs(started.elapsed())
+                            );
+                        }
+                        i += u32::try_from(jobs)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker
+                .join()
+                .map_err(|_| anyhow!("a container-creating thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "xtask bench: created {n} containers in {}",
+        util::fmt_secs(started.elapsed())
+    );
+    Ok(())
+}
+
+/// How many containers `<prefix> ps -a -q` lists.
+fn count_containers(prefix: &[String]) -> Result<u32> {
+    let argv = with_prefix(prefix, &["ps", "-a", "-q"], Path::new(""));
+    let (program, rest) = argv.split_first().context("empty command")?;
+    let out = util::output(Command::new(program).args(rest))?;
+    Ok(u32::try_from(
+        out.lines().filter(|l| !l.trim().is_empty()).count(),
+    )?)
+}
+
+/// Builds `rpod` in release mode and returns the binary's path. The build
+/// honours `CARGO_TARGET_DIR` (a relative one is taken, as cargo does, from
+/// the directory `cargo xtask` was started in).
 fn build_rpod() -> Result<PathBuf> {
     let mut cmd = util::cargo();
+    if let Some(target_dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        let target_dir = PathBuf::from(target_dir);
+        if target_dir.is_relative() {
+            // util::cargo() runs in the repository root, not in our cwd.
+            cmd.env(
+                "CARGO_TARGET_DIR",
+                std::env::current_dir()?.join(target_dir),
+            );
+        }
+    }
     cmd.args([
         "build",
         "--release",
@@ -256,6 +809,7 @@ fn build_rpod() -> Result<PathBuf> {
         if let Some(exe) = msg["executable"].as_str() {
             let exe = PathBuf::from(exe);
             if exe.file_name().is_some_and(|n| n == "rpod") {
+                eprintln!("xtask bench: rpod binary: {}", exe.display());
                 return Ok(exe);
             }
         }
@@ -263,39 +817,22 @@ fn build_rpod() -> Result<PathBuf> {
     bail!("`cargo build --release -p rpod-cli` produced no `rpod` binary")
 }
 
-/// Benchmarks one case: hyperfine for wall time, GNU time for peak RSS.
-fn measure(env: &Env, case: &Case, args: &BenchArgs) -> Result<Measurement> {
-    let argv = env.argv(case.tool, case.args)?;
-    let prepare = case.prepare.map(|p| env.argv(case.tool, p)).transpose()?;
-
-    let json_path = env.dir.path().join("hyperfine.json");
-    let mut hf = Command::new("hyperfine");
-    hf.args(["-N", "--warmup", &args.warmup.to_string()])
-        .args(["--runs", &args.runs.to_string()])
-        .arg("--export-json")
-        .arg(&json_path)
-        .args(["--command-name", case.name]);
-    if let Some(prepare) = &prepare {
-        hf.arg("--prepare").arg(shell_join(prepare));
-    }
-    hf.arg(shell_join(&argv));
-    // Keep our stdout for the report: hyperfine's progress goes to stderr.
-    hf.stdin(Stdio::null()).stdout(std::io::stderr());
-    util::run(&mut hf)?;
-    let json: Value = serde_json::from_str(
-        &fs::read_to_string(&json_path).context("reading hyperfine's JSON export")?,
-    )
-    .context("parsing hyperfine's JSON export")?;
-    let (median, mean, stddev) = parse_hyperfine(&json)?;
+/// Benchmarks `argv` (shown as `command`): hyperfine for wall time, GNU
+/// time for peak RSS.
+fn measure(
+    env: &Env,
+    name: &str,
+    argv: &[String],
+    command: String,
+    args: &BenchArgs,
+) -> Result<Measurement> {
+    let (median, mean, stddev) = hyperfine(env, name, argv, args)?;
 
     let mut rss = Vec::new();
     let rss_path = env.dir.path().join("time.out");
     for _ in 0..args.rss_runs {
-        if let Some(prepare) = &prepare {
-            run_quiet(prepare)?;
-        }
         let mut time = Command::new("/usr/bin/time");
-        time.arg("-o").arg(&rss_path).args(["-f", "%M"]).args(&argv);
+        time.arg("-o").arg(&rss_path).args(["-f", "%M"]).args(argv);
         run_quiet_cmd(&mut time)?;
         let text = fs::read_to_string(&rss_path)?;
         let kib: f64 = text
@@ -309,13 +846,37 @@ fn measure(env: &Env, case: &Case, args: &BenchArgs) -> Result<Measurement> {
     }
 
     Ok(Measurement {
-        name: case.name,
-        command: env.display(&argv),
+        command,
         median_ms: median * 1e3,
         mean_ms: mean * 1e3,
         stddev_ms: stddev.map(|s| s * 1e3),
         rss_kib: median_of(&mut rss),
     })
+}
+
+/// `(median, mean, stddev)` in seconds of `argv` under hyperfine.
+fn hyperfine(
+    env: &Env,
+    name: &str,
+    argv: &[String],
+    args: &BenchArgs,
+) -> Result<(f64, f64, Option<f64>)> {
+    let json_path = env.dir.path().join("hyperfine.json");
+    let mut hf = Command::new("hyperfine");
+    hf.args(["-N", "--warmup", &args.warmup.to_string()])
+        .args(["--runs", &args.runs.to_string()])
+        .arg("--export-json")
+        .arg(&json_path)
+        .args(["--command-name", name])
+        .arg(shell_join(argv));
+    // Keep our stdout for the report: hyperfine's progress goes to stderr.
+    hf.stdin(Stdio::null()).stdout(std::io::stderr());
+    util::run(&mut hf)?;
+    let json: Value = serde_json::from_str(
+        &fs::read_to_string(&json_path).context("reading hyperfine's JSON export")?,
+    )
+    .context("parsing hyperfine's JSON export")?;
+    parse_hyperfine(&json)
 }
 
 /// `(median, mean, stddev)` in seconds from hyperfine's JSON export.
@@ -344,6 +905,111 @@ fn run_quiet_cmd(cmd: &mut Command) -> Result<()> {
     )
 }
 
+/// Runs `argv` with stdout discarded; on failure the error carries stderr.
+fn run_capturing(argv: &[String]) -> Result<()> {
+    let (program, rest) = argv.split_first().context("empty command")?;
+    let out = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("failed to start `{}`", shell_join(argv)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            shell_join(argv),
+            util::describe_status(out.status),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Removes the file at `path`; a missing file is fine.
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// The PID in a segment name `rpod_bench_<pid>_<n>` of ours.
+fn segment_pid(file_name: &str) -> Option<u32> {
+    let (pid, seq) = file_name.strip_prefix(SHM_PREFIX)?.split_once('_')?;
+    let is_num = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !is_num(seq) {
+        return None;
+    }
+    is_num(pid).then(|| pid.parse().ok()).flatten()
+}
+
+/// Our segments in /dev/shm whose PID `keep` rejects.
+fn our_segments(keep: impl Fn(u32) -> bool) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(DEV_SHM).with_context(|| format!("listing {DEV_SHM}"))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some(pid) = segment_pid(&name.to_string_lossy()) {
+            if !keep(pid) {
+                found.push(entry.path());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Unlinks the segments left behind by benchmark runs that were killed
+/// (their PID is gone, or is ours: we have not created any yet).
+fn remove_stale_segments() -> Result<()> {
+    let me = std::process::id();
+    let stale = our_segments(|pid| pid != me && Path::new(&format!("/proc/{pid}")).exists())?;
+    for path in stale {
+        eprintln!(
+            "xtask bench: removing {} (left by a killed run)",
+            path.display()
+        );
+        remove_if_exists(&path)?;
+    }
+    Ok(())
+}
+
+/// Fails if this run left an SHM segment or a podman `rpod-bench-*`
+/// container or pod behind (the guards should have removed them all).
+fn check_nothing_left(check_podman: bool) -> Result<()> {
+    let me = std::process::id();
+    let segments = our_segments(|pid| pid != me)?;
+    ensure!(
+        segments.is_empty(),
+        "SHM segments left behind: {segments:?}"
+    );
+    if check_podman {
+        let filter = format!("name=^{PODMAN_PREFIX}");
+        let ctrs = util::output(podman().args([
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Names}}",
+        ]))?;
+        let pods = util::output(podman().args([
+            "pod",
+            "ps",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Name}}",
+        ]))?;
+        ensure!(
+            ctrs.is_empty() && pods.is_empty(),
+            "podman objects left behind: containers {ctrs:?}, pods {pods:?}"
+        );
+    }
+    Ok(())
+}
+
 /// Median of `values` (sorted in place); 0 when empty.
 fn median_of(values: &mut [f64]) -> f64 {
     if values.is_empty() {
@@ -358,8 +1024,46 @@ fn median_of(values: &mut [f64]) -> f64 {
     }
 }
 
+/// Formats a millisecond goal: `5` → `5`, `2.5` → `2.5`.
+fn fmt_goal(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The target cell: `≤ 5 ms ✓` (met) / `≤ 5 ms ✗`, `ref. 39 ms`, or `–`.
+fn target_cell(target: Target, median_ms: Option<f64>) -> String {
+    let mark = |goal: f64| match median_ms {
+        Some(m) if m <= goal => " ✓",
+        Some(_) => " ✗",
+        None => "",
+    };
+    match target {
+        Target::None => "–".to_string(),
+        Target::AtMost(goal) => format!("≤ {} ms{}", fmt_goal(goal), mark(goal)),
+        Target::Reference(ms) => format!("ref. {} ms", fmt_goal(ms)),
+    }
+}
+
+/// The RSS target cell: `≤ 12 MiB ✓` / `≤ 12 MiB ✗`, or `–`.
+fn rss_target_cell(target_mib: Option<f64>, rss_mib: Option<f64>) -> String {
+    match target_mib {
+        None => "–".to_string(),
+        Some(goal) => {
+            let mark = match rss_mib {
+                Some(m) if m <= goal => " ✓",
+                Some(_) => " ✗",
+                None => "",
+            };
+            format!("≤ {} MiB{mark}", fmt_goal(goal))
+        }
+    }
+}
+
 /// The markdown report: environment stamp, results table, exact commands.
-fn report(args: &BenchArgs, results: &[Measurement]) -> String {
+fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option<f64>) -> String {
     let invocation = std::env::args().skip(1).collect::<Vec<_>>();
     let rev = git_rev();
     let date = util::first_line_or_unknown("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
@@ -374,33 +1078,109 @@ fn report(args: &BenchArgs, results: &[Measurement]) -> String {
         "Command: `cargo xtask {}`\n\n",
         shell_join(&invocation)
     ));
+    let load = fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_string(),
+        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    );
     out.push_str(&format!(
-        "Date: {date} · kernel `{kernel}` · {cores} cores\n\n"
+        "Date: {date} · kernel `{kernel}` · {cores} cores · load average at the end \
+         (1/5/15 min): {load}\n\n"
     ));
     out.push_str(&format!(
         "Versions: rpod `{rev}` · {podman} · {runc} · {hyperfine}\n\n"
     ));
-    out.push_str("| case | median (ms) | mean ± σ (ms) | peak RSS (MiB) |\n");
-    out.push_str("|---|---:|---:|---:|\n");
-    for m in results {
-        let sd = m
-            .stddev_ms
-            .map_or_else(|| "?".to_string(), |s| format!("{s:.2}"));
-        out.push_str(&format!(
-            "| {} | {:.2} | {:.2} ± {sd} | {:.1} |\n",
-            m.name,
-            m.median_ms,
-            m.mean_ms,
-            m.rss_kib / 1024.0
-        ));
+    out.push_str("| case | median (ms) | mean ± σ (ms) | target | peak RSS (MiB) | RSS target |\n");
+    out.push_str("|---|---:|---:|---|---:|---|\n");
+    for row in rows {
+        match &row.outcome {
+            Ok(m) => {
+                let sd = m
+                    .stddev_ms
+                    .map_or_else(|| "?".to_string(), |s| format!("{s:.2}"));
+                let rss_mib = m.rss_kib / 1024.0;
+                out.push_str(&format!(
+                    "| {} | {:.2} | {:.2} ± {sd} | {} | {rss_mib:.1} | {} |\n",
+                    row.label,
+                    m.median_ms,
+                    m.mean_ms,
+                    target_cell(row.target, Some(m.median_ms)),
+                    rss_target_cell(row.rss_target_mib, Some(rss_mib)),
+                ));
+            }
+            Err(_) => out.push_str(&format!(
+                "| {} | n/a | n/a | {} | n/a | {} |\n",
+                row.label,
+                target_cell(row.target, None),
+                rss_target_cell(row.rss_target_mib, None),
+            )),
+        }
     }
     out.push_str(&format!(
         "\nWall time: `hyperfine -N --warmup {} --runs {}`. Peak RSS: median of {} runs of \
-         `/usr/bin/time -f %M`. `$BENCH_DIR` is a fresh temporary directory.\n\n",
+         `/usr/bin/time -f %M`. `$BENCH_DIR` is a fresh temporary directory. \
+         Targets: rpod's goals (✓ met / ✗ missed by the median); `ref.` is podman's median \
+         in the reference measurement.\n\n",
         args.warmup, args.runs, args.rss_runs
     ));
-    for m in results {
-        out.push_str(&format!("- {}: `{}`\n", m.name, m.command));
+    out.push_str(
+        "- Each rpod case runs on its own fresh root (`$BENCH_DIR/case-<n>`) with its own SHM \
+         lock segment (`--lock-name`), removed afterwards with `rpod system reset --force`. \
+         Podman uses the host's storage; every podman object the benchmark creates is named \
+         `rpod-bench-*` and removed by name after its case.\n",
+    );
+    let has = |what: &str| rows.iter().any(|r| r.label.contains(what));
+    if has("ps -a") {
+        out.push_str(
+            "- `ps -a` cases: N is the number of containers `ps -a -q` listed before the \
+         measurement. rpod's containers are made by `rpod create --rootfs $BENCH_DIR/rootfs \
+         true` (busybox rootfs; `--num-locks 12288` for N=10000, as the default 2048 locks \
+         cannot hold them), podman's by `podman --runtime runc create --name \
+         rpod-bench-ctr-<i> rpod-bench-busybox true`; both outside the measurement, 2 at a \
+         time. podman's N=0 case lists whatever containers the host has (\"pre-existing\").\n",
+        );
+    }
+    if let Some(ms) = shell_ms {
+        out.push_str(&format!(
+            "- `create+rm` and `pod create+rm`: one run is both commands, as \
+             `sh -c '… && …'`; the shell's own start-up (`sh -c true`: {ms:.2} ms in this run) \
+             is included, for both tools.\n",
+        ));
+    }
+    if has("pod create") {
+        out.push_str(
+            "- `pod create+rm`: both create the pod's infra container: rpod its built-in \
+             `/pause`, podman `--infra-image rpod-bench-pause --infra-name \
+             rpod-bench-pod-infra`, a local image holding the host's static `catatonit` with \
+             `ENTRYPOINT [\"/catatonit\", \"-P\"]`: what podman 4.3 would otherwise build \
+             itself as `localhost/podman-pause:<version>-<stamp>` (no network needed either \
+             way), imported under our own name so that only `rpod-bench-*` objects are \
+             created.\n",
+        );
+    }
+    let skipped: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err().map(|why| (&r.label, why)))
+        .collect();
+    if !skipped.is_empty() {
+        out.push_str("\nNot measured:\n\n");
+        for (label, why) in skipped {
+            out.push_str(&format!("- {label}: {why}\n"));
+        }
+    }
+    out.push_str("\nCommands");
+    if let Some(rpod) = &env.rpod {
+        out.push_str(&format!(
+            " (`$RPOD` is `{} --root $BENCH_DIR/case-<n>/root --runroot \
+             $BENCH_DIR/case-<n>/runroot --tmpdir $BENCH_DIR/case-<n>/tmpdir --lock-name \
+             /rpod_bench_<pid>_<n>`: the case's own root and lock segment)",
+            env.display(&[rpod.display().to_string()])
+        ));
+    }
+    out.push_str(":\n\n");
+    for row in rows {
+        if let Ok(m) = &row.outcome {
+            out.push_str(&format!("- {}: `{}`\n", row.label, m.command));
+        }
     }
     out
 }
@@ -476,36 +1256,34 @@ fn write_section(path: &Path, section: &str) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure podman has the `rpod-bench-busybox` image: a rootfs holding
-/// the host's static busybox (`/bin/busybox`) and a symlink per applet,
-/// imported with `podman import`. Does nothing if the image exists, and
-/// touches no other image or container.
-pub fn ensure_podman_busybox_image() -> Result<()> {
-    let exists = Command::new("podman")
-        .args(["--runtime", "runc", "image", "exists", PODMAN_BUSYBOX_IMAGE])
+/// Whether podman has `image`.
+fn podman_image_exists(image: &str) -> Result<bool> {
+    let exists = podman()
+        .args(["image", "exists", image])
         .stdin(Stdio::null())
         .status()
         .context("failed to run podman")?;
-    if exists.success() {
-        eprintln!("xtask bench: podman image {PODMAN_BUSYBOX_IMAGE} already exists");
-        return Ok(());
-    }
+    Ok(exists.success())
+}
 
-    let rootfs = tempfile::Builder::new()
-        .prefix("rpod-bench-rootfs-")
-        .tempdir()?;
-    build_busybox_rootfs(rootfs.path())?;
-
+/// Imports the contents of `rootfs` into podman as `image`, with
+/// `podman import --change` for each of `changes`.
+fn podman_import(rootfs: &Path, image: &str, changes: &[&str]) -> Result<()> {
     let mut tar = Command::new("tar")
         .arg("-C")
-        .arg(rootfs.path())
+        .arg(rootfs)
         .args(["--numeric-owner", "-c", "."])
         .stdout(Stdio::piped())
         .spawn()
         .context("failed to run tar")?;
     let tar_out = tar.stdout.take().context("tar has no stdout")?;
-    let import = Command::new("podman")
-        .args(["--runtime", "runc", "import", "-", PODMAN_BUSYBOX_IMAGE])
+    let mut import = podman();
+    import.arg("import");
+    for change in changes {
+        import.args(["--change", change]);
+    }
+    let import = import
+        .args(["-", image])
         .stdin(tar_out)
         .stdout(Stdio::null())
         .status()
@@ -521,8 +1299,53 @@ pub fn ensure_podman_busybox_image() -> Result<()> {
         "podman import failed ({})",
         util::describe_status(import)
     );
-    eprintln!("xtask bench: imported podman image {PODMAN_BUSYBOX_IMAGE}");
+    eprintln!("xtask bench: imported podman image {image}");
     Ok(())
+}
+
+/// Makes sure podman has the `rpod-bench-busybox` image: a rootfs holding
+/// the host's static busybox (`/bin/busybox`) and a symlink per applet,
+/// imported with `podman import`. Does nothing if the image exists, and
+/// touches no other image or container.
+pub fn ensure_podman_busybox_image() -> Result<()> {
+    if podman_image_exists(PODMAN_BUSYBOX_IMAGE)? {
+        eprintln!("xtask bench: podman image {PODMAN_BUSYBOX_IMAGE} already exists");
+        return Ok(());
+    }
+    let rootfs = tempfile::Builder::new()
+        .prefix("rpod-bench-rootfs-")
+        .tempdir()?;
+    build_busybox_rootfs(rootfs.path())?;
+    podman_import(rootfs.path(), PODMAN_BUSYBOX_IMAGE, &[])
+}
+
+/// Makes sure podman has the `rpod-bench-pause` pod infra image (see
+/// [`PODMAN_PAUSE_IMAGE`]), built from the host's static
+/// `/usr/bin/catatonit`. Does nothing if the image exists, and touches no
+/// other image or container.
+pub fn ensure_podman_pause_image() -> Result<()> {
+    if podman_image_exists(PODMAN_PAUSE_IMAGE)? {
+        eprintln!("xtask bench: podman image {PODMAN_PAUSE_IMAGE} already exists");
+        return Ok(());
+    }
+    let catatonit = Path::new("/usr/bin/catatonit");
+    ensure!(
+        catatonit.exists(),
+        "{} not found (install catatonit)",
+        catatonit.display()
+    );
+    let rootfs = tempfile::Builder::new()
+        .prefix("rpod-bench-pause-")
+        .tempdir()?;
+    for sub in ["dev", "etc", "proc", "sys"] {
+        fs::create_dir(rootfs.path().join(sub))?;
+    }
+    fs::copy(catatonit, rootfs.path().join("catatonit"))?;
+    podman_import(
+        rootfs.path(),
+        PODMAN_PAUSE_IMAGE,
+        &[r#"ENTRYPOINT ["/catatonit", "-P"]"#],
+    )
 }
 
 /// Lays out a minimal busybox rootfs in `dir`.
@@ -615,6 +1438,88 @@ mod tests {
                 Tool::Podman => "podman ",
             };
             assert!(case.name.starts_with(prefix), "{}", case.name);
+            assert!(!case.argvs().is_empty(), "{}", case.name);
+            if case.tool == Tool::Rpod {
+                // rpod never touches the host's podman objects anyway.
+                assert!(case.podman_containers.is_empty() && case.podman_pods.is_empty());
+                continue;
+            }
+            // Every podman object is ours and removed by the case's guard.
+            for name in case.podman_containers.iter().chain(case.podman_pods) {
+                assert!(name.starts_with(PODMAN_PREFIX), "{name}");
+            }
+            for argv in case.argvs() {
+                for pair in argv.windows(2) {
+                    if matches!(pair[0], "--name" | "--infra-name") {
+                        let name = pair[1];
+                        assert!(
+                            case.podman_containers.contains(&name)
+                                || case.podman_pods.contains(&name),
+                            "{}: {name} is created but not cleaned up",
+                            case.name
+                        );
+                    }
+                }
+                // Never a command that acts on all containers or pods.
+                assert!(!argv.contains(&"--all"), "{}", case.name);
+                assert!(!argv.contains(&"-a") || argv[0] == "ps", "{}", case.name);
+            }
         }
+    }
+
+    #[test]
+    fn quick_skips_only_the_10000_case() {
+        let slow: Vec<_> = CASES.iter().filter(|c| c.slow).map(|c| c.name).collect();
+        assert_eq!(slow, ["rpod ps -a N=10000"]);
+        let big = CASES
+            .iter()
+            .find(|c| c.name == "rpod ps -a N=10000")
+            .map(|c| c.num_locks);
+        assert!(big.flatten().is_some_and(|n| n > 10_000));
+    }
+
+    #[test]
+    fn pair_is_one_shell_line() {
+        let a = vec!["rpod".to_string(), "create".into(), "x y".into()];
+        let b = vec!["rpod".to_string(), "rm".into(), "x".into()];
+        assert_eq!(measured_argv(std::slice::from_ref(&a)), a);
+        assert_eq!(
+            measured_argv(&[a, b]),
+            ["sh", "-c", "rpod create 'x y' && rpod rm x"]
+        );
+    }
+
+    #[test]
+    fn rootfs_placeholder() {
+        let argv = with_prefix(
+            &["rpod".to_string()],
+            &["create", "--rootfs", ROOTFS, "true"],
+            Path::new("/r"),
+        );
+        assert_eq!(argv, ["rpod", "create", "--rootfs", "/r", "true"]);
+    }
+
+    #[test]
+    fn segment_names() {
+        assert_eq!(segment_pid("rpod_bench_123_4"), Some(123));
+        assert_eq!(segment_pid("rpod_bench_123_"), None);
+        assert_eq!(segment_pid("rpod_bench_x_4"), None);
+        assert_eq!(segment_pid("rpod_bench_try1"), None);
+        assert_eq!(segment_pid("libpod_lock"), None);
+    }
+
+    #[test]
+    fn target_cells() {
+        assert_eq!(target_cell(Target::AtMost(5.0), Some(4.2)), "≤ 5 ms ✓");
+        assert_eq!(target_cell(Target::AtMost(5.0), Some(5.1)), "≤ 5 ms ✗");
+        assert_eq!(target_cell(Target::AtMost(2.5), None), "≤ 2.5 ms");
+        assert_eq!(
+            target_cell(Target::Reference(39.0), Some(50.0)),
+            "ref. 39 ms"
+        );
+        assert_eq!(target_cell(Target::None, Some(1.0)), "–");
+        assert_eq!(rss_target_cell(Some(12.0), Some(13.0)), "≤ 12 MiB ✗");
+        assert_eq!(rss_target_cell(Some(12.0), Some(3.0)), "≤ 12 MiB ✓");
+        assert_eq!(rss_target_cell(None, Some(3.0)), "–");
     }
 }
