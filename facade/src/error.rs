@@ -122,6 +122,17 @@ pub enum RuntimeError {
         /// One message per failed container.
         errors: Vec<String>,
     },
+    /// After a reboot, objects were found sharing lock IDs.
+    #[error("{}: deadlock would follow; run `rpod system renumber` to give every container and pod its own lock", .0.join("; "))]
+    LockConflicts(Vec<String>),
+    /// Writing a file rpod keeps failed.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// The runtime was shut down.
     #[error("the runtime has been shut down and can no longer be used")]
     Stopped,

@@ -21,6 +21,7 @@ mod lifecycle;
 mod locks;
 mod names;
 mod pods;
+mod refresh;
 mod runtime;
 
 pub use binaries::Binary;
@@ -34,6 +35,7 @@ pub use info::{
 pub use locks::{segment_name, LockHolder, LockReport};
 pub use names::{generate_id, random_name, validate_name, MAX_NAME_LEN};
 pub use pods::{PodSpec, DEFAULT_POD_SHARE, SHAREABLE_NAMESPACES};
+pub use refresh::ALIVE_FILE;
 /// The OCI crate, re-exported (log entries, exit-code helpers).
 pub use rpod_oci as oci;
 pub use runtime::{load_config, Runtime, STATE_FILE};

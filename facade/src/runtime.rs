@@ -146,8 +146,21 @@ impl Runtime {
             cleanup_bin: default_cleanup_binary(),
             valid: AtomicBool::new(true),
         };
+        let alive_file = rt.config.values.tmp_dir.join(crate::refresh::ALIVE_FILE);
+        let needs_refresh = !alive_file.exists();
+        if needs_refresh {
+            rt.refresh(!renumber)?;
+        }
         if renumber {
             rt.renumber_objects()?;
+        }
+        if needs_refresh {
+            rpod_config::write_file_atomic(&alive_file, b"", 0o644, false).map_err(|source| {
+                RuntimeError::Write {
+                    path: alive_file.clone(),
+                    source,
+                }
+            })?;
         }
         drop(alive);
         Ok(rt)
@@ -205,13 +218,69 @@ impl Runtime {
         }
     }
 
-    /// Marks the runtime unusable and closes the state. Containers keep running (there is no
-    /// daemon); later calls fail with [`RuntimeError::Stopped`].
-    pub fn shutdown(&self) -> Result<(), RuntimeError> {
-        if self.valid.swap(false, Ordering::AcqRel) {
-            self.state.close()?;
+    /// Marks the runtime unusable (later calls fail with [`RuntimeError::Stopped`]) and closes
+    /// the state. With `force`, first stops every running container (10 s timeout each, all in
+    /// parallel); without, containers keep running (there is no daemon). Stop errors are
+    /// collected and returned after the runtime is shut down.
+    pub fn shutdown(&self, force: bool) -> Result<(), RuntimeError> {
+        self.check_valid()?;
+        let mut errors = Vec::new();
+        if force {
+            let ns = self.state.namespace()?;
+            self.state.set_namespace("")?;
+            let running: Vec<String> = self
+                .state
+                .all_containers()?
+                .into_iter()
+                .filter_map(|mut c| {
+                    self.container_view(&mut c).ok()?;
+                    matches!(
+                        c.state.status,
+                        rpod_state::ContainerStatus::Running | rpod_state::ContainerStatus::Paused
+                    )
+                    .then_some(c.config.id)
+                })
+                .collect();
+            // Members before infra containers, whose namespaces they use.
+            let (infra, others): (Vec<String>, Vec<String>) = running.into_iter().partition(|id| {
+                self.state
+                    .container(id)
+                    .map(|c| c.config.is_infra)
+                    .unwrap_or(false)
+            });
+            for batch in [others, infra] {
+                errors.extend(std::thread::scope(|s| {
+                    let handles: Vec<_> = batch
+                        .iter()
+                        .map(|id| {
+                            s.spawn(move || {
+                                match self
+                                    .stop_container(id, Some(std::time::Duration::from_secs(10)))
+                                {
+                                    Ok(_) | Err(RuntimeError::InvalidState { .. }) => None,
+                                    Err(e) => Some(format!("stopping container {id}: {e}")),
+                                }
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .filter_map(|h| h.join().unwrap_or(Some("stop thread panicked".to_owned())))
+                        .collect::<Vec<_>>()
+                }));
+            }
+            let _ = self.state.set_namespace(&ns);
         }
-        Ok(())
+        self.valid.store(false, Ordering::Release);
+        self.state.close()?;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::InvalidSpec(format!(
+                "shutdown: {}",
+                errors.join("; ")
+            )))
+        }
     }
 
     /// `rpod system reset --force`: removes every container and pod of this root (all
@@ -230,7 +299,7 @@ impl Runtime {
                 errors.push(format!("removing container {}: {e}", c.config.id));
             }
         }
-        self.shutdown()?;
+        self.shutdown(false)?;
         let v = &self.config.values;
         if v.state_backend == StateBackend::Lmdb {
             let name = locks::segment_name(&self.config);

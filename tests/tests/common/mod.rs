@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// The tmp dir, on tmpfs (`/dev/shm`) as rpod's tmp dir should be.
+    pub tmp: tempfile::TempDir,
     pub lock_name: String,
     pub rootfs: PathBuf,
 }
@@ -76,7 +78,12 @@ impl Sandbox {
         }
         let rootfs = dir.path().join("rootfs");
         build_rootfs(&rootfs);
+        let tmp = tempfile::Builder::new()
+            .prefix("rpod-e2e-tmp-")
+            .tempdir_in("/dev/shm")
+            .unwrap();
         Sandbox {
+            tmp,
             lock_name: format!(
                 "/rpod_e2e_{}_{}",
                 std::process::id(),
@@ -103,7 +110,7 @@ impl Sandbox {
             .arg("--runroot")
             .arg(self.path("runroot"))
             .arg("--tmpdir")
-            .arg(self.path("tmp"))
+            .arg(self.tmp.path())
             .arg("--lock-name")
             .arg(&self.lock_name)
             .arg("--runtime")

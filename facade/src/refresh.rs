@@ -1,0 +1,116 @@
+//! Refresh after a reboot (reference §5.2, with the fixes of §7–8): per-boot state reset,
+//! every object's lock ID reserved in the fresh lock table, per-boot files removed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rpod_lock::LockError;
+
+use crate::error::RuntimeError;
+use crate::Runtime;
+
+/// The file whose absence tells the first rpod process after a reboot to refresh.
+pub const ALIVE_FILE: &str = "alive";
+
+/// The filesystem type of the mount holding `path` (longest mount point prefix), from
+/// `/proc/self/mountinfo`.
+pub(crate) fn fs_type_of(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let p = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(mnt), Some(sep)) = (fields.get(4), fields.iter().position(|f| *f == "-")) else {
+            continue;
+        };
+        let Some(fstype) = fields.get(sep + 1) else {
+            continue;
+        };
+        if p.starts_with(mnt) && best.as_ref().is_none_or(|(len, _)| mnt.len() >= *len) {
+            best = Some((mnt.len(), (*fstype).to_owned()));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+impl Runtime {
+    /// Runs the reboot refresh (caller holds `alive.lck`): resets per-boot state, reserves
+    /// every container's and pod's lock ID (unless `reserve_locks` is false, for renumber),
+    /// removes per-boot files. Lock IDs held by two objects are reported with a pointer to
+    /// `rpod system renumber`.
+    pub(crate) fn refresh(&self, reserve_locks: bool) -> Result<(), RuntimeError> {
+        let tmp = &self.config.values.tmp_dir;
+        tracing::info!(tmp_dir = %tmp.display(), "refreshing state after a reboot");
+        match fs_type_of(tmp) {
+            Some(t) if t == "tmpfs" => {}
+            Some(t) => tracing::warn!(
+                tmp_dir = %tmp.display(),
+                "the tmp dir is on {t}, not tmpfs: reboots cannot be detected reliably; \
+                 point tmp_dir at a tmpfs such as /run"
+            ),
+            None => {}
+        }
+        let ns = self.state.namespace()?;
+        self.state.set_namespace("")?;
+        let result = self.refresh_all(reserve_locks);
+        self.state.set_namespace(&ns)?;
+        result
+    }
+
+    fn refresh_all(&self, reserve_locks: bool) -> Result<(), RuntimeError> {
+        self.state.refresh()?;
+        // Lock allocations are per boot like everything in the tmp dir: whatever the table
+        // holds now is stale (a segment that survived while the tmp dir was wiped).
+        if reserve_locks {
+            self.locks.free_all()?;
+        }
+        let mut owners: HashMap<u32, String> = HashMap::new();
+        let mut conflicts: Vec<String> = Vec::new();
+        let mut reserve = |id: u32, what: String| -> Result<(), RuntimeError> {
+            if !reserve_locks {
+                return Ok(());
+            }
+            match self.locks.allocate_given(id) {
+                Ok(_) => {
+                    owners.insert(id, what);
+                    Ok(())
+                }
+                Err(LockError::AlreadyAllocated { .. }) => {
+                    let other = owners
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| "another object".into());
+                    conflicts.push(format!("{what} and {other} share lock ID {id}"));
+                    Ok(())
+                }
+                Err(LockError::OutOfRange { .. }) => {
+                    conflicts.push(format!("{what} has lock ID {id}, beyond num_locks"));
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        };
+        let exits = self.config.values.tmp_dir.join("exits");
+        for c in self.state.all_containers()? {
+            let id = &c.config.id;
+            reserve(c.config.lock_id, format!("container {id}"))?;
+            // Per-boot files: conmon's, the pid files, the exit file (kept as <id>-old).
+            let bundle = self.container_dir(id);
+            for f in ["attach", "ctl", "winsz", "oom", "pidfile", "conmon.pid"] {
+                let _ = std::fs::remove_file(bundle.join(f));
+            }
+            let _ = std::fs::remove_dir_all(self.container_run_dir(id));
+            if let Err(e) = rpod_oci::retire_exit_file(&exits, id) {
+                tracing::warn!(container = %id, error = %e, "keeping the exit file");
+            }
+        }
+        for p in self.state.all_pods()? {
+            reserve(p.config.lock_id, format!("pod {}", p.config.id))?;
+        }
+        if conflicts.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::LockConflicts(conflicts))
+        }
+    }
+}
