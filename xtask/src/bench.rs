@@ -1349,7 +1349,7 @@ pub fn ensure_podman_pause_image() -> Result<()> {
 }
 
 /// Lays out a minimal busybox rootfs in `dir`.
-fn build_busybox_rootfs(dir: &Path) -> Result<()> {
+pub(crate) fn build_busybox_rootfs(dir: &Path) -> Result<()> {
     let busybox = Path::new("/bin/busybox");
     ensure!(
         busybox.exists(),

@@ -7,11 +7,13 @@
 //! - `bench`: whole-command benchmarks of rpod against podman (hyperfine +
 //!   GNU time), optionally written into `BENCHMARKS.md`; `--criterion` runs
 //!   the libraries' criterion benches instead.
-//! - `demo`: placeholder for the end-to-end demo.
+//! - `demo`: the README's main job: a real pod (web server + client) on the
+//!   embedded defaults, in its own root, then cleaned up.
 
 mod bench;
 mod ci;
 mod containers_conf;
+mod demo;
 mod deps;
 mod util;
 
@@ -36,7 +38,7 @@ enum Cmd {
     Ci(ci::CiArgs),
     /// Benchmark whole rpod commands against podman.
     Bench(bench::BenchArgs),
-    /// End-to-end demo (not implemented yet).
+    /// Run a real pod with a web server and a client container, then clean up.
     Demo,
 }
 
@@ -46,10 +48,7 @@ fn main() -> ExitCode {
         Cmd::Deps(args) => deps::run(args),
         Cmd::Ci(args) => ci::run(args),
         Cmd::Bench(args) => bench::run(&args),
-        Cmd::Demo => {
-            println!("demo: not implemented yet (needs pods, see issue 6)");
-            return ExitCode::from(2);
-        }
+        Cmd::Demo => demo::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
