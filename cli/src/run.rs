@@ -21,7 +21,7 @@ pub struct RunArgs {
     /// Run in the background and print the container ID.
     #[arg(short = 'd', long)]
     pub detach: bool,
-    /// Keep stdin open (accepted for compatibility; stdin is not forwarded yet).
+    /// Keep stdin open and forward ours to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,
     /// Network mode: only `none` (a new, empty network namespace) is supported so far.
@@ -108,29 +108,77 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
     let spec = args.create.spec()?;
     let c = rt.new_container(spec)?;
     let id = c.config.id.clone();
-    if let Err(e) = rt.start_container_with(&id, args.rm) {
-        let code = e.exit_code();
-        if args.rm {
-            if let Err(re) = rt.remove_container(&id, true) {
-                tracing::warn!(container = %id, error = %re, "removing the container after a failed start");
+    let started = if args.detach {
+        rt.start_container_with(&id, args.rm).map(|_| None)
+    } else {
+        rt.start_attached(&id, args.rm, args.interactive)
+            .map(|(_, conn)| Some(conn))
+    };
+    let conn = match started {
+        Ok(conn) => conn,
+        Err(e) => {
+            let code = e.exit_code();
+            if args.rm {
+                if let Err(re) = rt.remove_container(&id, true) {
+                    tracing::warn!(container = %id, error = %re, "removing the container after a failed start");
+                }
             }
+            eprintln!("Error: {e}");
+            return Ok(code);
         }
-        eprintln!("Error: {e}");
-        return Ok(code);
-    }
-    if args.detach {
+    };
+    let Some(conn) = conn else {
         output::line(&id)?;
         return Ok(0);
-    }
-    rt.follow_logs(&id, None, |e| emit(&e, false))?;
+    };
+    stream_attached(conn, args.interactive)?;
     let code = rt.wait_container(&id, None)?.unwrap_or(-1);
-    if args.rm {
-        // conmon's exit command removes it too; whoever comes first wins.
-        rt.cleanup_container(&id, true)?;
-    } else {
-        rt.cleanup_container(&id, false)?;
-    }
+    // conmon's exit command cleans up (and removes with --rm) too; whoever comes first wins.
+    rt.cleanup_container(&id, args.rm)?;
     Ok(u8::try_from(code).unwrap_or(255))
+}
+
+/// Copies the container's output to ours until it exits; with `stdin`, our input to the
+/// container's (closing it at our EOF).
+fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<()> {
+    let conn = std::sync::Arc::new(conn);
+    if stdin {
+        let c = std::sync::Arc::clone(&conn);
+        // Not joined: a terminal's stdin may never reach EOF; the process ends anyway.
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 8192];
+            let mut input = std::io::stdin().lock();
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if c.send_stdin(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = c.close_stdin();
+        });
+    }
+    while let Some(chunk) = conn.recv()? {
+        let res = match chunk.stream {
+            LogStream::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(&chunk.data).and_then(|()| o.flush())
+            }
+            LogStream::Stderr => {
+                let mut o = std::io::stderr().lock();
+                o.write_all(&chunk.data).and_then(|()| o.flush())
+            }
+        };
+        if res.is_err() {
+            // Our output is gone (closed pipe): keep draining so the container is not blocked.
+            continue;
+        }
+    }
+    Ok(())
 }
 
 /// `rpod start`.

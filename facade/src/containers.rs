@@ -85,6 +85,7 @@ impl Runtime {
         config.labels = spec.labels;
         config.working_dir = spec.working_dir.unwrap_or_else(|| "/".to_owned());
         config.user = spec.user.unwrap_or_default();
+        let explicit_hostname = spec.hostname.is_some();
         config.hostname = spec.hostname.unwrap_or_else(|| id[..12].to_owned());
         config.stop_signal = spec.stop_signal.unwrap_or(15);
         config.stop_timeout = spec.stop_timeout.unwrap_or(10);
@@ -102,7 +103,23 @@ impl Runtime {
                     match ns.as_str() {
                         "net" => config.net_ns_ctr = infra.clone(),
                         "ipc" => config.ipc_ns_ctr = infra.clone(),
-                        "uts" => config.uts_ns_ctr = infra.clone(),
+                        "uts" => {
+                            // The shared UTS namespace has the pod's host name: a member must
+                            // not set its own (it would rename every member).
+                            if explicit_hostname {
+                                return Err(RuntimeError::InvalidSpec(
+                                    "cannot set the host name of a container that joins its \
+                                     pod's UTS namespace"
+                                        .into(),
+                                ));
+                            }
+                            config.hostname = self
+                                .state
+                                .container(&p.state.infra_container_id)?
+                                .config
+                                .hostname;
+                            config.uts_ns_ctr = infra.clone();
+                        }
                         "pid" => config.pid_ns_ctr = infra.clone(),
                         "cgroup" => config.cgroup_ns_ctr = infra.clone(),
                         _ => {}

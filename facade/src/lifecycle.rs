@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rpod_oci::{
-    CreateOptions, ExecOptions, ExecStdio, LogEntry, LogOptions, NsMode, OciError, OciRuntime,
-    SpecInput,
+    AttachConn, CreateOptions, ExecOptions, ExecStdio, LogEntry, LogOptions, NsMode, OciError,
+    OciRuntime, SpecInput,
 };
 use rpod_state::{ContainerRecord, ContainerStatus};
 
@@ -228,7 +228,12 @@ impl Runtime {
     }
 
     /// Writes the OCI spec and runs conmon + `runtime create` (the container is then created).
-    fn init(&self, rec: &mut ContainerRecord, auto_remove: bool) -> Result<(), RuntimeError> {
+    fn init(
+        &self,
+        rec: &mut ContainerRecord,
+        auto_remove: bool,
+        stdin: bool,
+    ) -> Result<(), RuntimeError> {
         let c = &rec.config;
         let id = c.id.clone();
         let bundle = self.container_dir(&id);
@@ -238,6 +243,11 @@ impl Runtime {
                 path: d.clone(),
                 source,
             })?;
+        }
+        // An infra container may start before its pod ever did (`run --pod`, `start` of a
+        // member, which start it as a dependency): build its root filesystem here.
+        if c.is_infra {
+            self.ensure_infra_rootfs()?;
         }
         if !Path::new(&c.rootfs).is_dir() {
             return Err(RuntimeError::Rootfs {
@@ -253,7 +263,9 @@ impl Runtime {
             c.working_dir.clone()
         };
         input.user = c.user.clone();
-        input.hostname = Some(c.hostname.clone()).filter(|h| !h.is_empty());
+        // A container that joins another's UTS namespace must not change its host name.
+        input.hostname =
+            Some(c.hostname.clone()).filter(|h| !h.is_empty() && c.uts_ns_ctr.is_none());
         input.namespaces = self.namespaces_for(rec)?;
         input.cgroup_manager = self.oci()?.config().cgroup_manager;
         input.cgroup_parent = self.cgroup_parent_for(rec)?;
@@ -275,6 +287,7 @@ impl Runtime {
         opts.conmon_pid_file = Some(run_dir.join("conmon.pid"));
         opts.log_path = Some(PathBuf::from(&rec.config.log_path));
         opts.exit_command = self.exit_command(&id, auto_remove);
+        opts.stdin = stdin;
         let oci = self.oci()?;
         match oci.create(&opts) {
             Ok(created) => {
@@ -327,6 +340,36 @@ impl Runtime {
         id_or_name: &str,
         auto_remove: bool,
     ) -> Result<ContainerRecord, RuntimeError> {
+        self.start_impl(id_or_name, auto_remove, None)
+            .map(|(rec, _)| rec)
+    }
+
+    /// Starts a container with its output (and, with `stdin`, its input) connected to the
+    /// returned attach connection, which is made before the container starts so nothing is
+    /// lost. `stdin` only takes effect when the container is created by this call.
+    pub fn start_attached(
+        &self,
+        id_or_name: &str,
+        auto_remove: bool,
+        stdin: bool,
+    ) -> Result<(ContainerRecord, AttachConn), RuntimeError> {
+        let (rec, conn) = self.start_impl(id_or_name, auto_remove, Some(stdin))?;
+        match conn {
+            Some(c) => Ok((rec, c)),
+            None => Err(RuntimeError::InvalidState {
+                id: rec.config.id,
+                status: rec.state.status.to_string(),
+                action: "attach to (it was already running)",
+            }),
+        }
+    }
+
+    fn start_impl(
+        &self,
+        id_or_name: &str,
+        auto_remove: bool,
+        attach: Option<bool>,
+    ) -> Result<(ContainerRecord, Option<AttachConn>), RuntimeError> {
         self.check_valid()?;
         let rec = self.state.lookup_container(id_or_name)?;
         for dep in rec.config.dependencies() {
@@ -336,10 +379,11 @@ impl Runtime {
                 self.start_container(&dep)?;
             }
         }
+        let stdin = attach.unwrap_or(false);
         self.with_container(&rec.config.id, |rec| {
             let id = rec.config.id.clone();
             match rec.state.status {
-                ContainerStatus::Running => return Ok(rec.clone()),
+                ContainerStatus::Running => return Ok((rec.clone(), None)),
                 ContainerStatus::Paused | ContainerStatus::Unknown => {
                     return Err(RuntimeError::InvalidState {
                         id,
@@ -349,14 +393,27 @@ impl Runtime {
                 }
                 ContainerStatus::Stopped => {
                     self.cleanup_locked(rec)?;
-                    self.init(rec, auto_remove)?;
+                    self.init(rec, auto_remove, stdin)?;
                 }
                 ContainerStatus::Configured | ContainerStatus::Exited => {
-                    self.init(rec, auto_remove)?;
+                    self.init(rec, auto_remove, stdin)?;
                 }
                 ContainerStatus::Created => {}
             }
             let oci = self.oci()?;
+            let conn = match attach {
+                Some(_) => match AttachConn::connect(&self.container_dir(&id)) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        let _ = oci.delete(&id, true);
+                        rec.state.status = ContainerStatus::Exited;
+                        rec.state.exit_code = -1;
+                        self.state.save_container(&id, &rec.state)?;
+                        return Err(oci_err(e));
+                    }
+                },
+                None => None,
+            };
             if let Err(e) = oci.start(&id) {
                 let _ = oci.delete(&id, true);
                 rec.state.status = ContainerStatus::Exited;
@@ -367,7 +424,7 @@ impl Runtime {
             rec.state.status = ContainerStatus::Running;
             rec.state.started = Some(SystemTime::now());
             self.state.save_container(&id, &rec.state)?;
-            Ok(rec.clone())
+            Ok((rec.clone(), conn))
         })
     }
 

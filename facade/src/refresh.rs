@@ -106,6 +106,22 @@ impl Runtime {
         }
         for p in self.state.all_pods()? {
             reserve(p.config.lock_id, format!("pod {}", p.config.id))?;
+            // The state refresh cleared the per-boot cgroup path; set it again as libpod's
+            // `pod.refresh()` does (the directories are created when a member starts).
+            let parent = if p.config.cgroup_parent.is_empty() {
+                crate::cgroups::default_parent(&self.config)
+            } else {
+                p.config.cgroup_parent.clone()
+            };
+            let mut state = p.state;
+            state.cgroup_path = crate::cgroups::pod_cgroup(
+                self.config.values.cgroup_manager,
+                &parent,
+                &p.config.id,
+            );
+            if let Err(e) = self.state.save_pod(&p.config.id, &state) {
+                tracing::warn!(pod = %p.config.id, error = %e, "saving the pod's cgroup path");
+            }
         }
         if conflicts.is_empty() {
             Ok(())

@@ -10,7 +10,7 @@
 //!   delete, state, pause, resume, exec) in [`OciRuntime`];
 //! * conmon exit files and waiting for them through one process-wide inotify
 //!   watcher ([`wait_exit`], [`read_exit_file`]);
-//! * k8s-file logs ([`read_log`], [`follow_log`]);
+//! * k8s-file logs ([`read_log`], [`follow_log`]) and conmon's attach socket ([`AttachConn`]);
 //! * exit-code mapping for the CLI ([`exit_code_for_create_error`]).
 //!
 //! It does **not** own container records, locks, configuration discovery or
@@ -21,6 +21,7 @@
 //! (conmon + `runc create`), [`OciRuntime::start`], [`OciRuntime::wait_exit`],
 //! [`OciRuntime::delete`].
 
+mod attach;
 mod error;
 mod exitcode;
 mod exitfile;
@@ -31,6 +32,7 @@ mod spec;
 mod sys;
 mod watch;
 
+pub use attach::{AttachConn, AttachOutput};
 pub use error::{OciError, Result};
 pub use exitcode::{
     exit_code_for_create_error, EXIT_COMMAND_CANNOT_INVOKE, EXIT_COMMAND_NOT_FOUND,

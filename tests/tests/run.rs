@@ -292,3 +292,31 @@ fn nonexistent_rootfs_leaves_nothing() {
     let containers = sb.path("root/libpod/containers");
     assert!(!containers.exists() || std::fs::read_dir(&containers).unwrap().next().is_none());
 }
+
+#[test]
+fn run_interactive_forwards_stdin() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut child = sb
+        .cmd()
+        .args(["run", "--rm", "-i", "--rootfs"])
+        .arg(&sb.rootfs)
+        .args(["sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\nworld\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "HELLO\nWORLD\n");
+    assert_eq!(text(&out.stderr), "done\n");
+    assert!(eventually(Duration::from_secs(5), || sb.ps_json().is_empty()));
+}
