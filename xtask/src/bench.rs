@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: whole-command benchmarks of rpod against podman,
 //! measured in the same run on the same host, plus `--criterion` for the
-//! libraries' criterion benches.
+//! libraries' criterion benches ([`criterion`]).
 //!
 //! Wall time comes from `hyperfine` (median/mean/σ of the runs), peak RSS
 //! from GNU time's `%M` (median of a few runs).
@@ -9,15 +9,24 @@
 //!
 //! - every rpod case runs against its own fresh `--root/--runroot/--tmpdir`
 //!   and its own SHM lock segment (`--lock-name /rpod_bench_<pid>_<n>`); an
-//!   [`RpodRoot`] guard runs `rpod system reset --force`, unlinks the
-//!   segment and deletes the directories afterwards, also on failure;
+//!   [`RpodRoot`] guard runs `rpod system reset --force`, removes whatever
+//!   processes and runc containers still mention the case's directory,
+//!   unlinks the segment and deletes the directories afterwards, also on
+//!   failure;
+//! - rpod cases that run containers also get `--cgroup-parent
+//!   /rpod_bench_cg_<pid>`, removed bottom-up from every cgroup hierarchy
+//!   by a [`CgroupParent`] guard;
 //! - podman always runs as `podman --runtime runc ...` against the host's
 //!   storage, so a podman case only ever creates objects named
 //!   `rpod-bench-*`, and a [`PodmanObjects`] guard removes exactly those, by
-//!   name, afterwards (and before, in case an earlier run was killed).
+//!   name, afterwards (and before, in case an earlier run was killed);
+//! - the conmon+runc floor of `run` ([`floor`]) uses container IDs
+//!   `rpod-bench-floor-<pid>-*` and its own directory, removed with their
+//!   processes, runc state and cgroups by a [`floor::Floor`] guard.
 //!
-//! Each podman case runs right after the rpod case it mirrors, so the two
-//! are measured side by side.
+//! At the end the run fails if any SHM segment, cgroup, runc container,
+//! process or podman object of its own is left. Each podman case runs right
+//! after the rpod case it mirrors, so the two are measured side by side.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,14 +37,31 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
+mod criterion;
+mod floor;
+mod sweep;
+
 use crate::containers_conf;
 use crate::deps::{self, DepsArgs};
 use crate::util::{self, shell_join};
 
 /// File that `--write` updates, relative to the repository root.
 const BENCHMARKS_MD: &str = "BENCHMARKS.md";
-const START_MARKER: &str = "<!-- bench:whole-commands:start -->";
-const END_MARKER: &str = "<!-- bench:whole-commands:end -->";
+
+/// A section of BENCHMARKS.md that `--write` replaces: the text between two
+/// marker lines, under a `## heading` when the markers have to be added.
+struct Section {
+    start: &'static str,
+    end: &'static str,
+    heading: &'static str,
+}
+
+/// The whole-command section.
+const WHOLE_COMMANDS: Section = Section {
+    start: "<!-- bench:whole-commands:start -->",
+    end: "<!-- bench:whole-commands:end -->",
+    heading: "Whole commands",
+};
 
 /// Name of the busybox image imported into podman for container benchmarks.
 pub const PODMAN_BUSYBOX_IMAGE: &str = "rpod-bench-busybox";
@@ -60,15 +86,21 @@ const ROOTFS: &str = "{rootfs}";
 /// Peak RSS goal of the rpod state-store cases.
 const RPOD_RSS_TARGET_MIB: f64 = 12.0;
 
+/// Prefix of the cgroup parent of the rpod cases that run containers; the
+/// full name is `rpod_bench_cg_<pid>`, a top-level cgroup in every hierarchy
+/// removed after each case.
+const CGROUP_PREFIX: &str = "rpod_bench_cg_";
+
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Replace the whole-command section of BENCHMARKS.md with the results.
+    /// Replace the whole-command section of BENCHMARKS.md with the results
+    /// (with `--criterion`: the criterion section).
     #[arg(long)]
     pub write: bool,
     /// Run the libraries' criterion benches (`cargo bench --workspace`)
     /// instead of the whole-command benchmarks.
-    #[arg(long, conflicts_with_all = ["write", "filter", "podman_image", "quick"])]
+    #[arg(long, conflicts_with_all = ["filter", "podman_image", "quick"])]
     pub criterion: bool,
     /// Only run cases whose name contains one of these substrings
     /// (e.g. `--filter podman`, `--filter "ps -a"`). Repeatable.
@@ -103,6 +135,9 @@ enum Tool {
     Rpod,
     /// The host's podman, always with `--runtime runc`.
     Podman,
+    /// conmon + runc driven by a shell script, with no engine at all: the
+    /// floor of `run` (see [`floor`]).
+    Floor,
 }
 
 /// What one measured run executes (arguments after `rpod <isolation flags>`
@@ -111,9 +146,12 @@ enum Tool {
 enum Run {
     /// `tool args...`.
     Argv(&'static [&'static str]),
-    /// `sh -c 'tool first... && tool second...'`: both halves in one
+    /// `sh -c 'tool step1... && tool step2... && ...'`: every step in one
     /// measured run (the shell's own start-up is included, for both tools).
-    Pair(&'static [&'static str], &'static [&'static str]),
+    Seq(&'static [&'static [&'static str]]),
+    /// `bash $BENCH_DIR/floor/run.sh`: the conmon+runc floor (see
+    /// [`floor`]).
+    Floor,
 }
 
 /// The goal printed next to a case's median.
@@ -125,6 +163,20 @@ enum Target {
     AtMost(f64),
     /// podman's median in the reference measurement, in milliseconds.
     Reference(f64),
+    /// rpod's goal relative to other cases of the same run: its median is at
+    /// most `factor` times each named case's median.
+    Relative(&'static [Relative]),
+}
+
+/// One relative goal (see [`Target::Relative`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Relative {
+    /// The name of the case compared against (measured in the same run).
+    case: &'static str,
+    /// How the target cell names that case.
+    short: &'static str,
+    /// The median must be at most `factor` × the other case's median.
+    factor: f64,
 }
 
 /// One benchmark case.
@@ -151,6 +203,11 @@ struct Case {
     rss_target_mib: Option<f64>,
     /// Skipped by `--quick`.
     slow: bool,
+    /// The case runs containers (rpod: `--runtime runc --cgroup-manager
+    /// cgroupfs --cgroup-parent /rpod_bench_cg_<pid>`, a parent removed after
+    /// the case; at least one warm-up run, which also builds rpod's pod infra
+    /// rootfs outside the measurement).
+    runs_containers: bool,
     /// Never measured (reported as n/a), with the reason.
     not_measured: Option<&'static str>,
 }
@@ -170,6 +227,7 @@ impl Case {
             target: Target::None,
             rss_target_mib: None,
             slow: false,
+            runs_containers: false,
             not_measured: None,
         }
     }
@@ -186,16 +244,15 @@ impl Case {
         case
     }
 
-    /// One run = `first` then `second` (see [`Run::Pair`]).
-    const fn pair(
+    /// One run = every step, one after the other (see [`Run::Seq`]).
+    const fn seq(
         name: &'static str,
         tool: Tool,
-        first: &'static [&'static str],
-        second: &'static [&'static str],
+        steps: &'static [&'static [&'static str]],
         target: Target,
     ) -> Case {
         let mut case = Case::plain(name, tool, &[]);
-        case.run = Run::Pair(first, second);
+        case.run = Run::Seq(steps);
         case.target = target;
         if matches!(tool, Tool::Rpod) {
             case.rss_target_mib = Some(RPOD_RSS_TARGET_MIB);
@@ -203,11 +260,13 @@ impl Case {
         case
     }
 
-    /// Every argv of the case's measured run (one, or two for a pair).
+    /// Every engine argv of the case's measured run (one, or one per step;
+    /// none for the floor script).
     fn argvs(&self) -> Vec<&'static [&'static str]> {
         match self.run {
             Run::Argv(a) => vec![a],
-            Run::Pair(a, b) => vec![a, b],
+            Run::Seq(steps) => steps.to_vec(),
+            Run::Floor => Vec::new(),
         }
     }
 
@@ -257,57 +316,160 @@ const CASES: &[Case] = &[
         not_measured: Some("creating 10 000 podman containers takes too long"),
         ..Case::ps("podman ps -a N=10000", Tool::Podman, 10_000, Target::None)
     },
-    Case::pair(
+    Case::seq(
         "rpod create+rm",
         Tool::Rpod,
-        &["create", "--rootfs", ROOTFS, "--name", "bench", "true"],
-        &["rm", "bench"],
+        &[
+            &["create", "--rootfs", ROOTFS, "--name", "bench", "true"],
+            &["rm", "bench"],
+        ],
         Target::AtMost(20.0),
     ),
     Case {
         podman_containers: &["rpod-bench-cr"],
-        ..Case::pair(
+        ..Case::seq(
             "podman create+rm",
             Tool::Podman,
             &[
-                "create",
-                "--name",
-                "rpod-bench-cr",
-                PODMAN_BUSYBOX_IMAGE,
-                "true",
+                &[
+                    "create",
+                    "--name",
+                    "rpod-bench-cr",
+                    PODMAN_BUSYBOX_IMAGE,
+                    "true",
+                ],
+                &["rm", "rpod-bench-cr"],
             ],
-            &["rm", "rpod-bench-cr"],
             Target::Reference(128.0),
         )
     },
     // Both create the pod's infra container (rpod: its built-in /pause;
     // podman: catatonit from the local rpod-bench-pause image).
-    Case::pair(
+    Case::seq(
         "rpod pod create+rm",
         Tool::Rpod,
-        &["pod", "create", "--name", "benchpod"],
-        &["pod", "rm", "benchpod"],
+        &[
+            &["pod", "create", "--name", "benchpod"],
+            &["pod", "rm", "benchpod"],
+        ],
         Target::AtMost(30.0),
     ),
     Case {
         podman_containers: &["rpod-bench-pod-infra"],
         podman_pods: &["rpod-bench-pod"],
-        ..Case::pair(
+        ..Case::seq(
             "podman pod create+rm",
             Tool::Podman,
-            &[
-                "pod",
-                "create",
-                "--name",
-                "rpod-bench-pod",
-                "--infra-image",
-                PODMAN_PAUSE_IMAGE,
-                "--infra-name",
-                "rpod-bench-pod-infra",
-            ],
-            &["pod", "rm", "rpod-bench-pod"],
+            &[PODMAN_POD_CREATE, &["pod", "rm", "rpod-bench-pod"]],
             Target::Reference(154.0),
         )
+    },
+    // Both run busybox `true` in a new, empty network namespace, wait for it
+    // and remove the container; the floor does the same with conmon and runc
+    // alone.
+    Case {
+        runs_containers: true,
+        target: Target::Relative(RUN_TARGETS),
+        rss_target_mib: Some(RPOD_RSS_TARGET_MIB),
+        ..Case::plain(
+            RPOD_RUN,
+            Tool::Rpod,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--rootfs",
+                ROOTFS,
+                "true",
+            ],
+        )
+    },
+    Case {
+        podman_containers: &["rpod-bench-run"],
+        ..Case::plain(
+            PODMAN_RUN,
+            Tool::Podman,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--name",
+                "rpod-bench-run",
+                PODMAN_BUSYBOX_IMAGE,
+                "true",
+            ],
+        )
+    },
+    Case {
+        run: Run::Floor,
+        runs_containers: true,
+        ..Case::plain(FLOOR_RUN, Tool::Floor, &[])
+    },
+    // Both start the pod's infra container (rpod: catatonit, its rootfs
+    // built on the first start, i.e. in the warm-up; podman: catatonit from
+    // the local rpod-bench-pause image) and remove the running pod.
+    Case {
+        runs_containers: true,
+        ..Case::seq(
+            "rpod pod create+start+rm -f",
+            Tool::Rpod,
+            &[
+                &["pod", "create", "--name", "benchpod"],
+                &["pod", "start", "benchpod"],
+                &["pod", "rm", "-f", "benchpod"],
+            ],
+            Target::None,
+        )
+    },
+    Case {
+        podman_containers: &["rpod-bench-pod-infra"],
+        podman_pods: &["rpod-bench-pod"],
+        runs_containers: true,
+        ..Case::seq(
+            "podman pod create+start+rm -f",
+            Tool::Podman,
+            &[
+                PODMAN_POD_CREATE,
+                &["pod", "start", "rpod-bench-pod"],
+                &["pod", "rm", "-f", "rpod-bench-pod"],
+            ],
+            Target::None,
+        )
+    },
+];
+
+/// `podman pod create` of the pod cases: the infra container from the local
+/// `rpod-bench-pause` image, named `rpod-bench-pod-infra`.
+const PODMAN_POD_CREATE: &[&str] = &[
+    "pod",
+    "create",
+    "--name",
+    "rpod-bench-pod",
+    "--infra-image",
+    PODMAN_PAUSE_IMAGE,
+    "--infra-name",
+    "rpod-bench-pod-infra",
+];
+
+/// The three `run` cases, measured one after the other in the same run.
+const RPOD_RUN: &str = "rpod run --rm true";
+const PODMAN_RUN: &str = "podman run --rm true";
+const FLOOR_RUN: &str = "floor conmon+runc true";
+
+/// rpod's `run` goals: at most a third of podman's time, and at most 20 %
+/// over conmon + runc driven by a shell script.
+const RUN_TARGETS: &[Relative] = &[
+    Relative {
+        case: PODMAN_RUN,
+        short: "podman",
+        factor: 0.33,
+    },
+    Relative {
+        case: FLOOR_RUN,
+        short: "floor",
+        factor: 1.2,
     },
 ];
 
@@ -345,7 +507,8 @@ struct RpodRoot {
     /// `rpod --root ... --runroot ... --tmpdir ... --lock-name ...` (`$RPOD`
     /// in the report).
     base: Vec<String>,
-    /// `base` plus the case's extra global flags (`--num-locks N`).
+    /// `base` plus the case's extra global flags (`--num-locks N`,
+    /// `--runtime runc --cgroup-manager cgroupfs --cgroup-parent ...`).
     prefix: Vec<String>,
     /// `/dev/shm/rpod_bench_<pid>_<n>`.
     segment: PathBuf,
@@ -353,7 +516,7 @@ struct RpodRoot {
 }
 
 impl RpodRoot {
-    fn new(env: &Env, seq: usize, num_locks: Option<u32>) -> Result<RpodRoot> {
+    fn new(env: &Env, seq: usize, extra: &[String]) -> Result<RpodRoot> {
         let rpod = env
             .rpod
             .as_ref()
@@ -378,9 +541,7 @@ impl RpodRoot {
         }
         base.extend(["--lock-name".to_string(), lock_name]);
         let mut prefix = base.clone();
-        if let Some(n) = num_locks {
-            prefix.extend(["--num-locks".to_string(), n.to_string()]);
-        }
+        prefix.extend(extra.iter().cloned());
         Ok(RpodRoot {
             base,
             prefix,
@@ -400,6 +561,9 @@ impl RpodRoot {
         if let Err(e) = run_quiet(&reset) {
             eprintln!("xtask bench: warning: {e:#}");
         }
+        // Whatever the reset did not stop (conmon, an exit command still
+        // running, a runc container) mentions the case's directory.
+        sweep::sweep_dir(&self.dir);
         if let Err(e) = remove_if_exists(&self.segment) {
             eprintln!("xtask bench: warning: {e:#}");
         }
@@ -412,6 +576,38 @@ impl RpodRoot {
 impl Drop for RpodRoot {
     fn drop(&mut self) {
         self.clean_up();
+    }
+}
+
+/// The cgroup parent `/rpod_bench_cg_<pid>` of the rpod cases that run
+/// containers. Dropping it removes `/sys/fs/cgroup/*/rpod_bench_cg_<pid>`,
+/// bottom-up (declare it before the [`RpodRoot`], whose reset empties it).
+struct CgroupParent {
+    name: String,
+}
+
+impl CgroupParent {
+    fn new() -> CgroupParent {
+        let parent = CgroupParent {
+            name: format!("{CGROUP_PREFIX}{}", std::process::id()),
+        };
+        parent.remove();
+        parent
+    }
+
+    /// `--cgroup-parent` value.
+    fn path(&self) -> String {
+        format!("/{}", self.name)
+    }
+
+    fn remove(&self) {
+        sweep::remove_cgroups(|name| name == self.name);
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -504,6 +700,8 @@ struct Measurement {
 
 /// One line of the report.
 struct Row {
+    /// The case name (what [`Relative::case`] refers to).
+    name: &'static str,
     /// The case name, with the counted N for `ps -a` cases.
     label: String,
     target: Target,
@@ -515,8 +713,7 @@ struct Row {
 /// Runs the benchmarks.
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.criterion {
-        println!("xtask bench: cargo bench --workspace");
-        return util::run(util::cargo().args(["bench", "--workspace"]));
+        return criterion::run(args);
     }
     ensure!(args.runs >= 2, "--runs must be at least 2");
     ensure!(args.rss_runs >= 1, "--rss-runs must be at least 1");
@@ -557,6 +754,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         build_busybox_rootfs(&rootfs)?;
         remove_stale_segments()?;
     }
+    remove_stale_containers();
     let env = Env { rpod, dir, rootfs };
 
     let uses = |image: &str| {
@@ -575,11 +773,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let shell_ms = if cases
         .iter()
         .filter(measured)
-        .any(|c| matches!(c.run, Run::Pair(..)))
+        .any(|c| matches!(c.run, Run::Seq(..)))
     {
         eprintln!("\nxtask bench: sh -c true (shell start-up, for the pair cases)");
         let argv = vec!["sh".into(), "-c".into(), "true".into()];
-        Some(hyperfine(&env, "sh -c true", &argv, args)?.0 * 1e3)
+        Some(hyperfine(&env, "sh -c true", &argv, args.warmup, args)?.0 * 1e3)
     } else {
         None
     };
@@ -593,6 +791,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if let Some(reason) = skip {
             eprintln!("\nxtask bench: {}: not measured ({reason})", case.name);
             rows.push(Row {
+                name: case.name,
                 label: case.name.to_string(),
                 target: case.target,
                 rss_target_mib: case.rss_target_mib,
@@ -606,13 +805,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .with_context(|| format!("benchmark `{}` failed", case.name))?,
         );
     }
-    check_nothing_left(needs_podman)?;
+    check_nothing_left(&env, needs_podman)?;
 
     let report = report(&env, args, &rows, shell_ms);
     println!("\n{report}");
     if args.write {
         let path = util::repo_root().join(BENCHMARKS_MD);
-        write_section(&path, &report)?;
+        write_section(&path, &WHOLE_COMMANDS, &report)?;
         eprintln!("xtask bench: updated {}", path.display());
     }
     Ok(())
@@ -621,14 +820,38 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// Sets up, measures and cleans up one case.
 fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> Result<Row> {
     // The guards are declared before anything is created so that they clean
-    // up on every error path; they are dropped (cleaning up) at return.
+    // up on every error path; they are dropped (cleaning up) at return, in
+    // reverse order (the cgroup parent last, once the root is reset).
+    let mut cgroup_parent = None;
     let mut rpod_root = None;
     let mut podman_objects = None;
+    let mut floor = None;
     let prefix: Vec<String> = match case.tool {
-        Tool::Rpod => rpod_root
-            .insert(RpodRoot::new(env, seq, case.num_locks)?)
-            .prefix
-            .clone(),
+        Tool::Rpod => {
+            let mut extra = Vec::new();
+            if let Some(n) = case.num_locks {
+                extra.extend(["--num-locks".to_string(), n.to_string()]);
+            }
+            if case.runs_containers {
+                let parent = cgroup_parent.insert(CgroupParent::new());
+                extra.extend(
+                    [
+                        "--runtime",
+                        "runc",
+                        "--cgroup-manager",
+                        "cgroupfs",
+                        "--cgroup-parent",
+                    ]
+                    .map(String::from),
+                );
+                extra.push(parent.path());
+            }
+            rpod_root
+                .insert(RpodRoot::new(env, seq, &extra)?)
+                .prefix
+                .clone()
+        }
+        Tool::Floor => floor.insert(floor::Floor::new(env.dir.path())?).argv(),
         Tool::Podman => {
             let mut containers: Vec<String> = (1..=case.containers).map(podman_ctr_name).collect();
             containers.extend(case.podman_containers.iter().map(|s| (*s).to_string()));
@@ -667,20 +890,37 @@ fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> Result<Row>
         }
     }
 
-    let argvs: Vec<Vec<String>> = case
-        .argvs()
-        .iter()
-        .map(|a| with_prefix(&prefix, a, &env.rootfs))
-        .collect();
-    let argv = measured_argv(&argvs);
+    let argv = if case.tool == Tool::Floor {
+        prefix
+    } else {
+        let argvs: Vec<Vec<String>> = case
+            .argvs()
+            .iter()
+            .map(|a| with_prefix(&prefix, a, &env.rootfs))
+            .collect();
+        measured_argv(&argvs)
+    };
     let mut command = env.display(&argv);
     if let Some(root) = &rpod_root {
         command = command.replace(&env.display(&root.base), "$RPOD");
     }
-    let measurement = measure(env, case.name, &argv, command, args)?;
+    if let Some(parent) = &cgroup_parent {
+        command = command.replace(&parent.name, &format!("{CGROUP_PREFIX}<pid>"));
+    }
+    // Containers (and rpod's pod infra rootfs) are made on the first run:
+    // never inside the measurement.
+    let warmup = if case.runs_containers {
+        args.warmup.max(1)
+    } else {
+        args.warmup
+    };
+    let measurement = measure(env, case.name, &argv, command, warmup, args)?;
+    drop(floor);
     drop(podman_objects);
     drop(rpod_root);
+    drop(cgroup_parent);
     Ok(Row {
+        name: case.name,
         label,
         target: case.target,
         rss_target_mib: case.rss_target_mib,
@@ -690,13 +930,19 @@ fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> Result<Row>
 
 /// Creates the case's `case.containers` containers, two at a time.
 fn populate(prefix: &[String], case: &Case, rootfs: &Path) -> Result<()> {
+    ensure!(
+        case.tool != Tool::Floor,
+        "internal error: the floor has no containers to create"
+    );
     let n = case.containers;
     let jobs = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, 2);
     let make = |i: u32| -> Vec<String> {
         match case.tool {
-            Tool::Rpod => with_prefix(prefix, &["create", "--rootfs", ROOTFS, "true"], rootfs),
+            Tool::Rpod | Tool::Floor => {
+                with_prefix(prefix, &["create", "--rootfs", ROOTFS, "true"], rootfs)
+            }
             Tool::Podman => {
                 let name = podman_ctr_name(i);
                 with_prefix(
@@ -766,17 +1012,7 @@ fn count_containers(prefix: &[String]) -> Result<u32> {
 /// honours `CARGO_TARGET_DIR` (a relative one is taken, as cargo does, from
 /// the directory `cargo xtask` was started in).
 fn build_rpod() -> Result<PathBuf> {
-    let mut cmd = util::cargo();
-    if let Some(target_dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
-        let target_dir = PathBuf::from(target_dir);
-        if target_dir.is_relative() {
-            // util::cargo() runs in the repository root, not in our cwd.
-            cmd.env(
-                "CARGO_TARGET_DIR",
-                std::env::current_dir()?.join(target_dir),
-            );
-        }
-    }
+    let mut cmd = cargo()?;
     cmd.args([
         "build",
         "--release",
@@ -817,6 +1053,23 @@ fn build_rpod() -> Result<PathBuf> {
     bail!("`cargo build --release -p rpod-cli` produced no `rpod` binary")
 }
 
+/// [`util::cargo`], honouring `CARGO_TARGET_DIR` (a relative one is taken,
+/// as cargo does, from the directory `cargo xtask` was started in).
+fn cargo() -> Result<Command> {
+    let mut cmd = util::cargo();
+    if let Some(target_dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        let target_dir = PathBuf::from(target_dir);
+        if target_dir.is_relative() {
+            // util::cargo() runs in the repository root, not in our cwd.
+            cmd.env(
+                "CARGO_TARGET_DIR",
+                std::env::current_dir()?.join(target_dir),
+            );
+        }
+    }
+    Ok(cmd)
+}
+
 /// Benchmarks `argv` (shown as `command`): hyperfine for wall time, GNU
 /// time for peak RSS.
 fn measure(
@@ -824,9 +1077,10 @@ fn measure(
     name: &str,
     argv: &[String],
     command: String,
+    warmup: u32,
     args: &BenchArgs,
 ) -> Result<Measurement> {
-    let (median, mean, stddev) = hyperfine(env, name, argv, args)?;
+    let (median, mean, stddev) = hyperfine(env, name, argv, warmup, args)?;
 
     let mut rss = Vec::new();
     let rss_path = env.dir.path().join("time.out");
@@ -859,11 +1113,12 @@ fn hyperfine(
     env: &Env,
     name: &str,
     argv: &[String],
+    warmup: u32,
     args: &BenchArgs,
 ) -> Result<(f64, f64, Option<f64>)> {
     let json_path = env.dir.path().join("hyperfine.json");
     let mut hf = Command::new("hyperfine");
-    hf.args(["-N", "--warmup", &args.warmup.to_string()])
+    hf.args(["-N", "--warmup", &warmup.to_string()])
         .args(["--runs", &args.runs.to_string()])
         .arg("--export-json")
         .arg(&json_path)
@@ -975,15 +1230,40 @@ fn remove_stale_segments() -> Result<()> {
     Ok(())
 }
 
-/// Fails if this run left an SHM segment or a podman `rpod-bench-*`
-/// container or pod behind (the guards should have removed them all).
-fn check_nothing_left(check_podman: bool) -> Result<()> {
+/// Removes what benchmark runs that were killed left on the host (their
+/// PID is gone): the cgroup parents `rpod_bench_cg_<pid>`, and the floor's
+/// runc containers and cgroups `rpod-bench-floor-<pid>-*`. Failures are
+/// warnings.
+fn remove_stale_containers() {
+    let stale_floor = |name: &str| sweep::is_stale(name, floor::ID_PREFIX);
+    sweep::delete_runc_containers(|id, _| stale_floor(id));
+    sweep::remove_cgroups(|name| sweep::is_stale(name, CGROUP_PREFIX) || stale_floor(name));
+}
+
+/// Fails if this run left an SHM segment, a process, runc state or a cgroup
+/// of its containers, or a podman `rpod-bench-*` container or pod behind
+/// (the guards should have removed them all).
+fn check_nothing_left(env: &Env, check_podman: bool) -> Result<()> {
     let me = std::process::id();
     let segments = our_segments(|pid| pid != me)?;
     ensure!(
         segments.is_empty(),
         "SHM segments left behind: {segments:?}"
     );
+    let ours = |name: &str| {
+        sweep::name_pid(name, CGROUP_PREFIX) == Some(me)
+            || sweep::name_pid(name, floor::ID_PREFIX) == Some(me)
+    };
+    let cgroups = sweep::cgroups(ours);
+    ensure!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+    let dir = env.dir.path().display().to_string();
+    let containers = sweep::runc_containers(|id, state| ours(id) || state.contains(&dir));
+    ensure!(
+        containers.is_empty(),
+        "runc containers left behind: {containers:?}"
+    );
+    let processes = sweep::processes_mentioning(&dir);
+    ensure!(processes.is_empty(), "processes left behind: {processes:?}");
     if check_podman {
         let filter = format!("name=^{PODMAN_PREFIX}");
         let ctrs = util::output(podman().args([
@@ -1034,17 +1314,56 @@ fn fmt_goal(v: f64) -> String {
 }
 
 /// The target cell: `≤ 5 ms ✓` (met) / `≤ 5 ms ✗`, `ref. 39 ms`, or `–`.
-fn target_cell(target: Target, median_ms: Option<f64>) -> String {
-    let mark = |goal: f64| match median_ms {
-        Some(m) if m <= goal => " ✓",
-        Some(_) => " ✗",
-        None => "",
+///
+/// A relative goal reads `≤ 0.33× podman ✓, ≤ 1.2× floor ✗`, with `median_of`
+/// giving the other cases' medians (no mark when one was not measured).
+fn target_cell(
+    target: Target,
+    median_ms: Option<f64>,
+    median_of: &dyn Fn(&str) -> Option<f64>,
+) -> String {
+    let mark = |goal: Option<f64>| match (median_ms, goal) {
+        (Some(m), Some(goal)) if m <= goal => " ✓",
+        (Some(_), Some(_)) => " ✗",
+        _ => "",
     };
     match target {
         Target::None => "–".to_string(),
-        Target::AtMost(goal) => format!("≤ {} ms{}", fmt_goal(goal), mark(goal)),
+        Target::AtMost(goal) => format!("≤ {} ms{}", fmt_goal(goal), mark(Some(goal))),
         Target::Reference(ms) => format!("ref. {} ms", fmt_goal(ms)),
+        Target::Relative(goals) => goals
+            .iter()
+            .map(|r| {
+                let goal = median_of(r.case).map(|other| r.factor * other);
+                format!("≤ {}× {}{}", fmt_goal(r.factor), r.short, mark(goal))
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
     }
+}
+
+/// The "Ratios" lines of the relative goals: `rpod run --rm true / podman
+/// run --rm true = 0.31 (goal ≤ 0.33 ✓)`, one per goal.
+fn ratio_lines(rows: &[Row], median_of: &dyn Fn(&str) -> Option<f64>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for row in rows {
+        let Target::Relative(goals) = row.target else {
+            continue;
+        };
+        for r in goals {
+            let ratio = match (median_of(row.name), median_of(r.case)) {
+                (Some(m), Some(other)) if other > 0.0 => Some(m / other),
+                _ => None,
+            };
+            let shown = match ratio {
+                Some(x) if x <= r.factor => format!("{x:.2} (goal ≤ {} ✓)", fmt_goal(r.factor)),
+                Some(x) => format!("{x:.2} (goal ≤ {} ✗)", fmt_goal(r.factor)),
+                None => format!("n/a (goal ≤ {})", fmt_goal(r.factor)),
+            };
+            lines.push(format!("`{}` / `{}` = {shown}", row.name, r.case));
+        }
+    }
+    lines
 }
 
 /// The RSS target cell: `≤ 12 MiB ✓` / `≤ 12 MiB ✗`, or `–`.
@@ -1078,10 +1397,7 @@ fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option<f64>) -> S
         "Command: `cargo xtask {}`\n\n",
         shell_join(&invocation)
     ));
-    let load = fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "unknown".to_string(),
-        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-    );
+    let load = load_average();
     out.push_str(&format!(
         "Date: {date} · kernel `{kernel}` · {cores} cores · load average at the end \
          (1/5/15 min): {load}\n\n"
@@ -1089,6 +1405,12 @@ fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option<f64>) -> S
     out.push_str(&format!(
         "Versions: rpod `{rev}` · {podman} · {runc} · {hyperfine}\n\n"
     ));
+    let median_of = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.outcome.as_ref().ok())
+            .map(|m| m.median_ms)
+    };
     out.push_str("| case | median (ms) | mean ± σ (ms) | target | peak RSS (MiB) | RSS target |\n");
     out.push_str("|---|---:|---:|---|---:|---|\n");
     for row in rows {
@@ -1103,23 +1425,29 @@ fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option<f64>) -> S
                     row.label,
                     m.median_ms,
                     m.mean_ms,
-                    target_cell(row.target, Some(m.median_ms)),
+                    target_cell(row.target, Some(m.median_ms), &median_of),
                     rss_target_cell(row.rss_target_mib, Some(rss_mib)),
                 ));
             }
             Err(_) => out.push_str(&format!(
                 "| {} | n/a | n/a | {} | n/a | {} |\n",
                 row.label,
-                target_cell(row.target, None),
+                target_cell(row.target, None, &median_of),
                 rss_target_cell(row.rss_target_mib, None),
             )),
         }
     }
+    let ratios = ratio_lines(rows, &median_of);
+    if !ratios.is_empty() {
+        out.push_str(&format!("\nRatios (medians): {}.\n", ratios.join(" · ")));
+    }
     out.push_str(&format!(
-        "\nWall time: `hyperfine -N --warmup {} --runs {}`. Peak RSS: median of {} runs of \
-         `/usr/bin/time -f %M`. `$BENCH_DIR` is a fresh temporary directory. \
-         Targets: rpod's goals (✓ met / ✗ missed by the median); `ref.` is podman's median \
-         in the reference measurement.\n\n",
+        "\nWall time: `hyperfine -N --warmup {} --runs {}` (at least 1 warm-up run for the \
+         cases that run containers). Peak RSS: median of {} runs of `/usr/bin/time -f %M`, \
+         the largest of the command and the children it waited for. `$BENCH_DIR` is a fresh \
+         temporary directory. Targets: rpod's goals (✓ met / ✗ missed by the median); \
+         `ref.` is podman's median in the reference measurement; `≤ 0.33× podman` compares \
+         with another case's median in this run.\n\n",
         args.warmup, args.runs, args.rss_runs
     ));
     out.push_str(
@@ -1141,20 +1469,39 @@ fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option<f64>) -> S
     }
     if let Some(ms) = shell_ms {
         out.push_str(&format!(
-            "- `create+rm` and `pod create+rm`: one run is both commands, as \
-             `sh -c '… && …'`; the shell's own start-up (`sh -c true`: {ms:.2} ms in this run) \
-             is included, for both tools.\n",
+            "- `create+rm`, `pod create+rm` and `pod create+start+rm -f`: one run is all the \
+             commands, as `sh -c '… && …'`; the shell's own start-up (`sh -c true`: {ms:.2} ms \
+             in this run) is included, for both tools.\n",
         ));
     }
     if has("pod create") {
         out.push_str(
-            "- `pod create+rm`: both create the pod's infra container: rpod its built-in \
-             `/pause`, podman `--infra-image rpod-bench-pause --infra-name \
+            "- `pod create…`: both create the pod's infra container: rpod from the host's \
+             static `catatonit`, podman with `--infra-image rpod-bench-pause --infra-name \
              rpod-bench-pod-infra`, a local image holding the host's static `catatonit` with \
              `ENTRYPOINT [\"/catatonit\", \"-P\"]`: what podman 4.3 would otherwise build \
              itself as `localhost/podman-pause:<version>-<stamp>` (no network needed either \
              way), imported under our own name so that only `rpod-bench-*` objects are \
-             created.\n",
+             created. `pod create+start+rm -f` also starts the infra container (rpod builds \
+             its infra rootfs on the first start, in the warm-up) and force-removes the \
+             running pod.\n",
+        );
+    }
+    if has("run --rm") || has("floor") {
+        out.push_str(
+            "- `run --rm true`: busybox `true` in a new, empty network namespace \
+             (`--network none`), waited for and removed, all in one command. rpod runs it on \
+             runc (`--runtime runc --cgroup-manager cgroupfs`, as podman here) under the \
+             cgroup parent `/rpod_bench_cg_<pid>`, removed (bottom-up, in every hierarchy) \
+             after the case; podman on its overlay storage, named `rpod-bench-run`. The \
+             floor is conmon + runc with no engine: `$BENCH_DIR/floor/run.sh` (below) does \
+             podman 4.3's exact conmon handshake (protocols.md §2.1–2.4, \"floor B\" of \
+             §2.7) on a bundle made once outside the measurement (busybox rootfs, `runc \
+             spec` with `terminal=false`, `args=[\"true\"]`), with a fresh container ID per \
+             run: queue the start byte, start conmon, read the SYNC line, `runc start`, spin \
+             until conmon's exit file appears, `runc delete --force`. Its container IDs are \
+             `rpod-bench-floor-<pid>-*`; their runc state, cgroups (runc's default \
+             `/<ID>`) and conmon processes are checked and removed after the case.\n",
         );
     }
     let skipped: Vec<_> = rows
@@ -1182,7 +1529,26 @@ fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option<f64>) -> S
             out.push_str(&format!("- {}: `{}`\n", row.label, m.command));
         }
     }
+    if rows
+        .iter()
+        .any(|r| r.name == FLOOR_RUN && r.outcome.is_ok())
+    {
+        let script = floor::display_script(env.dir.path());
+        out.push_str(&format!(
+            "\nThe floor script, `$BENCH_DIR/floor/run.sh` (`$XTASK_PID` is the \
+             benchmark's PID):\n\n```bash\n{}```\n",
+            script.replace(&env.dir.path().display().to_string(), "$BENCH_DIR")
+        ));
+    }
     out
+}
+
+/// The 1/5/15-minute load averages, e.g. `1.02 0.87 0.80`.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_string(),
+        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 /// `git rev-parse --short HEAD`, with `-dirty` for uncommitted changes.
@@ -1212,38 +1578,40 @@ fn git_rev() -> String {
     }
 }
 
-/// `doc` with the text between the whole-command markers replaced by
+/// `doc` with the text between the markers of `which` replaced by
 /// `section`; a missing file or missing markers get them added.
-fn replace_section(doc: Option<&str>, section: &str) -> String {
-    let block = format!("{START_MARKER}\n{}\n{END_MARKER}", section.trim_end());
+fn replace_section(doc: Option<&str>, which: &Section, section: &str) -> String {
+    let (start_marker, end_marker) = (which.start, which.end);
+    let block = format!("{start_marker}\n{}\n{end_marker}", section.trim_end());
+    let heading = which.heading;
     let Some(doc) = doc else {
         return format!(
             "# rpod benchmarks\n\n\
              Numbers are produced by `cargo xtask bench --write` (rpod and podman \
              measured in the same run on the same host); criterion benches of the \
-             libraries run with `cargo xtask bench --criterion`.\n\n\
-             ## Whole commands\n\n{block}\n"
+             libraries run with `cargo xtask bench --criterion --write`.\n\n\
+             ## {heading}\n\n{block}\n"
         );
     };
-    if let Some(start) = doc.find(START_MARKER) {
-        if let Some(end_rel) = doc[start..].find(END_MARKER) {
-            let end = start + end_rel + END_MARKER.len();
+    if let Some(start) = doc.find(start_marker) {
+        if let Some(end_rel) = doc[start..].find(end_marker) {
+            let end = start + end_rel + end_marker.len();
             return format!("{}{block}{}", &doc[..start], &doc[end..]);
         }
     }
     let mut out = doc.trim_end().to_string();
-    out.push_str(&format!("\n\n## Whole commands\n\n{block}\n"));
+    out.push_str(&format!("\n\n## {heading}\n\n{block}\n"));
     out
 }
 
-/// Replaces the whole-command section of `path` (atomically).
-fn write_section(path: &Path, section: &str) -> Result<()> {
+/// Replaces the section `which` of `path` (atomically).
+fn write_section(path: &Path, which: &Section, section: &str) -> Result<()> {
     let old = match fs::read_to_string(path) {
         Ok(s) => Some(s),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let new = replace_section(old.as_deref(), section);
+    let new = replace_section(old.as_deref(), which, section);
     let dir = path.parent().context("BENCHMARKS.md has no parent")?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
     fs::write(tmp.path(), new)?;
@@ -1409,21 +1777,33 @@ mod tests {
 
     #[test]
     fn section_replacement() {
-        let fresh = replace_section(None, "table\n");
+        let (start, end) = (WHOLE_COMMANDS.start, WHOLE_COMMANDS.end);
+        let fresh = replace_section(None, &WHOLE_COMMANDS, "table\n");
         assert!(fresh.starts_with("# rpod benchmarks"));
-        assert!(fresh.contains(&format!("{START_MARKER}\ntable\n{END_MARKER}\n")));
+        assert!(fresh.contains(&format!("## Whole commands\n\n{start}\ntable\n{end}\n")));
 
-        let doc = format!("intro\n{START_MARKER}\nold\n{END_MARKER}\ntail\n");
+        let doc = format!("intro\n{start}\nold\n{end}\ntail\n");
         assert_eq!(
-            replace_section(Some(&doc), "new"),
-            format!("intro\n{START_MARKER}\nnew\n{END_MARKER}\ntail\n")
+            replace_section(Some(&doc), &WHOLE_COMMANDS, "new"),
+            format!("intro\n{start}\nnew\n{end}\ntail\n")
         );
 
-        let appended = replace_section(Some("# Title\n"), "new");
+        let appended = replace_section(Some("# Title\n"), &WHOLE_COMMANDS, "new");
         assert_eq!(
             appended,
-            format!("# Title\n\n## Whole commands\n\n{START_MARKER}\nnew\n{END_MARKER}\n")
+            format!("# Title\n\n## Whole commands\n\n{start}\nnew\n{end}\n")
         );
+
+        // The two sections are independent.
+        let (cs, ce) = (criterion::SECTION.start, criterion::SECTION.end);
+        let both = replace_section(Some(&appended), &criterion::SECTION, "crit");
+        assert_eq!(
+            both,
+            format!("{appended}\n## Criterion benches\n\n{cs}\ncrit\n{ce}\n")
+        );
+        let again = replace_section(Some(&both), &WHOLE_COMMANDS, "newer");
+        assert!(again.contains(&format!("{start}\nnewer\n{end}")));
+        assert!(again.contains(&format!("{cs}\ncrit\n{ce}")));
     }
 
     #[test]
@@ -1436,10 +1816,22 @@ mod tests {
             let prefix = match case.tool {
                 Tool::Rpod => "rpod ",
                 Tool::Podman => "podman ",
+                Tool::Floor => "floor ",
             };
             assert!(case.name.starts_with(prefix), "{}", case.name);
-            assert!(!case.argvs().is_empty(), "{}", case.name);
-            if case.tool == Tool::Rpod {
+            assert_eq!(
+                case.argvs().is_empty(),
+                case.tool == Tool::Floor,
+                "{}",
+                case.name
+            );
+            if let Target::Relative(goals) = case.target {
+                // Compared cases exist and are measured in the same run.
+                for goal in goals {
+                    assert!(CASES.iter().any(|c| c.name == goal.case), "{}", goal.case);
+                }
+            }
+            if case.tool != Tool::Podman {
                 // rpod never touches the host's podman objects anyway.
                 assert!(case.podman_containers.is_empty() && case.podman_pods.is_empty());
                 continue;
@@ -1479,6 +1871,63 @@ mod tests {
     }
 
     #[test]
+    fn run_cases() {
+        let find = |name: &str| CASES.iter().find(|c| c.name == name);
+        let rpod = find(RPOD_RUN).map(|c| (c.runs_containers, c.rss_target_mib, c.target));
+        assert_eq!(
+            rpod,
+            Some((true, Some(12.0), Target::Relative(RUN_TARGETS)))
+        );
+        assert!(find(FLOOR_RUN).is_some_and(|c| matches!(c.run, Run::Floor)));
+        // podman's container has a name of ours, removed by the guard.
+        assert!(find(PODMAN_RUN).is_some_and(|c| c.podman_containers == ["rpod-bench-run"]));
+    }
+
+    #[test]
+    fn ratio_line() {
+        let row = |name: &'static str, target, ms: f64| Row {
+            name,
+            label: name.to_string(),
+            target,
+            rss_target_mib: None,
+            outcome: Ok(Measurement {
+                command: String::new(),
+                median_ms: ms,
+                mean_ms: ms,
+                stddev_ms: None,
+                rss_kib: 0.0,
+            }),
+        };
+        let rows = [
+            row(RPOD_RUN, Target::Relative(RUN_TARGETS), 66.0),
+            row(PODMAN_RUN, Target::None, 220.0),
+            row(FLOOR_RUN, Target::None, 50.0),
+        ];
+        let median_of = |name: &str| {
+            rows.iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.outcome.as_ref().ok())
+                .map(|m| m.median_ms)
+        };
+        assert_eq!(
+            ratio_lines(&rows, &median_of),
+            [
+                "`rpod run --rm true` / `podman run --rm true` = 0.30 (goal ≤ 0.33 ✓)",
+                "`rpod run --rm true` / `floor conmon+runc true` = 1.32 (goal ≤ 1.2 ✗)",
+            ]
+        );
+        // A compared case that was not measured.
+        let only_rpod = |name: &str| (name == RPOD_RUN).then_some(66.0);
+        assert_eq!(
+            ratio_lines(&rows, &only_rpod),
+            [
+                "`rpod run --rm true` / `podman run --rm true` = n/a (goal ≤ 0.33)",
+                "`rpod run --rm true` / `floor conmon+runc true` = n/a (goal ≤ 1.2)",
+            ]
+        );
+    }
+
+    #[test]
     fn pair_is_one_shell_line() {
         let a = vec!["rpod".to_string(), "create".into(), "x y".into()];
         let b = vec!["rpod".to_string(), "rm".into(), "x".into()];
@@ -1510,14 +1959,38 @@ mod tests {
 
     #[test]
     fn target_cells() {
-        assert_eq!(target_cell(Target::AtMost(5.0), Some(4.2)), "≤ 5 ms ✓");
-        assert_eq!(target_cell(Target::AtMost(5.0), Some(5.1)), "≤ 5 ms ✗");
-        assert_eq!(target_cell(Target::AtMost(2.5), None), "≤ 2.5 ms");
+        let none = |_: &str| None;
         assert_eq!(
-            target_cell(Target::Reference(39.0), Some(50.0)),
+            target_cell(Target::AtMost(5.0), Some(4.2), &none),
+            "≤ 5 ms ✓"
+        );
+        assert_eq!(
+            target_cell(Target::AtMost(5.0), Some(5.1), &none),
+            "≤ 5 ms ✗"
+        );
+        assert_eq!(target_cell(Target::AtMost(2.5), None, &none), "≤ 2.5 ms");
+        assert_eq!(
+            target_cell(Target::Reference(39.0), Some(50.0), &none),
             "ref. 39 ms"
         );
-        assert_eq!(target_cell(Target::None, Some(1.0)), "–");
+        assert_eq!(target_cell(Target::None, Some(1.0), &none), "–");
+        let others = |case: &str| match case {
+            PODMAN_RUN => Some(300.0),
+            FLOOR_RUN => Some(60.0),
+            _ => None,
+        };
+        assert_eq!(
+            target_cell(Target::Relative(RUN_TARGETS), Some(70.0), &others),
+            "≤ 0.33× podman ✓, ≤ 1.2× floor ✓"
+        );
+        assert_eq!(
+            target_cell(Target::Relative(RUN_TARGETS), Some(100.0), &others),
+            "≤ 0.33× podman ✗, ≤ 1.2× floor ✗"
+        );
+        assert_eq!(
+            target_cell(Target::Relative(RUN_TARGETS), Some(70.0), &none),
+            "≤ 0.33× podman, ≤ 1.2× floor"
+        );
         assert_eq!(rss_target_cell(Some(12.0), Some(13.0)), "≤ 12 MiB ✗");
         assert_eq!(rss_target_cell(Some(12.0), Some(3.0)), "≤ 12 MiB ✓");
         assert_eq!(rss_target_cell(None, Some(3.0)), "–");

@@ -6,7 +6,8 @@
 //!   on the first broken step (this is what `.ci/run` runs).
 //! - `bench`: whole-command benchmarks of rpod against podman (hyperfine +
 //!   GNU time), optionally written into `BENCHMARKS.md`; `--criterion` runs
-//!   the libraries' criterion benches instead.
+//!   the libraries' criterion benches instead (`--criterion --write` writes
+//!   their results into `BENCHMARKS.md` too).
 //! - `demo`: the README's main job: a real pod (web server + client) on the
 //!   embedded defaults, in its own root, then cleaned up.
 
