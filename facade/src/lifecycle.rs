@@ -61,8 +61,22 @@ impl Runtime {
             name: self.oci_runtime().name.clone(),
             path: self.oci_runtime().path.clone(),
         };
-        rpod_oci::check_runtime_suitable(&choice, rpod_oci::host_cgroup_mode()).map_err(oci_err)?;
+        rpod_oci::check_runtime_suitable(&choice, rpod_oci::host_cgroup_mode()).map_err(|e| {
+            RuntimeError::InvalidSpec(format!(
+                "{e} (runtime from {})",
+                self.config.sources.get("runtime")
+            ))
+        })?;
         let v = &self.config.values;
+        if v.cgroup_manager == rpod_config::CgroupManager::Systemd
+            && !self.config.env.systemd_booted
+        {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "the systemd cgroup manager is configured ({}) but systemd is not running on this \
+                 host; use --cgroup-manager cgroupfs",
+                self.config.sources.get("cgroup_manager")
+            )));
+        }
         let mut cfg = rpod_oci::RuntimeConfig::new(v.tmp_dir.join("exits"));
         cfg.runtime_path = choice.path;
         cfg.conmon_path = self.conmon().path.clone();
