@@ -60,6 +60,64 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[macro_use]
+mod delegate {
+    /// The [`State`](crate::State) methods that are the same for every backend: each runs one
+    /// `logic` function in a read view or a write transaction of the backend (`self.view` /
+    /// `self.update`, which supply the tables and the handle's namespace). Expanded inside each
+    /// backend's `impl State`, so the rules exist once.
+    macro_rules! delegate_state_methods {
+        (
+            $(view $vname:ident($($varg:ident: $vty:ty),*) -> $vret:ty;)*
+            $(update $uname:ident($($uarg:ident: $uty:ty),*);)*
+        ) => {
+            $(
+                fn $vname(&self, $($varg: $vty),*) -> $crate::error::Result<$vret> {
+                    self.view(|r, ns| $crate::logic::$vname(r, ns, $($varg),*))
+                }
+            )*
+            $(
+                fn $uname(&self, $($uarg: $uty),*) -> $crate::error::Result<()> {
+                    self.update(|w, ns| $crate::logic::$uname(w, ns, $($uarg),*))
+                }
+            )*
+        };
+    }
+
+    /// Invokes [`delegate_state_methods`] with every record method of the trait.
+    macro_rules! state_record_methods {
+        () => {
+            delegate_state_methods! {
+                view container(id: &str) -> ContainerRecord;
+                view lookup_container(id_or_name: &str) -> ContainerRecord;
+                view has_container(id: &str) -> bool;
+                view update_container(id: &str) -> ContainerState;
+                view container_in_use(id: &str) -> Vec<String>;
+                view all_containers() -> Vec<ContainerRecord>;
+                view pod(id: &str) -> PodRecord;
+                view lookup_pod(id_or_name: &str) -> PodRecord;
+                view has_pod(id: &str) -> bool;
+                view pod_has_container(pod_id: &str, ctr_id: &str) -> bool;
+                view pod_container_ids(pod_id: &str) -> Vec<String>;
+                view pod_containers(pod_id: &str) -> Vec<ContainerRecord>;
+                view update_pod(id: &str) -> PodState;
+                view all_pods() -> Vec<PodRecord>;
+                update add_container(ctr: &ContainerRecord);
+                update remove_container(id: &str);
+                update save_container(id: &str, state: &ContainerState);
+                update rewrite_container_config(id: &str, config: &ContainerConfig);
+                update add_pod(pod: &PodRecord);
+                update remove_pod(id: &str);
+                update remove_pod_containers(pod_id: &str);
+                update add_container_to_pod(pod_id: &str, ctr: &ContainerRecord);
+                update remove_container_from_pod(pod_id: &str, ctr_id: &str);
+                update save_pod(id: &str, state: &PodState);
+                update rewrite_pod_config(id: &str, config: &PodConfig);
+            }
+        };
+    }
+}
+
 mod error;
 mod lmdb;
 mod logic;
