@@ -267,12 +267,10 @@ impl Runtime {
         self.config.values.static_dir.join("containers").join(id)
     }
 
-    /// Removes a container's directories and exit files; errors are logged.
+    /// Removes a container's directories; errors are logged. Its exit file stays (as with
+    /// libpod, until the tmp dir is wiped at reboot): a concurrent `wait` (`rpod run --rm`
+    /// racing conmon's `container cleanup --rm`) reads the exit code from it.
     pub(crate) fn teardown_container_files(&self, id: &str) {
-        let exits = self.config.values.tmp_dir.join("exits");
-        for f in [exits.join(id), exits.join(format!("{id}-old"))] {
-            let _ = std::fs::remove_file(f);
-        }
         let _ = std::fs::remove_dir_all(self.config.values.run_root.join("containers").join(id));
         let dir = self.container_dir(id);
         if let Err(e) = std::fs::remove_dir_all(&dir) {

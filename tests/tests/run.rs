@@ -318,5 +318,7 @@ fn run_interactive_forwards_stdin() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "HELLO\nWORLD\n");
     assert_eq!(text(&out.stderr), "done\n");
-    assert!(eventually(Duration::from_secs(5), || sb.ps_json().is_empty()));
+    assert!(eventually(Duration::from_secs(5), || sb
+        .ps_json()
+        .is_empty()));
 }

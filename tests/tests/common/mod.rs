@@ -254,3 +254,105 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The runc binary.
+pub fn runc_bin() -> &'static str {
+    if Path::new("/usr/sbin/runc").exists() {
+        "/usr/sbin/runc"
+    } else {
+        "/usr/bin/runc"
+    }
+}
+
+/// `(pid, cmdline)` of every process whose command line mentions `needle`.
+pub fn pids_mentioning(needle: &str) -> Vec<(u32, String)> {
+    processes_mentioning(needle)
+        .into_iter()
+        .filter_map(|l| {
+            let (pid, rest) = l.split_once(": ")?;
+            Some((pid.parse().ok()?, rest.to_owned()))
+        })
+        .collect()
+}
+
+impl Sandbox {
+    /// IDs of all containers (infra containers included).
+    pub fn all_ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-aq", "--no-trunc"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `inspect NAME` of a container as JSON (the first document).
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        v[0].clone()
+    }
+
+    /// `pod inspect NAME` as JSON.
+    pub fn pod_inspect(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["pod", "inspect", name])).unwrap()
+    }
+
+    /// `pod ps --format json`.
+    pub fn pod_ps_json(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&self.ok(&["pod", "ps", "--format", "json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Simulates a reboot of this sandbox: SIGKILLs its conmon processes (so no exit file is
+    /// written and no cleanup runs), kills and deletes `ids` in runc, wipes the tmp dir's
+    /// contents and the run root, and unlinks the lock segment. The static dir (state database,
+    /// bundles) survives, as on disk.
+    pub fn simulate_reboot(&self, ids: &[String]) {
+        self.simulate_reboot_with(ids, true);
+    }
+
+    /// Like [`Sandbox::simulate_reboot`]; with `unlink_segment` false the lock segment survives
+    /// (as when `/dev/shm` is not cleared but the tmp dir is), still holding the old allocations.
+    pub fn simulate_reboot_with(&self, ids: &[String], unlink_segment: bool) {
+        let tmp = self.tmp.path().display().to_string();
+        for (pid, cmdline) in pids_mentioning(&tmp) {
+            if cmdline.contains("conmon") {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+            }
+        }
+        for id in ids {
+            let _ = Command::new(runc_bin()).args(["kill", id, "KILL"]).output();
+            let _ = Command::new(runc_bin())
+                .args(["delete", "--force", id])
+                .output();
+        }
+        for id in ids {
+            let gone = (0..100).any(|_| {
+                let left = processes_mentioning(id);
+                if left.is_empty() {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                false
+            });
+            assert!(
+                gone,
+                "processes survived the reboot: {:?}",
+                processes_mentioning(id)
+            );
+        }
+        for e in std::fs::read_dir(self.tmp.path()).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.path("runroot"));
+        if unlink_segment {
+            let _ = std::fs::remove_file(format!("/dev/shm{}", self.lock_name));
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! Pods on real runc + conmon: the demo exchange (httpd and wget in one pod), shared PID
+//! namespaces, `pod stop` and `pod rm -f` of a running pod leaving nothing behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{available, cgroup_dirs, mounts_under, processes_mentioning, Sandbox};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits until `f` holds or `timeout` passes.
+fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Member IDs of a pod (infra container included), from `pod inspect`.
+fn member_ids(sb: &Sandbox, pod: &str) -> Vec<String> {
+    sb.pod_inspect(pod)["Containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts that nothing of container `id` is left: processes, runc state, cgroups, files.
+fn assert_container_gone(sb: &Sandbox, id: &str) {
+    assert!(
+        eventually(Duration::from_secs(5), || processes_mentioning(id)
+            .is_empty()),
+        "processes left for {id}: {:?}",
+        processes_mentioning(id)
+    );
+    assert!(
+        !Path::new(&format!("/run/runc/{id}")).exists(),
+        "runc state left for {id}"
+    );
+    assert!(
+        !sb.path(&format!("root/libpod/containers/{id}")).exists(),
+        "bundle left for {id}"
+    );
+}
+
+#[test]
+fn demo_httpd_and_wget_in_one_pod() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let page = "hello from the rpod pod\n";
+    std::fs::create_dir_all(sb.rootfs.join("www")).unwrap();
+    std::fs::write(sb.rootfs.join("www/index.html"), page).unwrap();
+    let rootfs = sb.rootfs.to_str().unwrap();
+    let pod_id = sb.ok(&["pod", "create", "--name", "web"]).trim().to_owned();
+    assert_eq!(pod_id.len(), 64);
+    let srv = sb
+        .ok(&[
+            "create",
+            "--pod",
+            "web",
+            "--name",
+            "srv",
+            "--rootfs",
+            rootfs,
+            "httpd",
+            "-f",
+            "-p",
+            "127.0.0.1:8080",
+            "-h",
+            "/www",
+        ])
+        .trim()
+        .to_owned();
+    assert_eq!(sb.ok(&["pod", "start", "web"]).trim(), "web");
+    // httpd needs a moment to listen: retry for up to ~5 s.
+    let mut last = String::new();
+    let got = eventually(Duration::from_secs(5), || {
+        let out = sb.run(&[
+            "run",
+            "--rm",
+            "--pod",
+            "web",
+            "--rootfs",
+            rootfs,
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8080/",
+        ]);
+        last = format!(
+            "{:?}: {}{}",
+            out.status.code(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out.status.success() && text(&out.stdout) == page
+    });
+    assert!(got, "wget never got the page; last attempt: {last}");
+
+    let pod_ps = sb.ok(&["pod", "ps", "--ctr-status"]);
+    assert!(pod_ps.contains("STATUS OF CONTAINERS"), "{pod_ps}");
+    let row = pod_ps.lines().find(|l| l.contains("web")).unwrap();
+    assert!(row.contains("Running"), "{pod_ps}");
+    assert!(row.contains("srv:running"), "{pod_ps}");
+    assert!(
+        row.contains(&format!("{}-infra:running", &pod_id[..12])),
+        "{pod_ps}"
+    );
+    let ps = sb.ok(&["ps"]);
+    assert!(ps.contains("srv") && ps.contains("httpd"), "{ps}");
+    assert!(ps.contains(&pod_id[..12]), "{ps}");
+    // The --rm'd wget containers are gone (removed by rpod run or conmon's cleanup).
+    assert!(eventually(Duration::from_secs(5), || sb.ps_json().len() == 2));
+    let logs = sb.run(&["logs", "srv"]);
+    assert!(logs.status.success(), "{}", text(&logs.stderr));
+    let members = member_ids(&sb, "web");
+    assert_eq!(members.len(), 2);
+    assert!(members.contains(&srv));
+
+    // httpd is PID 1 of its container and ignores SIGTERM: do not wait the default 10 s.
+    sb.ok(&["pod", "stop", "-t", "1", "web"]);
+    sb.ok(&["pod", "rm", "web"]);
+    assert!(sb.ps_json().is_empty());
+    assert!(sb.pod_ps_json().is_empty());
+    assert_eq!(sb.held_locks(), 0);
+    for id in &members {
+        assert_container_gone(&sb, id);
+    }
+}
+
+/// Creates a pod named `pod` with `share` (None: the default), members `a` (`sleep 1234`) and
+/// `b` (`sleep 999`), starts it and returns what `exec b ps` prints.
+fn ps_seen_from_b(sb: &Sandbox, pod: &str, share: Option<&str>) -> String {
+    let mut args = vec!["pod", "create", "--name", pod];
+    if let Some(s) = share {
+        args.extend(["--share", s]);
+    }
+    sb.ok(&args);
+    let rootfs = sb.rootfs.to_str().unwrap();
+    for (name, secs) in [("a", "1234"), ("b", "999")] {
+        let name = format!("{pod}-{name}");
+        sb.ok(&[
+            "create",
+            "--pod",
+            pod,
+            "--name",
+            &name,
+            "--stop-timeout",
+            "1",
+            "--rootfs",
+            rootfs,
+            "sleep",
+            secs,
+        ]);
+    }
+    sb.ok(&["pod", "start", pod]);
+    let out = sb.run(&["exec", &format!("{pod}-b"), "ps"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn share_pid_lets_members_see_each_other() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let shared = ps_seen_from_b(&sb, "shared", Some("pid,net,ipc,uts"));
+    assert!(shared.contains("sleep 1234"), "{shared}");
+    assert!(shared.contains("sleep 999"), "{shared}");
+    // The infra container's catatonit is PID 1 of the shared namespace.
+    assert!(
+        shared
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("1") && l.contains("catatonit")),
+        "{shared}"
+    );
+    let v = sb.pod_inspect("shared");
+    assert_eq!(
+        v["SharedNamespaces"],
+        serde_json::json!(["pid", "net", "ipc", "uts"])
+    );
+
+    let private = ps_seen_from_b(&sb, "private", None);
+    assert!(!private.contains("sleep 1234"), "{private}");
+    assert!(!private.contains("catatonit"), "{private}");
+    // b's own sleep is PID 1 of its own namespace.
+    assert!(
+        private
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("1") && l.contains("sleep 999")),
+        "{private}"
+    );
+    let ids: Vec<String> = [member_ids(&sb, "shared"), member_ids(&sb, "private")].concat();
+    sb.ok(&["pod", "stop", "-t", "1", "shared", "private"]);
+    sb.ok(&["pod", "rm", "shared", "private"]);
+    assert!(sb.ps_json().is_empty());
+    assert!(sb.pod_ps_json().is_empty());
+    assert_eq!(sb.held_locks(), 0);
+    for id in &ids {
+        assert_container_gone(&sb, id);
+    }
+}
+
+#[test]
+fn pod_stop_then_rm_force_of_a_running_pod_leaves_nothing() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let rootfs = sb.rootfs.to_str().unwrap();
+    let pod_id = sb.ok(&["pod", "create", "--name", "p"]).trim().to_owned();
+    // Members exit on SIGTERM once their trap is set, which they report with a file in the
+    // (shared) root filesystem.
+    let ready = |name: &str| sb.rootfs.join(format!("ready-{name}"));
+    let start_pod = || {
+        for name in ["m1", "m2"] {
+            let _ = std::fs::remove_file(ready(name));
+        }
+        sb.ok(&["pod", "start", "p"]);
+        for name in ["m1", "m2"] {
+            assert!(
+                eventually(Duration::from_secs(5), || ready(name).exists()),
+                "{name} never got ready"
+            );
+        }
+    };
+    for name in ["m1", "m2"] {
+        sb.ok(&[
+            "create",
+            "--pod",
+            "p",
+            "--name",
+            name,
+            "-e",
+            &format!("NAME={name}"),
+            "--rootfs",
+            rootfs,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; touch /ready-$NAME; while true; do sleep 0.1; done",
+        ]);
+    }
+    start_pod();
+    let ids = member_ids(&sb, "p");
+    assert_eq!(ids.len(), 3);
+    let ps = sb.ps_json();
+    assert_eq!(ps.len(), 3);
+    assert!(ps.iter().all(|c| c["State"] == "running"), "{ps:?}");
+    let pod_cgroup = format!("{}/{pod_id}", sb.cgroup_parent());
+    assert!(!cgroup_dirs(&pod_cgroup).is_empty(), "no pod cgroup");
+    assert_eq!(
+        sb.pod_inspect("p")["CgroupPath"].as_str().unwrap(),
+        pod_cgroup
+    );
+
+    // pod stop: every member and the infra container exit; their conmon and runc are gone.
+    let t = Instant::now();
+    sb.ok(&["pod", "stop", "p"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let ps = sb.ps_json();
+    assert!(ps.iter().all(|c| c["State"] == "exited"), "{ps:?}");
+    assert_eq!(sb.pod_ps_json()[0]["Status"], "Exited");
+    for id in &ids {
+        assert!(
+            eventually(Duration::from_secs(5), || processes_mentioning(id)
+                .is_empty()),
+            "processes left for {id}: {:?}",
+            processes_mentioning(id)
+        );
+        assert!(!Path::new(&format!("/run/runc/{id}")).exists());
+    }
+    assert_eq!(sb.held_locks(), 3 + 1);
+
+    // Start it again, then pod rm -f while it runs.
+    start_pod();
+    assert!(sb.ps_json().iter().all(|c| c["State"] == "running"));
+    let t = Instant::now();
+    assert_eq!(sb.ok(&["pod", "rm", "-f", "p"]).trim(), pod_id);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(sb.ps_json().is_empty());
+    assert!(sb.pod_ps_json().is_empty());
+    assert_eq!(sb.held_locks(), 0);
+    for id in &ids {
+        assert_container_gone(&sb, id);
+    }
+    assert!(processes_mentioning(&pod_id).is_empty());
+    assert!(
+        cgroup_dirs(&pod_cgroup).is_empty(),
+        "pod cgroup left: {:?}",
+        cgroup_dirs(&pod_cgroup)
+    );
+    assert!(
+        mounts_under(sb.dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(sb.dir.path())
+    );
+    let out = sb.run(&["pod", "inspect", "p"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn member_of_a_never_started_pod_starts_its_infra_and_shares_its_host_name() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let rootfs = sb.rootfs.to_str().unwrap();
+    sb.ok(&["pod", "create", "--name", "fresh"]);
+    // No `pod start`: the infra container (and its root filesystem) come up as a dependency.
+    assert!(!sb.path("root/libpod/infra-rootfs").exists());
+    let out = sb.run(&[
+        "run", "--rm", "--pod", "fresh", "--rootfs", rootfs, "hostname",
+    ]);
+    assert!(
+        out.status.success(),
+        "{:?} {:?} {}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "fresh\n");
+    // A second member does not rename the pod (it joins the UTS namespace).
+    sb.ok(&[
+        "run", "-d", "--pod", "fresh", "--name", "m", "--rootfs", rootfs, "sleep", "100",
+    ]);
+    let out = sb.run(&[
+        "run", "--rm", "--pod", "fresh", "--rootfs", rootfs, "hostname",
+    ]);
+    assert_eq!(text(&out.stdout), "fresh\n", "{}", text(&out.stderr));
+    assert_eq!(sb.inspect("m")["Config"]["Hostname"], "fresh");
+    // Its own host name cannot be set while joining the pod's UTS namespace.
+    let out = sb.run(&[
+        "run",
+        "--rm",
+        "--pod",
+        "fresh",
+        "--hostname",
+        "x",
+        "--rootfs",
+        rootfs,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("UTS namespace"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(eventually(Duration::from_secs(5), || sb.ps_json().len() == 2));
+    assert_eq!(sb.held_locks(), 3);
+    let ids = member_ids(&sb, "fresh");
+    sb.ok(&["pod", "stop", "-t", "1", "fresh"]);
+    sb.ok(&["pod", "rm", "fresh"]);
+    assert!(sb.ps_json().is_empty());
+    assert_eq!(sb.held_locks(), 0);
+    for id in &ids {
+        assert_container_gone(&sb, id);
+    }
+}
+
+#[test]
+fn concurrent_run_rm_in_a_pod_keeps_exit_codes() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let rootfs = sb.rootfs.to_str().unwrap();
+    sb.ok(&["pod", "create", "--name", "p"]);
+    sb.ok(&["pod", "start", "p"]);
+    // `rpod run --rm` races conmon's `container cleanup --rm`, which may remove the container
+    // before `run` reads its exit code.
+    std::thread::scope(|s| {
+        for t in 0..3 {
+            let sb = &sb;
+            s.spawn(move || {
+                for i in 0..8 {
+                    let code = 10 + t * 8 + i;
+                    let out = sb.run(&[
+                        "run",
+                        "--rm",
+                        "--pod",
+                        "p",
+                        "--rootfs",
+                        rootfs,
+                        "sh",
+                        "-c",
+                        &format!("echo {code}; exit {code}"),
+                    ]);
+                    assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+                    assert_eq!(text(&out.stdout), format!("{code}\n"));
+                }
+            });
+        }
+    });
+    assert!(eventually(Duration::from_secs(5), || sb.ps_json().len() == 1));
+    sb.ok(&["pod", "rm", "-f", "p"]);
+    assert!(sb.ps_json().is_empty());
+    assert_eq!(sb.held_locks(), 0);
+}
