@@ -111,8 +111,7 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
     let started = if args.detach {
         rt.start_container_with(&id, args.rm).map(|_| None)
     } else {
-        rt.start_attached(&id, args.rm, args.interactive)
-            .map(|(_, conn)| Some(conn))
+        rt.start_attached(&id, args.rm, args.interactive).map(Some)
     };
     let conn = match started {
         Ok(conn) => conn,
@@ -127,20 +126,46 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
             return Ok(code);
         }
     };
-    let Some(conn) = conn else {
+    let Some(attached) = conn else {
         output::line(&id)?;
         return Ok(0);
     };
-    stream_attached(conn, args.interactive)?;
+    let streamed = stream_attached(attached.conn, args.interactive)?;
     let code = rt.wait_container(&id, None)?.unwrap_or(-1);
+    if !streamed {
+        // conmon dropped the connection before sending anything (the container exited at
+        // once): the output is in the log, which is complete now that the container exited.
+        if let Some(mut log) = attached.log {
+            print_log_file(
+                &mut log,
+                std::path::Path::new(&attached.record.config.log_path),
+            )?;
+        }
+    }
     // conmon's exit command cleans up (and removes with --rm) too; whoever comes first wins.
     rt.cleanup_container(&id, args.rm)?;
     Ok(u8::try_from(code).unwrap_or(255))
 }
 
+/// Prints a k8s-file log read from an open file, each line to the stream it came from.
+fn print_log_file(log: &mut std::fs::File, path: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let mut text = String::new();
+    log.read_to_string(&mut text)?;
+    let entries = rpod::oci::parse_log_text(path, &text, &rpod::oci::LogOptions::default())
+        .map_err(rpod::RuntimeError::Oci)?;
+    for e in &entries {
+        if !emit(e, false) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Copies the container's output to ours until it exits; with `stdin`, our input to the
-/// container's (closing it at our EOF).
-fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<()> {
+/// container's (closing it at our EOF). Returns false when conmon reset the connection before
+/// sending anything, so the caller shows the log instead.
+fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<bool> {
     let conn = std::sync::Arc::new(conn);
     if stdin {
         let c = std::sync::Arc::clone(&conn);
@@ -162,7 +187,19 @@ fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<()> {
             let _ = c.close_stdin();
         });
     }
-    while let Some(chunk) = conn.recv()? {
+    let mut received = false;
+    loop {
+        let chunk = match conn.recv() {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(rpod::oci::OciError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::ConnectionReset =>
+            {
+                return Ok(received);
+            }
+            Err(e) => return Err(rpod::RuntimeError::Oci(e).into()),
+        };
+        received = true;
         let res = match chunk.stream {
             LogStream::Stdout => {
                 let mut o = std::io::stdout().lock();
@@ -178,7 +215,7 @@ fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<()> {
             continue;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// `rpod start`.

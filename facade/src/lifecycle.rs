@@ -20,6 +20,17 @@ use crate::Runtime;
 /// configuration directories as this process.
 const FORWARDED_ENV: &[&str] = &["RPOD_CONFIG_ETC_DIR", "RPOD_CONFIG_SHARE_DIR", "HOME"];
 
+/// A container started by [`Runtime::start_attached`].
+#[derive(Debug)]
+pub struct Attached {
+    /// The container's record after the start.
+    pub record: ContainerRecord,
+    /// The attach connection: its output (and input, if asked for).
+    pub conn: AttachConn,
+    /// The container's log, opened before the start (the output is also there).
+    pub log: Option<std::fs::File>,
+}
+
 /// What [`Runtime::exec`] should run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecSpec {
@@ -355,7 +366,7 @@ impl Runtime {
         auto_remove: bool,
     ) -> Result<ContainerRecord, RuntimeError> {
         self.start_impl(id_or_name, auto_remove, None)
-            .map(|(rec, _)| rec)
+            .map(|(rec, _, _)| rec)
     }
 
     /// Starts a container with its output (and, with `stdin`, its input) connected to the
@@ -366,13 +377,13 @@ impl Runtime {
         id_or_name: &str,
         auto_remove: bool,
         stdin: bool,
-    ) -> Result<(ContainerRecord, AttachConn), RuntimeError> {
-        let (rec, conn) = self.start_impl(id_or_name, auto_remove, Some(stdin))?;
+    ) -> Result<Attached, RuntimeError> {
+        let (record, conn, log) = self.start_impl(id_or_name, auto_remove, Some(stdin))?;
         match conn {
-            Some(c) => Ok((rec, c)),
+            Some(conn) => Ok(Attached { record, conn, log }),
             None => Err(RuntimeError::InvalidState {
-                id: rec.config.id,
-                status: rec.state.status.to_string(),
+                id: record.config.id,
+                status: record.state.status.to_string(),
                 action: "attach to (it was already running)",
             }),
         }
@@ -383,7 +394,7 @@ impl Runtime {
         id_or_name: &str,
         auto_remove: bool,
         attach: Option<bool>,
-    ) -> Result<(ContainerRecord, Option<AttachConn>), RuntimeError> {
+    ) -> Result<(ContainerRecord, Option<AttachConn>, Option<std::fs::File>), RuntimeError> {
         self.check_valid()?;
         let rec = self.state.lookup_container(id_or_name)?;
         for dep in rec.config.dependencies() {
@@ -397,7 +408,7 @@ impl Runtime {
         self.with_container(&rec.config.id, |rec| {
             let id = rec.config.id.clone();
             match rec.state.status {
-                ContainerStatus::Running => return Ok((rec.clone(), None)),
+                ContainerStatus::Running => return Ok((rec.clone(), None, None)),
                 ContainerStatus::Paused | ContainerStatus::Unknown => {
                     return Err(RuntimeError::InvalidState {
                         id,
@@ -428,6 +439,11 @@ impl Runtime {
                 },
                 None => None,
             };
+            // Keep the log open: if the container exits at once and is removed (--rm) before
+            // its output is read, the open file still has it.
+            let log = conn
+                .as_ref()
+                .and_then(|_| std::fs::File::open(&rec.config.log_path).ok());
             if let Err(e) = oci.start(&id) {
                 let _ = oci.delete(&id, true);
                 rec.state.status = ContainerStatus::Exited;
@@ -438,7 +454,7 @@ impl Runtime {
             rec.state.status = ContainerStatus::Running;
             rec.state.started = Some(SystemTime::now());
             self.state.save_container(&id, &rec.state)?;
-            Ok((rec.clone(), conn))
+            Ok((rec.clone(), conn, log))
         })
     }
 
