@@ -244,18 +244,37 @@ impl Runtime {
                 }
                 current.push(m);
             }
-            // Members first, the infra container (whose namespaces they use) last.
-            current.sort_by_key(|m| m.config.is_infra);
-            for m in &mut current {
+            // Members first, in parallel (each with its own stop timeout), then the infra
+            // container, whose namespaces they use. This thread holds every lock meanwhile.
+            let (mut infra, mut others): (Vec<_>, Vec<_>) =
+                current.into_iter().partition(|m| m.config.is_infra);
+            let finish = |m: &mut ContainerRecord| -> Result<(), RuntimeError> {
                 match m.state.status {
                     ContainerStatus::Running | ContainerStatus::Paused => {
-                        self.stop_locked(m, None)?;
+                        self.stop_locked(m, None).map(|_| ())
                     }
                     ContainerStatus::Created | ContainerStatus::Stopped => {
-                        self.cleanup_for_removal(m)?;
+                        self.cleanup_for_removal(m)
                     }
-                    _ => {}
+                    _ => Ok(()),
                 }
+            };
+            let results: Vec<Result<(), RuntimeError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = others.iter_mut().map(|m| s.spawn(|| finish(m))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(RuntimeError::InvalidSpec("stop thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            for r in results {
+                r?;
+            }
+            for m in &mut infra {
+                finish(m)?;
             }
             // Refuses atomically if a member has a dependant outside the pod.
             self.state.remove_pod_containers(&id)?;
