@@ -435,8 +435,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             if !force {
                 anyhow::bail!("system reset removes every container, pod and all state of this root: rerun with --force");
             }
-            let rt = Runtime::new(options)?;
-            rt.reset()?;
+            match Runtime::new(options.clone()) {
+                Ok(rt) => rt.reset()?,
+                Err(rpod::RuntimeError::State(e))
+                    if e.kind() == rpod::state::ErrorKind::Corrupt =>
+                {
+                    // The usual way out of a damaged database: start over, without reading it.
+                    tracing::warn!("{e}");
+                    tracing::warn!(
+                        "removing the damaged state without reading it: containers that still run \
+                         are not stopped"
+                    );
+                    rpod::reset_unreadable(&ConfigEnv::detect(), &options)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Command::System {
             command: SystemCommand::Locks { format },

@@ -429,6 +429,15 @@ fn garbage_db_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&db.display().to_string()), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // The way out: system reset removes the damaged state without reading it.
+    stdout(
+        &sb.cmd()
+            .args(["system", "reset", "--force"])
+            .output()
+            .unwrap(),
+    );
+    assert!(!db.exists());
+    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub use pods::{PodSpec, DEFAULT_POD_SHARE, SHAREABLE_NAMESPACES};
 pub use refresh::ALIVE_FILE;
 /// The OCI crate, re-exported (log entries, exit-code helpers).
 pub use rpod_oci as oci;
-pub use runtime::{load_config, Runtime, STATE_FILE};
+pub use runtime::{load_config, reset_unreadable, Runtime, STATE_FILE};
 
 /// The state crate, re-exported: its records are what the container and pod calls return.
 pub use rpod_state as state;

@@ -300,25 +300,7 @@ impl Runtime {
             }
         }
         self.shutdown(false)?;
-        let v = &self.config.values;
-        if v.state_backend == StateBackend::Lmdb {
-            let name = locks::segment_name(&self.config);
-            let _ = rpod_lock::ShmLockManager::unlink(&name);
-        }
-        for path in [
-            v.static_dir.join(STATE_FILE),
-            v.static_dir.join(format!("{STATE_FILE}-lock")),
-        ] {
-            remove_path(&path, &mut errors);
-        }
-        for dir in [
-            v.static_dir.join("containers"),
-            v.static_dir.join("infra-rootfs"),
-            v.tmp_dir.clone(),
-            v.run_root.clone(),
-        ] {
-            remove_path(&dir, &mut errors);
-        }
+        remove_state_files(&self.config, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -384,6 +366,42 @@ fn open_state(config: &Config) -> Result<Box<dyn State>, RuntimeError> {
             Box::new(rpod_state::LmdbState::open(&config.values.static_dir)?)
         }
     })
+}
+
+/// `rpod system reset --force` for a root whose state cannot be opened (a damaged database):
+/// removes the database, rpod's directories and the lock segment without reading them. Containers
+/// that may still run are not stopped (nothing records them any more); the error says so.
+pub fn reset_unreadable(env: &ConfigEnv, options: &RuntimeOptions) -> Result<(), RuntimeError> {
+    let config = Config::load(env, options)?;
+    let mut errors = Vec::new();
+    remove_state_files(&config, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidSpec(format!(
+            "reset finished with errors: {}",
+            errors.join("; ")
+        )))
+    }
+}
+
+/// Removes the state database, rpod's per-root directories and the lock segment.
+fn remove_state_files(config: &Config, errors: &mut Vec<String>) {
+    let v = &config.values;
+    if v.state_backend == StateBackend::Lmdb {
+        let name = locks::segment_name(config);
+        let _ = rpod_lock::ShmLockManager::unlink(&name);
+    }
+    for path in [
+        v.static_dir.join(STATE_FILE),
+        v.static_dir.join(format!("{STATE_FILE}-lock")),
+        v.static_dir.join("containers"),
+        v.static_dir.join("infra-rootfs"),
+        v.tmp_dir.clone(),
+        v.run_root.clone(),
+    ] {
+        remove_path(&path, errors);
+    }
 }
 
 /// This executable if it is `rpod`, else `rpod` found on `$PATH`.
