@@ -216,52 +216,63 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
     } else {
         BTreeMap::new()
     };
-    let mut all = rt.containers()?;
-    for c in &mut all {
-        rt.container_view(c)?;
-    }
-    let mut list: Vec<ContainerRecord> = all
-        .into_iter()
-        .filter(|c| {
-            args.all
-                || matches!(
-                    c.state.status,
-                    ContainerStatus::Running | ContainerStatus::Paused
-                )
-        })
-        .filter(|c| filters.iter().all(|f| matches(c, f, &pod_names)))
-        .collect();
+    // One container at a time: only what is printed is kept (thousands of records would
+    // otherwise sit in memory at once).
+    let mut quiet: Vec<(std::time::SystemTime, String)> = Vec::new();
+    let mut docs: Vec<(std::time::SystemTime, Value)> = Vec::new();
+    let mut rows: Vec<(std::time::SystemTime, [String; 6])> = Vec::new();
+    rt.for_each_container(|c| {
+        let listed = (args.all
+            || matches!(
+                c.state.status,
+                ContainerStatus::Running | ContainerStatus::Paused
+            ))
+            && filters.iter().all(|f| matches(&c, f, &pod_names));
+        if !listed {
+            return true;
+        }
+        let created = c.config.created;
+        if args.quiet {
+            quiet.push((created, short_id(&c.config.id, args.no_trunc)));
+        } else if args.format == Format::Json {
+            docs.push((created, ps_json(&c, &pod_names)));
+        } else {
+            rows.push((
+                created,
+                [
+                    short_id(&c.config.id, args.no_trunc),
+                    truncate(&c.config.command.join(" "), 20, args.no_trunc),
+                    timefmt::ago(created),
+                    status_text(&c),
+                    c.config.name.clone(),
+                    c.config
+                        .pod
+                        .as_ref()
+                        .map(|p| short_id(p, args.no_trunc))
+                        .unwrap_or_default(),
+                ],
+            ));
+        }
+        true
+    })?;
     // Newest first, as podman.
-    list.sort_by_key(|c| std::cmp::Reverse(c.config.created));
-    let mut out = String::new();
+    let newest_first = |a: &std::time::SystemTime, b: &std::time::SystemTime| b.cmp(a);
     if args.quiet {
-        for c in &list {
-            out.push_str(&short_id(&c.config.id, args.no_trunc));
+        quiet.sort_by(|a, b| newest_first(&a.0, &b.0));
+        let mut out = String::new();
+        for (_, id) in quiet {
+            out.push_str(&id);
             out.push('\n');
         }
         return output::raw(&out);
     }
     if args.format == Format::Json {
-        let v: Vec<Value> = list.iter().map(|c| ps_json(c, &pod_names)).collect();
+        docs.sort_by(|a, b| newest_first(&a.0, &b.0));
+        let v: Vec<Value> = docs.into_iter().map(|(_, d)| d).collect();
         return output::print_value(&Value::Array(v), true);
     }
-    let rows: Vec<[String; 6]> = list
-        .iter()
-        .map(|c| {
-            [
-                short_id(&c.config.id, args.no_trunc),
-                truncate(&c.config.command.join(" "), 20, args.no_trunc),
-                timefmt::ago(c.config.created),
-                status_text(c),
-                c.config.name.clone(),
-                c.config
-                    .pod
-                    .as_ref()
-                    .map(|p| short_id(p, args.no_trunc))
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
+    rows.sort_by(|a, b| newest_first(&a.0, &b.0));
+    let rows: Vec<[String; 6]> = rows.into_iter().map(|(_, r)| r).collect();
     let header = [
         "CONTAINER ID",
         "COMMAND",

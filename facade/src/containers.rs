@@ -188,6 +188,28 @@ impl Runtime {
         Ok(self.state.all_containers()?)
     }
 
+    /// Every container in the runtime's namespace, in ID order, one at a time with its status
+    /// brought up to date from its exit file (as [`Runtime::container_view`]), without holding
+    /// them all in memory; stops when `f` returns false.
+    pub fn for_each_container(
+        &self,
+        mut f: impl FnMut(ContainerRecord) -> bool,
+    ) -> Result<(), RuntimeError> {
+        self.check_valid()?;
+        let mut failure = None;
+        self.state.for_each_container(&mut |mut rec| {
+            if let Err(e) = self.container_view(&mut rec) {
+                failure = Some(e);
+                return false;
+            }
+            f(rec)
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Removes a container and frees its lock. Refused while other containers depend on it,
     /// while it is a pod's infra container, and (without `force`) while it runs.
     /// Returns the removed container's ID.

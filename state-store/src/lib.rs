@@ -94,6 +94,7 @@ mod delegate {
                 view update_container(id: &str) -> ContainerState;
                 view container_in_use(id: &str) -> Vec<String>;
                 view all_containers() -> Vec<ContainerRecord>;
+                view for_each_container(f: &mut dyn FnMut(ContainerRecord) -> bool) -> ();
                 view pod(id: &str) -> PodRecord;
                 view lookup_pod(id_or_name: &str) -> PodRecord;
                 view has_pod(id: &str) -> bool;

@@ -417,6 +417,21 @@ pub(crate) fn all_containers<R: ReadTables + ?Sized>(
     Ok(out)
 }
 
+/// Like [`all_containers`], but hands each record to `f` as it is decoded (so a listing never
+/// holds every record at once); stops early when `f` returns false.
+pub(crate) fn for_each_container<R: ReadTables + ?Sized>(
+    r: &R,
+    ns: &str,
+    f: &mut dyn FnMut(ContainerRecord) -> bool,
+) -> Result<()> {
+    r.scan_prefix(Table::CtrConfig, b"", &mut |k, v| {
+        Ok(match listed_container(r, ns, &utf8(k), v)? {
+            Some(rec) => f(rec),
+            None => true,
+        })
+    })
+}
+
 // ----- containers: writes -----
 
 fn add_ctr_common(w: &mut dyn WriteTables, ns: &str, rec: &ContainerRecord) -> Result<()> {

@@ -87,6 +87,11 @@ pub trait State: Send + Sync {
     /// Every container in the namespace, sorted by ID. Records that do not decode are logged and skipped.
     fn all_containers(&self) -> Result<Vec<ContainerRecord>>;
 
+    /// Every container in the namespace, in ID order, handed to `f` one at a time as it is decoded
+    /// (a listing of thousands never holds them all); stops early when `f` returns false. Records
+    /// that do not decode are logged and skipped.
+    fn for_each_container(&self, f: &mut dyn FnMut(ContainerRecord) -> bool) -> Result<()>;
+
     /// Replace a container's config (migrations, lock renumbering). ID, name, namespace, pod and dependencies
     /// must not change ([`InvalidArg`](crate::ErrorKind::InvalidArg)).
     fn rewrite_container_config(&self, id: &str, config: &ContainerConfig) -> Result<()>;

@@ -357,3 +357,45 @@ fn records_are_forward_and_backward_compatible() {
     c.dependencies = vec!["b".into(), "c".into()];
     assert_eq!(c.dependencies(), vec!["a", "b", "c"]);
 }
+
+#[test]
+fn for_each_container_streams_what_all_containers_lists() {
+    backends(|s| {
+        for i in 0..20 {
+            s.add_container(&ctr(
+                &format!("{i:02x}{}", "a".repeat(62)),
+                &format!("c{i}"),
+            ))
+            .unwrap();
+        }
+        s.add_pod(&PodRecord::new(PodConfig::new("f".repeat(64), "p")))
+            .unwrap();
+        s.add_container_to_pod(
+            &"f".repeat(64),
+            &member(&"e".repeat(64), "m", &"f".repeat(64)),
+        )
+        .unwrap();
+        let all: Vec<String> = s
+            .all_containers()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.config.id)
+            .collect();
+        let mut streamed = Vec::new();
+        s.for_each_container(&mut |c| {
+            streamed.push(c.config.id);
+            true
+        })
+        .unwrap();
+        assert_eq!(streamed, all);
+        assert_eq!(streamed.len(), 21);
+        // Stops early when asked to.
+        let mut n = 0;
+        s.for_each_container(&mut |_| {
+            n += 1;
+            n < 5
+        })
+        .unwrap();
+        assert_eq!(n, 5);
+    });
+}
