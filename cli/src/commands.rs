@@ -347,7 +347,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stop { time, names } => {
             let rt = Runtime::new(options)?;
             return run::each(&names, |n| {
-                rt.stop_container(n, run::seconds(time)).map(|_| ())
+                // Stopping a container that is not running succeeds, as in podman.
+                match rt.stop_container(n, run::seconds(time)) {
+                    Ok(_) | Err(rpod::RuntimeError::AlreadyStopped { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
             });
         }
         Command::Kill { signal, names } => {
@@ -437,6 +441,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             match Runtime::new(options.clone()) {
                 Ok(rt) => rt.reset()?,
+                Err(e @ rpod::RuntimeError::LockConflicts(_)) => {
+                    tracing::warn!("{e}");
+                    tracing::warn!("removing the state without opening it");
+                    rpod::reset_unreadable(&ConfigEnv::detect(), &options)?;
+                }
                 Err(rpod::RuntimeError::State(e))
                     if e.kind() == rpod::state::ErrorKind::Corrupt =>
                 {

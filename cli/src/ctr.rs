@@ -83,6 +83,7 @@ impl CreateArgs {
             hostname: self.hostname.clone(),
             stop_signal: None,
             stop_timeout: self.stop_timeout,
+            auto_remove: false,
         })
     }
 }

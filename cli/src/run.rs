@@ -105,7 +105,8 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
             args.network
         );
     }
-    let spec = args.create.spec()?;
+    let mut spec = args.create.spec()?;
+    spec.auto_remove = args.rm;
     let c = rt.new_container(spec)?;
     let id = c.config.id.clone();
     let started = if args.detach {
@@ -130,7 +131,14 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
         output::line(&id)?;
         return Ok(0);
     };
-    let streamed = stream_attached(attached.conn, args.interactive)?;
+    finish_attached(rt, attached, args.interactive, args.rm)
+}
+
+/// Streams an attached container until it exits, then cleans it up (and removes it with `rm`);
+/// returns its exit code.
+fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool) -> Result<u8> {
+    let id = attached.record.config.id.clone();
+    let streamed = stream_attached(attached.conn, stdin)?;
     let code = rt.wait_container(&id, None)?.unwrap_or(-1);
     if !streamed {
         // conmon dropped the connection before sending anything (the container exited at
@@ -143,7 +151,7 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
         }
     }
     // conmon's exit command cleans up (and removes with --rm) too; whoever comes first wins.
-    rt.cleanup_container(&id, args.rm)?;
+    rt.cleanup_container(&id, rm)?;
     Ok(u8::try_from(code).unwrap_or(255))
 }
 
@@ -224,11 +232,15 @@ pub fn start(rt: &Runtime, names: &[String], attach: bool) -> Result<u8> {
         if names.len() != 1 {
             bail!("you can only attach to one container at a time");
         }
-        let id = rt.start_container(&names[0])?.config.id;
-        rt.follow_logs(&id, Some(0), |e| emit(&e, false))?;
-        let code = rt.wait_container(&id, None)?.unwrap_or(-1);
-        rt.cleanup_container(&id, false)?;
-        return Ok(u8::try_from(code).unwrap_or(255));
+        // Connect before the start, as run does, so no output is lost.
+        let attached = match rt.start_attached(&names[0], false, false) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return Ok(e.exit_code());
+            }
+        };
+        return finish_attached(rt, attached, false, false);
     }
     let mut failed = false;
     for n in names {

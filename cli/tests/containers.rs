@@ -512,3 +512,36 @@ fn concurrent_creates_from_eight_processes() {
         .collect();
     assert_eq!(locks.len(), 8 * per);
 }
+
+#[test]
+fn lost_lock_segment_keeps_lock_ids_unique() {
+    let sb = Sandbox::new();
+    let a = create(&sb, &["--name", "a", "true"]);
+    let b = create(&sb, &["--name", "b", "true"]);
+    // The segment disappears while the tmp dir survives (logind RemoveIPC, a manual rm, …).
+    std::fs::remove_file(format!("/dev/shm{}", sb.lock_name)).unwrap();
+    let c = create(&sb, &["--name", "c", "true"]);
+    let ids: Vec<u64> = [a, b, c]
+        .iter()
+        .map(|id| {
+            json(stdout(&sb.cmd().args(["inspect", id]).output().unwrap()).as_bytes())[0]["LockID"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let unique: HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), 3, "{ids:?}");
+    assert_eq!(held_locks(&sb), 3);
+}
+
+#[test]
+fn wait_never_reads_paths_given_by_the_user() {
+    let sb = Sandbox::new();
+    create(&sb, &["true"]);
+    let out = sb
+        .cmd()
+        .args(["wait", "../../../../proc/sys/kernel/pid_max"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+}

@@ -38,6 +38,8 @@ pub struct ContainerSpec {
     pub stop_signal: Option<u32>,
     /// Seconds `stop` waits before SIGKILL (default 10).
     pub stop_timeout: Option<u32>,
+    /// Remove the container once it has exited (`--rm`); kept across restarts.
+    pub auto_remove: bool,
 }
 
 /// Whether a state error means "this name is taken".
@@ -89,6 +91,7 @@ impl Runtime {
         config.hostname = spec.hostname.unwrap_or_else(|| id[..12].to_owned());
         config.stop_signal = spec.stop_signal.unwrap_or(15);
         config.stop_timeout = spec.stop_timeout.unwrap_or(10);
+        config.auto_remove = spec.auto_remove;
         config.log_path = self
             .container_dir(&id)
             .join("ctr.log")

@@ -106,6 +106,14 @@ pub enum RuntimeError {
         /// What was asked.
         action: &'static str,
     },
+    /// `stop` of a container that is not running (podman's CLI treats this as success).
+    #[error("container {id} is not running: it is {status}")]
+    AlreadyStopped {
+        /// The container.
+        id: String,
+        /// Its status.
+        status: String,
+    },
     /// A container it shares namespaces with is not running.
     #[error("container {id} shares namespaces with container {dependency}, which is not running")]
     DependencyNotRunning {

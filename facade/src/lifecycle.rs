@@ -397,6 +397,15 @@ impl Runtime {
     ) -> Result<(ContainerRecord, Option<AttachConn>, Option<std::fs::File>), RuntimeError> {
         self.check_valid()?;
         let rec = self.state.lookup_container(id_or_name)?;
+        self.start_dependencies(&rec)?;
+        self.with_container(&rec.config.id, |rec| {
+            self.start_locked(rec, auto_remove, attach)
+        })
+    }
+
+    /// Starts every container `rec` shares namespaces with that is not running (the pod's
+    /// infra container), each under its own lock.
+    fn start_dependencies(&self, rec: &ContainerRecord) -> Result<(), RuntimeError> {
         for dep in rec.config.dependencies() {
             let mut d = self.state.container(&dep)?;
             self.sync_exit(&mut d)?;
@@ -404,58 +413,68 @@ impl Runtime {
                 self.start_container(&dep)?;
             }
         }
+        Ok(())
+    }
+
+    /// The start itself (caller holds the container's lock and has synced it).
+    #[allow(clippy::type_complexity)]
+    fn start_locked(
+        &self,
+        rec: &mut ContainerRecord,
+        auto_remove: bool,
+        attach: Option<bool>,
+    ) -> Result<(ContainerRecord, Option<AttachConn>, Option<std::fs::File>), RuntimeError> {
         let stdin = attach.unwrap_or(false);
-        self.with_container(&rec.config.id, |rec| {
-            let id = rec.config.id.clone();
-            match rec.state.status {
-                ContainerStatus::Running => return Ok((rec.clone(), None, None)),
-                ContainerStatus::Paused | ContainerStatus::Unknown => {
-                    return Err(RuntimeError::InvalidState {
-                        id,
-                        status: rec.state.status.to_string(),
-                        action: "start",
-                    })
-                }
-                ContainerStatus::Stopped => {
-                    self.cleanup_locked(rec)?;
-                    self.init(rec, auto_remove, stdin)?;
-                }
-                ContainerStatus::Configured | ContainerStatus::Exited => {
-                    self.init(rec, auto_remove, stdin)?;
-                }
-                ContainerStatus::Created => {}
+        let auto_remove = auto_remove || rec.config.auto_remove;
+        let id = rec.config.id.clone();
+        match rec.state.status {
+            ContainerStatus::Running => return Ok((rec.clone(), None, None)),
+            ContainerStatus::Paused | ContainerStatus::Unknown => {
+                return Err(RuntimeError::InvalidState {
+                    id,
+                    status: rec.state.status.to_string(),
+                    action: "start",
+                })
             }
-            let oci = self.oci()?;
-            let conn = match attach {
-                Some(_) => match AttachConn::connect(&self.container_dir(&id)) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        let _ = oci.delete(&id, true);
-                        rec.state.status = ContainerStatus::Exited;
-                        rec.state.exit_code = -1;
-                        self.state.save_container(&id, &rec.state)?;
-                        return Err(oci_err(e));
-                    }
-                },
-                None => None,
-            };
-            // Keep the log open: if the container exits at once and is removed (--rm) before
-            // its output is read, the open file still has it.
-            let log = conn
-                .as_ref()
-                .and_then(|_| std::fs::File::open(&rec.config.log_path).ok());
-            if let Err(e) = oci.start(&id) {
-                let _ = oci.delete(&id, true);
-                rec.state.status = ContainerStatus::Exited;
-                rec.state.exit_code = -1;
-                self.state.save_container(&id, &rec.state)?;
-                return Err(oci_err(e));
+            ContainerStatus::Stopped => {
+                self.cleanup_locked(rec)?;
+                self.init(rec, auto_remove, stdin)?;
             }
-            rec.state.status = ContainerStatus::Running;
-            rec.state.started = Some(SystemTime::now());
+            ContainerStatus::Configured | ContainerStatus::Exited => {
+                self.init(rec, auto_remove, stdin)?;
+            }
+            ContainerStatus::Created => {}
+        }
+        let oci = self.oci()?;
+        let conn = match attach {
+            Some(_) => match AttachConn::connect(&self.container_dir(&id)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let _ = oci.delete(&id, true);
+                    rec.state.status = ContainerStatus::Exited;
+                    rec.state.exit_code = -1;
+                    self.state.save_container(&id, &rec.state)?;
+                    return Err(oci_err(e));
+                }
+            },
+            None => None,
+        };
+        // Keep the log open: if the container exits at once and is removed (--rm) before
+        // its output is read, the open file still has it.
+        let log = conn
+            .as_ref()
+            .and_then(|_| std::fs::File::open(&rec.config.log_path).ok());
+        if let Err(e) = oci.start(&id) {
+            let _ = oci.delete(&id, true);
+            rec.state.status = ContainerStatus::Exited;
+            rec.state.exit_code = -1;
             self.state.save_container(&id, &rec.state)?;
-            Ok((rec.clone(), conn, log))
-        })
+            return Err(oci_err(e));
+        }
+        rec.state.status = ContainerStatus::Running;
+        rec.state.started = Some(SystemTime::now());
+        self.state.save_container(&id, &rec.state)?;
+        Ok((rec.clone(), conn, log))
     }
 
     /// Cleanup of a container that is no longer running (caller holds its lock): `runtime
@@ -553,10 +572,9 @@ impl Runtime {
                 self.oci()?.resume(&id).map_err(oci_err)?;
             }
             ContainerStatus::Stopped | ContainerStatus::Exited => {
-                return Err(RuntimeError::InvalidState {
+                return Err(RuntimeError::AlreadyStopped {
                     id,
                     status: rec.state.status.to_string(),
-                    action: "stop (it is not running)",
                 })
             }
             ContainerStatus::Configured | ContainerStatus::Unknown => {
@@ -571,7 +589,23 @@ impl Runtime {
         let sig = i32::try_from(rec.config.stop_signal)
             .ok()
             .filter(|s| *s > 0);
-        let code = self.oci()?.stop(&id, timeout, sig).map_err(oci_err)?;
+        let code = match self.oci()?.stop(&id, timeout, sig) {
+            Ok(code) => code,
+            // No exit file after SIGKILL: conmon is gone (killed, or its cgroup was torn down).
+            // If the container's process is gone too, record the exit as unknown (-1), as
+            // libpod's waitForExitFileAndSync does, so the container can be cleaned up and
+            // removed instead of being stuck "running" forever.
+            Err(OciError::StopTimeout { .. })
+                if rec.state.pid <= 0 || !rpod_oci::process_alive(rec.state.pid) =>
+            {
+                tracing::warn!(container = %id, "no exit file from conmon; recording exit code -1");
+                rec.state.status = ContainerStatus::Stopped;
+                rec.state.exit_code = -1;
+                rec.state.finished = Some(SystemTime::now());
+                -1
+            }
+            Err(e) => return Err(oci_err(e)),
+        };
         self.sync_exit(rec)?;
         if rec.state.status != ContainerStatus::Stopped {
             rec.state.status = ContainerStatus::Stopped;
@@ -636,19 +670,32 @@ impl Runtime {
         })
     }
 
-    /// Stops the container if it runs, then starts it again.
+    /// Stops the container if it runs, then starts it again, under one hold of its lock (so
+    /// the old conmon's cleanup cannot remove an auto-removing container in between).
     pub fn restart_container(
         &self,
         id_or_name: &str,
         timeout: Option<Duration>,
     ) -> Result<ContainerRecord, RuntimeError> {
-        self.with_container(id_or_name, |rec| match rec.state.status {
-            ContainerStatus::Running | ContainerStatus::Created => {
-                self.stop_locked(rec, timeout).map(|_| ())
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        self.start_dependencies(&rec)?;
+        self.with_container(&rec.config.id, |rec| {
+            match rec.state.status {
+                ContainerStatus::Running | ContainerStatus::Created => {
+                    self.stop_locked(rec, timeout)?;
+                }
+                ContainerStatus::Paused | ContainerStatus::Unknown => {
+                    return Err(RuntimeError::InvalidState {
+                        id: rec.config.id.clone(),
+                        status: rec.state.status.to_string(),
+                        action: "restart",
+                    })
+                }
+                _ => {}
             }
-            _ => Ok(()),
-        })?;
-        self.start_container(id_or_name)
+            self.start_locked(rec, false, None).map(|(rec, _, _)| rec)
+        })
     }
 
     /// Waits until the container has exited and returns its exit code. Does not hold the
@@ -721,6 +768,10 @@ impl Runtime {
     /// The exit code of a removed container from its exit file (kept, as by libpod, until the
     /// tmp dir is wiped at reboot), current or retired.
     fn removed_exit_code(&self, id: &str) -> Option<i32> {
+        // Only a full container ID names an exit file (never a path a user typed).
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
         let exits = self.config.values.tmp_dir.join("exits");
         [id.to_owned(), format!("{id}-old")].iter().find_map(|f| {
             rpod_oci::read_exit_file(&exits, f, None)

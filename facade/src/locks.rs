@@ -55,18 +55,20 @@ pub fn segment_name(cfg: &Config) -> String {
     )
 }
 
-/// Opens the configured lock manager, creating the segment when it is missing. The in-memory
-/// state backend gets an in-memory lock manager (nothing outlives the process anyway).
-pub(crate) fn open(cfg: &Config) -> Result<Arc<dyn LockManager>, RuntimeError> {
+/// Opens the configured lock manager, creating the segment when it is missing; also says
+/// whether this call created it. The in-memory state backend gets an in-memory lock manager
+/// (nothing outlives the process anyway).
+pub(crate) fn open(cfg: &Config) -> Result<(Arc<dyn LockManager>, bool), RuntimeError> {
     let n = cfg.values.num_locks;
     Ok(match cfg.values.state_backend {
-        StateBackend::Memory => Arc::new(InMemoryLockManager::new(n)?),
+        StateBackend::Memory => (Arc::new(InMemoryLockManager::new(n)?), true),
         StateBackend::Lmdb => {
             let m = ShmLockManager::open_or_create(&segment_name(cfg), n)?;
-            if m.was_created() {
+            let created = m.was_created();
+            if created {
                 tracing::debug!(segment = %m.path(), locks = n, "created the lock segment");
             }
-            Arc::new(m)
+            (Arc::new(m), created)
         }
     })
 }

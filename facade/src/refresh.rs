@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rpod_lock::LockError;
+use rpod_lock::{LockError, LockManager};
 
 use crate::error::RuntimeError;
 use crate::Runtime;
@@ -64,31 +64,12 @@ impl Runtime {
         if reserve_locks {
             self.locks.free_all()?;
         }
-        let mut owners: HashMap<u32, String> = HashMap::new();
-        let mut conflicts: Vec<String> = Vec::new();
+        let mut reserver = Reserver::default();
         let mut reserve = |id: u32, what: String| -> Result<(), RuntimeError> {
-            if !reserve_locks {
-                return Ok(());
+            if reserve_locks {
+                reserver.reserve(self.locks.as_ref(), id, what)?;
             }
-            match self.locks.allocate_given(id) {
-                Ok(_) => {
-                    owners.insert(id, what);
-                    Ok(())
-                }
-                Err(LockError::AlreadyAllocated { .. }) => {
-                    let other = owners
-                        .get(&id)
-                        .cloned()
-                        .unwrap_or_else(|| "another object".into());
-                    conflicts.push(format!("{what} and {other} share lock ID {id}"));
-                    Ok(())
-                }
-                Err(LockError::OutOfRange { .. }) => {
-                    conflicts.push(format!("{what} has lock ID {id}, beyond num_locks"));
-                    Ok(())
-                }
-                Err(e) => Err(e.into()),
-            }
+            Ok(())
         };
         let exits = self.config.values.tmp_dir.join("exits");
         for c in self.state.all_containers()? {
@@ -123,10 +104,91 @@ impl Runtime {
                 tracing::warn!(pod = %p.config.id, error = %e, "saving the pod's cgroup path");
             }
         }
-        if conflicts.is_empty() {
+        reserver.finish()
+    }
+
+    /// The lock segment was created by this process although the tmp dir says no reboot
+    /// happened (the segment was removed: by hand, by logind's RemoveIPC, …). Its allocations
+    /// are gone, so every object's lock ID is reserved again before anything can hand one out
+    /// twice.
+    pub(crate) fn reserve_after_segment_loss(&self) -> Result<(), RuntimeError> {
+        let ns = self.state.namespace()?;
+        self.state.set_namespace("")?;
+        let result = (|| {
+            let mut reserver = Reserver::default();
+            for c in self.state.all_containers()? {
+                reserver.reserve(
+                    self.locks.as_ref(),
+                    c.config.lock_id,
+                    format!("container {}", c.config.id),
+                )?;
+            }
+            for p in self.state.all_pods()? {
+                reserver.reserve(
+                    self.locks.as_ref(),
+                    p.config.lock_id,
+                    format!("pod {}", p.config.id),
+                )?;
+            }
+            if reserver.count > 0 {
+                tracing::warn!(
+                    "the lock table was missing and has been recreated; the lock IDs of {} \
+                     containers and pods were reserved again",
+                    reserver.count
+                );
+            }
+            reserver.finish()
+        })();
+        self.state.set_namespace(&ns)?;
+        result
+    }
+}
+
+/// Reserves recorded lock IDs one by one, collecting IDs held twice (or beyond the table).
+#[derive(Default)]
+struct Reserver {
+    owners: HashMap<u32, String>,
+    conflicts: Vec<String>,
+    count: usize,
+}
+
+impl Reserver {
+    fn reserve(
+        &mut self,
+        locks: &dyn LockManager,
+        id: u32,
+        what: String,
+    ) -> Result<(), RuntimeError> {
+        self.count += 1;
+        match locks.allocate_given(id) {
+            Ok(_) => {
+                self.owners.insert(id, what);
+                Ok(())
+            }
+            Err(LockError::AlreadyAllocated { .. }) => {
+                let other = self
+                    .owners
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| "another object".into());
+                self.conflicts
+                    .push(format!("{what} and {other} share lock ID {id}"));
+                Ok(())
+            }
+            Err(LockError::OutOfRange { .. }) => {
+                self.conflicts
+                    .push(format!("{what} has lock ID {id}, beyond num_locks"));
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn finish(self) -> Result<(), RuntimeError> {
+        if self.conflicts.is_empty() {
             Ok(())
         } else {
-            Err(RuntimeError::LockConflicts(conflicts))
+            Err(RuntimeError::LockConflicts(self.conflicts))
         }
     }
 }

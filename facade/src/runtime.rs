@@ -131,8 +131,8 @@ impl Runtime {
         // Processes sharing a tmp dir create the lock table one at a time; processes with
         // different tmp dirs racing on one segment name are handled by the lock manager.
         let alive = AliveLock::acquire(&config.values.tmp_dir)?;
-        let rt_locks = if renumber {
-            locks::recreate(&config)?
+        let (rt_locks, segment_created) = if renumber {
+            (locks::recreate(&config)?, true)
         } else {
             locks::open(&config)?
         };
@@ -150,6 +150,8 @@ impl Runtime {
         let needs_refresh = !alive_file.exists();
         if needs_refresh {
             rt.refresh(!renumber)?;
+        } else if segment_created && !renumber {
+            rt.reserve_after_segment_loss()?;
         }
         if renumber {
             rt.renumber_objects()?;
@@ -257,7 +259,9 @@ impl Runtime {
                                 match self
                                     .stop_container(id, Some(std::time::Duration::from_secs(10)))
                                 {
-                                    Ok(_) | Err(RuntimeError::InvalidState { .. }) => None,
+                                    Ok(_)
+                                    | Err(RuntimeError::InvalidState { .. })
+                                    | Err(RuntimeError::AlreadyStopped { .. }) => None,
                                     Err(e) => Some(format!("stopping container {id}: {e}")),
                                 }
                             })

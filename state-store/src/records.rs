@@ -180,6 +180,8 @@ pub struct ContainerConfig {
     pub mounts: Vec<Mount>,
     /// True for a pod's infra container.
     pub is_infra: bool,
+    /// Remove the container once it has exited (`run --rm`; libpod's `AutoRemove`).
+    pub auto_remove: bool,
 }
 
 impl Default for ContainerConfig {
@@ -214,6 +216,7 @@ impl Default for ContainerConfig {
             rlimits: Vec::new(),
             mounts: Vec::new(),
             is_infra: false,
+            auto_remove: false,
         }
     }
 }

@@ -1,0 +1,102 @@
+//! Edge cases of the container life cycle found in review: a dead conmon, start -a, stopping
+//! what is not running, --rm kept across restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{available, processes_mentioning, Sandbox};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// PIDs of conmon processes serving container `id`.
+fn conmon_pids(id: &str) -> Vec<i32> {
+    processes_mentioning(id)
+        .into_iter()
+        .filter(|p| p.contains("conmon"))
+        .filter_map(|p| p.split(':').next().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+#[test]
+fn a_container_whose_conmon_died_can_be_stopped_and_removed() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(&["-d", "--name", "orphan"], &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    let pids = conmon_pids(&id);
+    assert!(!pids.is_empty(), "no conmon for {id}");
+    for p in pids {
+        std::process::Command::new("kill")
+            .args(["-9", &p.to_string()])
+            .status()
+            .unwrap();
+    }
+    let t = Instant::now();
+    sb.ok(&["stop", "-t", "1", "orphan"]);
+    assert!(t.elapsed() < Duration::from_secs(15));
+    let v: serde_json::Value = serde_json::from_str(&sb.ok(&["inspect", "orphan"])).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited");
+    assert_eq!(v[0]["State"]["ExitCode"], -1);
+    sb.ok(&["rm", "orphan"]);
+    assert!(eventually(Duration::from_secs(5), || processes_mentioning(
+        &id
+    )
+    .is_empty()));
+}
+
+#[test]
+fn start_attach_shows_the_output_and_stop_of_an_exited_container_succeeds() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut c = sb.cmd();
+    c.args(["create", "--name", "sa", "--rootfs"])
+        .arg(&sb.rootfs)
+        .args(["sh", "-c", "echo hello-start; exit 5"]);
+    assert!(c.output().unwrap().status.success());
+    let out = sb.run(&["start", "-a", "sa"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello-start\n");
+    // podman's stop of a container that is not running succeeds.
+    let out = sb.run(&["stop", "sa"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    sb.ok(&["rm", "sa"]);
+}
+
+#[test]
+fn restart_keeps_auto_removal() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(&["-d", "--rm", "--name", "rr"], &["sh", "-c", "sleep 1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    sb.ok(&["restart", "-t", "1", "rr"]);
+    assert!(sb.ok(&["ps"]).contains("rr"));
+    // After the restarted process exits, the container removes itself.
+    assert!(
+        eventually(Duration::from_secs(10), || sb.ps_json().is_empty()),
+        "still listed: {:?}",
+        sb.ps_json()
+    );
+}
