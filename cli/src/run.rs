@@ -134,11 +134,34 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
     finish_attached(rt, attached, args.interactive, args.rm)
 }
 
+/// Signals passed on to an attached container (podman's `--sig-proxy`, on by default).
+const PROXIED_SIGNALS: &[i32] = &[
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+    signal_hook::consts::SIGUSR1,
+    signal_hook::consts::SIGUSR2,
+];
+
 /// Streams an attached container until it exits, then cleans it up (and removes it with `rm`);
-/// returns its exit code.
+/// returns its exit code. Signals sent to rpod meanwhile go to the container.
 fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool) -> Result<u8> {
     let id = attached.record.config.id.clone();
-    let streamed = stream_attached(attached.conn, stdin)?;
+    let mut signals = signal_hook::iterator::Signals::new(PROXIED_SIGNALS)?;
+    let handle = signals.handle();
+    let streamed = std::thread::scope(|s| {
+        s.spawn(|| {
+            for sig in signals.forever() {
+                if let Err(e) = rt.kill_container(&id, sig, false) {
+                    tracing::warn!(container = %id, signal = sig, error = %e, "forwarding a signal");
+                }
+            }
+        });
+        let r = stream_attached(attached.conn, stdin);
+        handle.close();
+        r
+    })?;
     let code = rt.wait_container(&id, None)?.unwrap_or(-1);
     if !streamed {
         // conmon dropped the connection before sending anything (the container exited at

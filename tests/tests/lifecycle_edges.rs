@@ -100,3 +100,47 @@ fn restart_keeps_auto_removal() {
         sb.ps_json()
     );
 }
+
+#[test]
+fn signals_to_a_foreground_run_reach_the_container() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut child = sb
+        .cmd()
+        .args(["run", "--rm", "--name", "sig", "--rootfs"])
+        .arg(&sb.rootfs)
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || sb
+        .ok(&["ps"])
+        .contains("sig")));
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let out = loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            break child.wait_with_output().unwrap();
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("rpod run did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(text(&out.stdout), "got-term\n");
+    assert!(eventually(Duration::from_secs(5), || sb
+        .ps_json()
+        .is_empty()));
+}
