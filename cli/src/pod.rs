@@ -104,6 +104,9 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             let mut labels = BTreeMap::new();
             for l in &a.labels {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                if k.is_empty() {
+                    anyhow::bail!("invalid label {l:?}: the key must not be empty");
+                }
                 labels.insert(k.to_owned(), v.to_owned());
             }
             let share = a

@@ -568,8 +568,11 @@ impl Runtime {
         match rec.state.status {
             ContainerStatus::Running | ContainerStatus::Created => {}
             ContainerStatus::Paused => {
-                // A frozen process cannot act on SIGTERM: thaw it first.
+                // A frozen process cannot act on SIGTERM: thaw it first (and record that, in
+                // case the stop itself fails).
                 self.oci()?.resume(&id).map_err(oci_err)?;
+                rec.state.status = ContainerStatus::Running;
+                self.state.save_container(&id, &rec.state)?;
             }
             ContainerStatus::Stopped | ContainerStatus::Exited => {
                 return Err(RuntimeError::AlreadyStopped {
