@@ -7,22 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{available, processes_mentioning, Sandbox};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
+use common::{available, eventually, processes_mentioning, text, Sandbox};
 
 /// PIDs of conmon processes serving container `id`.
 fn conmon_pids(id: &str) -> Vec<i32> {

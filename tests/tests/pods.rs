@@ -8,23 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{available, cgroup_dirs, mounts_under, processes_mentioning, Sandbox};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Waits until `f` holds or `timeout` passes.
-fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
+use common::{
+    available, cgroup_dirs, eventually, mounts_under, processes_mentioning, text, Sandbox,
+};
 
 /// Member IDs of a pod (infra container included), from `pod inspect`.
 fn member_ids(sb: &Sandbox, pod: &str) -> Vec<String> {

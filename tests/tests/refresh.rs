@@ -8,11 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 
-use common::{available, Sandbox};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{available, text, Sandbox};
 
 /// Lock ID of every container (by ID) and pod (by `pod:<ID>`), from `inspect` / `pod inspect`.
 fn lock_ids(sb: &Sandbox) -> BTreeMap<String, u64> {
