@@ -333,6 +333,7 @@ pub fn inspect_json(c: &ContainerRecord) -> Value {
         "LogPath": cfg.log_path,
         "LockID": cfg.lock_id,
         "Dependencies": cfg.dependencies(),
+        "ExecIDs": st.exec_sessions.keys().collect::<Vec<_>>(),
         "Config": {
             "Hostname": cfg.hostname,
             "User": cfg.user,

@@ -265,6 +265,15 @@ impl Runtime {
         if !dependants.is_empty() {
             return Err(RuntimeError::HasDependants { id, dependants });
         }
+        let sessions = rec
+            .state
+            .exec_sessions
+            .values()
+            .filter(|s| s.pid > 0 && rpod_oci::process_alive(s.pid))
+            .count();
+        if sessions > 0 && !force {
+            return Err(RuntimeError::ExecSessions { id, sessions });
+        }
         match rec.state.status {
             ContainerStatus::Running | ContainerStatus::Paused => {
                 self.stop_locked(&mut rec, None)?;

@@ -85,6 +85,14 @@ pub enum RuntimeError {
         /// The running member's name.
         container: String,
     },
+    /// Exec sessions run in the container and `force` was not given.
+    #[error("cannot remove container {id}: it has {sessions} active exec session(s); use force")]
+    ExecSessions {
+        /// The container.
+        id: String,
+        /// How many sessions run.
+        sessions: usize,
+    },
     /// Other containers depend on this one.
     #[error("container {id} has dependent containers which must be removed before it: {}", .dependants.join(", "))]
     HasDependants {

@@ -506,6 +506,8 @@ impl Runtime {
                 rec.state.status = ContainerStatus::Exited;
                 rec.state.pid = 0;
                 rec.state.conmon_pid = 0;
+                // Exec'd processes died with the container's PID namespace.
+                rec.state.exec_sessions.clear();
                 self.state.save_container(&id, &rec.state)?;
             }
             ContainerStatus::Configured | ContainerStatus::Exited | ContainerStatus::Unknown => {}
@@ -787,6 +789,10 @@ impl Runtime {
     /// Runs a process in a running container and returns its exit code (and output when not
     /// inherited).
     pub fn exec(&self, id_or_name: &str, spec: &ExecSpec) -> Result<ExecResult, RuntimeError> {
+        // The session is recorded while it runs (libpod's exec sessions): removing the
+        // container without force is refused meanwhile. Its pid is this process's, so a session
+        // whose rpod died is recognised as stale.
+        let session = crate::names::generate_id()?;
         let rec = self.with_container(id_or_name, |rec| {
             if rec.state.status != ContainerStatus::Running {
                 return Err(RuntimeError::InvalidState {
@@ -795,8 +801,35 @@ impl Runtime {
                     action: "exec in (it is not running)",
                 });
             }
+            rec.state.exec_sessions.insert(
+                session.clone(),
+                rpod_state::ExecSession {
+                    command: spec.command.clone(),
+                    pid: i32::try_from(std::process::id()).unwrap_or(0),
+                },
+            );
+            self.state.save_container(&rec.config.id, &rec.state)?;
             Ok(rec.clone())
         })?;
+        let result = self.exec_in(&rec, spec);
+        let ended = self.with_container(&rec.config.id, |rec| {
+            if rec.state.exec_sessions.remove(&session).is_some() {
+                self.state.save_container(&rec.config.id, &rec.state)?;
+            }
+            Ok(())
+        });
+        match ended {
+            Ok(()) => {}
+            // Removed (forcibly) while the session ran.
+            Err(RuntimeError::State(e)) if e.is_not_found() => {}
+            Err(e) => {
+                tracing::warn!(container = %rec.config.id, error = %e, "ending the exec session")
+            }
+        }
+        result
+    }
+
+    fn exec_in(&self, rec: &ContainerRecord, spec: &ExecSpec) -> Result<ExecResult, RuntimeError> {
         let user = match spec
             .user
             .as_deref()

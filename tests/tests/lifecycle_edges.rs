@@ -129,3 +129,23 @@ fn signals_to_a_foreground_run_reach_the_container() {
         .ps_json()
         .is_empty()));
 }
+
+#[test]
+fn exec_sessions_are_recorded_while_they_run() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(&["-d", "--name", "ex"], &["sleep", "100"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let exec_ids = || {
+        let v: serde_json::Value = serde_json::from_str(&sb.ok(&["inspect", "ex"])).unwrap();
+        v[0]["ExecIDs"].as_array().unwrap().len()
+    };
+    assert_eq!(exec_ids(), 0);
+    let mut session = sb.cmd().args(["exec", "ex", "sleep", "2"]).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(5), || exec_ids() == 1));
+    assert!(session.wait().unwrap().success());
+    assert_eq!(exec_ids(), 0);
+    sb.ok(&["rm", "-f", "ex"]);
+}
