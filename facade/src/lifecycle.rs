@@ -365,7 +365,7 @@ impl Runtime {
         id_or_name: &str,
         auto_remove: bool,
     ) -> Result<ContainerRecord, RuntimeError> {
-        self.start_impl(id_or_name, auto_remove, None)
+        self.start_impl(id_or_name, auto_remove, None, false)
             .map(|(rec, _, _)| rec)
     }
 
@@ -378,7 +378,7 @@ impl Runtime {
         auto_remove: bool,
         stdin: bool,
     ) -> Result<Attached, RuntimeError> {
-        let (record, conn, log) = self.start_impl(id_or_name, auto_remove, Some(stdin))?;
+        let (record, conn, log) = self.start_impl(id_or_name, auto_remove, Some(stdin), false)?;
         match conn {
             Some(conn) => Ok(Attached { record, conn, log }),
             None => Err(RuntimeError::InvalidState {
@@ -389,31 +389,75 @@ impl Runtime {
         }
     }
 
-    fn start_impl(
+    /// The start, with the pod lock taken first for pod members unless the caller holds it
+    /// (`pod_held`): a member joins the infra container's namespaces by its PID, and whoever
+    /// stops the infra container holds the pod lock, so the PID cannot go away meanwhile.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn start_impl(
         &self,
         id_or_name: &str,
         auto_remove: bool,
         attach: Option<bool>,
+        pod_held: bool,
     ) -> Result<(ContainerRecord, Option<AttachConn>, Option<std::fs::File>), RuntimeError> {
         self.check_valid()?;
         let rec = self.state.lookup_container(id_or_name)?;
+        let pod_lock = if pod_held {
+            None
+        } else {
+            self.pod_lock_of(&rec)?
+        };
+        let _pod_guard = pod_lock.as_ref().map(|l| l.lock()).transpose()?;
         self.start_dependencies(&rec)?;
         self.with_container(&rec.config.id, |rec| {
             self.start_locked(rec, auto_remove, attach)
         })
     }
 
+    /// The lock of the pod `rec` belongs to, if any (pod lock before container lock).
+    pub(crate) fn pod_lock_of(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<Option<rpod_lock::Lock>, RuntimeError> {
+        let Some(pod_id) = &rec.config.pod else {
+            return Ok(None);
+        };
+        match self.state.pod(pod_id) {
+            Ok(p) => Ok(Some(self.locks.retrieve(p.config.lock_id)?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Starts every container `rec` shares namespaces with that is not running (the pod's
-    /// infra container), each under its own lock.
+    /// infra container), each under its own lock. The caller holds the pod lock.
     fn start_dependencies(&self, rec: &ContainerRecord) -> Result<(), RuntimeError> {
         for dep in rec.config.dependencies() {
             let mut d = self.state.container(&dep)?;
             self.sync_exit(&mut d)?;
             if d.state.status != ContainerStatus::Running {
-                self.start_container(&dep)?;
+                self.start_impl(&dep, false, None, true)?;
             }
         }
         Ok(())
+    }
+
+    /// Runs `f` on a container; for a pod's infra container, under the pod lock first (its
+    /// PID is what members join).
+    fn with_infra_pod_lock<T>(
+        &self,
+        id_or_name: &str,
+        f: impl FnOnce(&mut ContainerRecord) -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        let pod_lock = if rec.config.is_infra {
+            self.pod_lock_of(&rec)?
+        } else {
+            None
+        };
+        let _pod_guard = pod_lock.as_ref().map(|l| l.lock()).transpose()?;
+        self.with_container(&rec.config.id, f)
     }
 
     /// The start itself (caller holds the container's lock and has synced it).
@@ -558,7 +602,7 @@ impl Runtime {
         id_or_name: &str,
         timeout: Option<Duration>,
     ) -> Result<i32, RuntimeError> {
-        self.with_container(id_or_name, |rec| self.stop_locked(rec, timeout))
+        self.with_infra_pod_lock(id_or_name, |rec| self.stop_locked(rec, timeout))
     }
 
     pub(crate) fn stop_locked(
@@ -629,7 +673,7 @@ impl Runtime {
         signal: i32,
         all: bool,
     ) -> Result<(), RuntimeError> {
-        self.with_container(id_or_name, |rec| {
+        self.with_infra_pod_lock(id_or_name, |rec| {
             if rec.state.status != ContainerStatus::Running {
                 return Err(RuntimeError::InvalidState {
                     id: rec.config.id.clone(),
@@ -684,6 +728,8 @@ impl Runtime {
     ) -> Result<ContainerRecord, RuntimeError> {
         self.check_valid()?;
         let rec = self.state.lookup_container(id_or_name)?;
+        let pod_lock = self.pod_lock_of(&rec)?;
+        let _pod_guard = pod_lock.as_ref().map(|l| l.lock()).transpose()?;
         self.start_dependencies(&rec)?;
         self.with_container(&rec.config.id, |rec| {
             match rec.state.status {

@@ -358,12 +358,14 @@ impl Runtime {
     pub fn start_pod(&self, id_or_name: &str) -> Result<PodRecord, RuntimeError> {
         self.check_valid()?;
         let pod = self.state.lookup_pod(id_or_name)?;
+        let pod_lock = self.locks.retrieve(pod.config.lock_id)?;
+        let _pod_guard = pod_lock.lock()?;
         if !pod.state.infra_container_id.is_empty() {
             self.ensure_infra_rootfs()?;
-            self.start_container(&pod.state.infra_container_id)?;
+            self.start_impl(&pod.state.infra_container_id, false, None, true)?;
         }
         self.each_member(&pod, false, |m| {
-            self.start_container(&m.config.id).map(|_| ())
+            self.start_impl(&m.config.id, false, None, true).map(|_| ())
         })?;
         Ok(self.state.pod(&pod.config.id)?)
     }
@@ -376,6 +378,8 @@ impl Runtime {
     ) -> Result<PodRecord, RuntimeError> {
         self.check_valid()?;
         let pod = self.state.lookup_pod(id_or_name)?;
+        let pod_lock = self.locks.retrieve(pod.config.lock_id)?;
+        let _pod_guard = pod_lock.lock()?;
         self.each_member(&pod, true, |m| {
             self.with_container(&m.config.id, |rec| match rec.state.status {
                 ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Created => {
@@ -391,6 +395,8 @@ impl Runtime {
     pub fn kill_pod(&self, id_or_name: &str, signal: i32) -> Result<PodRecord, RuntimeError> {
         self.check_valid()?;
         let pod = self.state.lookup_pod(id_or_name)?;
+        let pod_lock = self.locks.retrieve(pod.config.lock_id)?;
+        let _pod_guard = pod_lock.lock()?;
         self.each_member(&pod, true, |m| {
             self.with_container(&m.config.id, |rec| {
                 if rec.state.status == ContainerStatus::Running {
