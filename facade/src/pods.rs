@@ -229,6 +229,23 @@ impl Runtime {
             for l in &locks {
                 guards.push(l.lock()?);
             }
+            // Refuse before stopping anything if a container outside the pod depends on a member.
+            let member_ids: std::collections::HashSet<&str> =
+                members.iter().map(|m| m.config.id.as_str()).collect();
+            for m in &members {
+                let outside: Vec<String> = self
+                    .state
+                    .container_in_use(&m.config.id)?
+                    .into_iter()
+                    .filter(|d| !member_ids.contains(d.as_str()))
+                    .collect();
+                if !outside.is_empty() {
+                    return Err(RuntimeError::HasDependants {
+                        id: m.config.id.clone(),
+                        dependants: outside,
+                    });
+                }
+            }
             let mut current = Vec::with_capacity(members.len());
             for m in &members {
                 let mut m = self.state.container(&m.config.id)?;
