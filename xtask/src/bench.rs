@@ -441,10 +441,14 @@ const CASES: &[Case] = &[
 ];
 
 /// `podman pod create` of the pod cases: the infra container from the local
-/// `rpod-bench-pause` image, named `rpod-bench-pod-infra`.
+/// `rpod-bench-pause` image, named `rpod-bench-pod-infra`, with no network, as
+/// rpod's pods (podman's default CNI network would also leave its bridge and
+/// firewall chains on the host).
 const PODMAN_POD_CREATE: &[&str] = &[
     "pod",
     "create",
+    "--network",
+    "none",
     "--name",
     "rpod-bench-pod",
     "--infra-image",
