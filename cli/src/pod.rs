@@ -121,19 +121,19 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             output::line(&pod.config.id)?;
         }
         PodCommand::Start { pods } => {
-            return each_pod(&pods, |p| rt.start_pod(p).map(|_| ()));
+            return crate::run::each(&pods, |p| rt.start_pod(p).map(|_| ()));
         }
         PodCommand::Stop { time, pods } => {
             let t = time.map(std::time::Duration::from_secs);
-            return each_pod(&pods, |p| rt.stop_pod(p, t).map(|_| ()));
+            return crate::run::each(&pods, |p| rt.stop_pod(p, t).map(|_| ()));
         }
         PodCommand::Kill { signal, pods } => {
             let sig = crate::run::parse_signal(&signal)?;
-            return each_pod(&pods, |p| rt.kill_pod(p, sig).map(|_| ()));
+            return crate::run::each(&pods, |p| rt.kill_pod(p, sig).map(|_| ()));
         }
         PodCommand::Restart { time, pods } => {
             let t = time.map(std::time::Duration::from_secs);
-            return each_pod(&pods, |p| rt.restart_pod(p, t).map(|_| ()));
+            return crate::run::each(&pods, |p| rt.restart_pod(p, t).map(|_| ()));
         }
         PodCommand::Ps {
             ctr_status,
@@ -260,21 +260,6 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-/// Applies `f` to each pod, printing its name on success; 125 if any failed.
-fn each_pod(pods: &[String], mut f: impl FnMut(&str) -> Result<(), RuntimeError>) -> Result<u8> {
-    let mut failed = false;
-    for p in pods {
-        match f(p) {
-            Ok(()) => output::line(p)?,
-            Err(e) => {
-                eprintln!("Error: {e}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { 125 } else { 0 })
 }
 
 /// podman's pod status: Created, Running, Stopped, Exited, Paused or Degraded.

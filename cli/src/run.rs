@@ -278,7 +278,7 @@ pub fn start(rt: &Runtime, names: &[String], attach: bool) -> Result<u8> {
     Ok(if failed { 125 } else { 0 })
 }
 
-/// Applies `f` to each name, printing the name on success; 125 if any failed.
+/// Applies `f` to each container or pod name, printing the name on success; 125 if any failed.
 pub fn each(
     names: &[String],
     mut f: impl FnMut(&str) -> Result<(), rpod::RuntimeError>,

@@ -153,28 +153,14 @@ fn distribution() -> Distribution {
     d
 }
 
-/// The cgroup layout, from `/proc/self/mounts`.
+/// The cgroup layout (`rpod-oci` reads it, for its runtime checks, from `/proc/self/mounts`).
 pub(crate) fn cgroup_version() -> String {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut root_fs = None;
-    let mut unified = false;
-    for line in mounts.lines() {
-        let mut f = line.split_whitespace();
-        let (_, Some(target), Some(fstype)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        match target {
-            "/sys/fs/cgroup" => root_fs = Some(fstype.to_owned()),
-            "/sys/fs/cgroup/unified" if fstype == "cgroup2" => unified = true,
-            _ => {}
-        }
+    match rpod_oci::host_cgroup_mode() {
+        rpod_oci::CgroupMode::V1 => "v1",
+        rpod_oci::CgroupMode::Hybrid => "v1 (hybrid)",
+        rpod_oci::CgroupMode::V2 => "v2",
     }
-    match root_fs.as_deref() {
-        Some("cgroup2") => "v2".to_owned(),
-        Some(_) if unified => "v1 (hybrid)".to_owned(),
-        Some(_) => "v1".to_owned(),
-        None => "unknown".to_owned(),
-    }
+    .to_owned()
 }
 
 fn human_uptime(secs: f64) -> String {

@@ -160,8 +160,8 @@ impl Runtime {
         self.sync_exit(rec).map(|_| ())
     }
 
-    /// Runs `f` with the container's lock held (pod lock first for pod members) and its
-    /// freshly synced record.
+    /// Runs `f` with the container's lock held and its freshly synced record. Callers that need
+    /// the pod lock take it first (see `start_impl` and `with_infra_pod_lock`).
     pub(crate) fn with_container<T>(
         &self,
         id_or_name: &str,

@@ -305,14 +305,7 @@ impl Runtime {
         }
         self.shutdown(false)?;
         remove_state_files(&self.config, &mut errors);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(RuntimeError::InvalidSpec(format!(
-                "reset finished with errors: {}",
-                errors.join("; ")
-            )))
-        }
+        reset_result(errors)
     }
 
     /// A copy of the effective configuration.
@@ -379,6 +372,11 @@ pub fn reset_unreadable(env: &ConfigEnv, options: &RuntimeOptions) -> Result<(),
     let config = Config::load(env, options)?;
     let mut errors = Vec::new();
     remove_state_files(&config, &mut errors);
+    reset_result(errors)
+}
+
+/// A reset goes on after errors; they are reported together at the end.
+fn reset_result(errors: Vec<String>) -> Result<(), RuntimeError> {
     if errors.is_empty() {
         Ok(())
     } else {

@@ -882,7 +882,13 @@ pub(crate) fn get_db_config<R: ReadTables + ?Sized>(r: &R) -> Result<DbConfig> {
     Ok(out)
 }
 
-pub(crate) fn validate_db_config(w: &mut dyn WriteTables, ours: &DbConfig) -> Result<()> {
+/// Compares `ours` with the stored paths: a differing value is [`StateError::DbMismatch`];
+/// returns the `(key, value)` pairs that are not stored yet.
+pub(crate) fn db_config_missing<R: ReadTables + ?Sized>(
+    r: &R,
+    ours: &DbConfig,
+) -> Result<Vec<(&'static str, String)>> {
+    let mut missing = Vec::new();
     for (key, label, value) in ours.fields() {
         let value = if key == "os" && value.is_empty() {
             std::env::consts::OS
@@ -892,23 +898,29 @@ pub(crate) fn validate_db_config(w: &mut dyn WriteTables, ours: &DbConfig) -> Re
         if value.is_empty() {
             continue;
         }
-        let stored = w
+        let stored = r
             .get(Table::RuntimeConfig, key.as_bytes())?
             .map(|v| utf8(&v));
         match stored {
-            None => w.put(Table::RuntimeConfig, key.as_bytes(), value.as_bytes())?,
-            Some(db) if db.is_empty() => {
-                w.put(Table::RuntimeConfig, key.as_bytes(), value.as_bytes())?
-            }
             Some(db) if db == value => {}
-            Some(db) => {
+            Some(db) if !db.is_empty() => {
                 return Err(StateError::DbMismatch {
                     field: label,
                     db,
                     ours: value.to_string(),
                 })
             }
+            _ => missing.push((key, value.to_string())),
         }
+    }
+    Ok(missing)
+}
+
+/// Writes the paths of `ours` that are not stored yet; fails on a mismatch (see
+/// [`db_config_missing`]).
+pub(crate) fn validate_db_config(w: &mut dyn WriteTables, ours: &DbConfig) -> Result<()> {
+    for (key, value) in db_config_missing(w, ours)? {
+        w.put(Table::RuntimeConfig, key.as_bytes(), value.as_bytes())?;
     }
     Ok(())
 }

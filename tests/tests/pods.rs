@@ -22,24 +22,6 @@ fn member_ids(sb: &Sandbox, pod: &str) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that nothing of container `id` is left: processes, runc state, cgroups, files.
-fn assert_container_gone(sb: &Sandbox, id: &str) {
-    assert!(
-        eventually(Duration::from_secs(5), || processes_mentioning(id)
-            .is_empty()),
-        "processes left for {id}: {:?}",
-        processes_mentioning(id)
-    );
-    assert!(
-        !Path::new(&format!("/run/runc/{id}")).exists(),
-        "runc state left for {id}"
-    );
-    assert!(
-        !sb.path(&format!("root/libpod/containers/{id}")).exists(),
-        "bundle left for {id}"
-    );
-}
-
 #[test]
 fn demo_httpd_and_wget_in_one_pod() {
     if !available() {
@@ -124,7 +106,7 @@ fn demo_httpd_and_wget_in_one_pod() {
     assert!(sb.pod_ps_json().is_empty());
     assert_eq!(sb.held_locks(), 0);
     for id in &members {
-        assert_container_gone(&sb, id);
+        sb.assert_container_gone(id);
     }
 }
 
@@ -198,7 +180,7 @@ fn share_pid_lets_members_see_each_other() {
     assert!(sb.pod_ps_json().is_empty());
     assert_eq!(sb.held_locks(), 0);
     for id in &ids {
-        assert_container_gone(&sb, id);
+        sb.assert_container_gone(id);
     }
 }
 
@@ -282,7 +264,7 @@ fn pod_stop_then_rm_force_of_a_running_pod_leaves_nothing() {
     assert!(sb.pod_ps_json().is_empty());
     assert_eq!(sb.held_locks(), 0);
     for id in &ids {
-        assert_container_gone(&sb, id);
+        sb.assert_container_gone(id);
     }
     assert!(processes_mentioning(&pod_id).is_empty());
     assert!(
@@ -355,7 +337,7 @@ fn member_of_a_never_started_pod_starts_its_infra_and_shares_its_host_name() {
     assert!(sb.ps_json().is_empty());
     assert_eq!(sb.held_locks(), 0);
     for id in &ids {
-        assert_container_gone(&sb, id);
+        sb.assert_container_gone(id);
     }
 }
 

@@ -582,6 +582,14 @@ impl State for LmdbState {
     }
 
     fn validate_db_config(&self, ours: &DbConfig) -> Result<()> {
+        // Every rpod command validates at start-up; only the first one on a new database has
+        // anything to write, so check in a read transaction and take the writer lock only then.
+        if self
+            .view(|r, _| logic::db_config_missing(r, ours))?
+            .is_empty()
+        {
+            return Ok(());
+        }
         self.update(|w, _| logic::validate_db_config(w, ours))
     }
 

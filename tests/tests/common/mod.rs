@@ -120,6 +120,26 @@ impl Sandbox {
         c
     }
 
+    /// Asserts that nothing of container `id` is left: processes, runc state, bundle.
+    pub fn assert_container_gone(&self, id: &str) {
+        assert!(
+            eventually(std::time::Duration::from_secs(5), || processes_mentioning(
+                id
+            )
+            .is_empty()),
+            "processes left for {id}: {:?}",
+            processes_mentioning(id)
+        );
+        assert!(
+            !Path::new(&format!("/run/runc/{id}")).exists(),
+            "runc state left for {id}"
+        );
+        assert!(
+            !self.path(&format!("root/libpod/containers/{id}")).exists(),
+            "bundle left for {id}"
+        );
+    }
+
     /// This sandbox's own cgroup parent (removed when the sandbox is dropped).
     pub fn cgroup_parent(&self) -> String {
         self.lock_name.replace("/rpod_e2e_", "/rpod_e2e_cg_")
