@@ -221,7 +221,14 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
     // otherwise sit in memory at once).
     let mut quiet: Vec<(std::time::SystemTime, String)> = Vec::new();
     let mut docs: Vec<(std::time::SystemTime, Value)> = Vec::new();
-    let mut rows: Vec<(std::time::SystemTime, [String; 6])> = Vec::new();
+    let mut table = output::Table::new([
+        "CONTAINER ID",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+        "POD ID",
+    ]);
     rt.for_each_container(|c| {
         let listed = (args.all
             || matches!(
@@ -238,7 +245,7 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
         } else if args.format == Format::Json {
             docs.push((created, ps_json(&c, &pod_names)));
         } else {
-            rows.push((
+            table.push(
                 created,
                 [
                     short_id(&c.config.id, args.no_trunc),
@@ -252,7 +259,7 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
                         .map(|p| short_id(p, args.no_trunc))
                         .unwrap_or_default(),
                 ],
-            ));
+            );
         }
         true
     })?;
@@ -272,17 +279,7 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
         let v: Vec<Value> = docs.into_iter().map(|(_, d)| d).collect();
         return output::print_value(&Value::Array(v), true);
     }
-    rows.sort_by(|a, b| newest_first(&a.0, &b.0));
-    let rows: Vec<[String; 6]> = rows.into_iter().map(|(_, r)| r).collect();
-    let header = [
-        "CONTAINER ID",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "NAMES",
-        "POD ID",
-    ];
-    output::raw(&output::table(&header, &rows))
+    table.print(true)
 }
 
 fn ps_json(c: &ContainerRecord, pod_names: &BTreeMap<String, String>) -> Value {

@@ -79,30 +79,78 @@ fn render(v: &Value, indent: usize, out: &mut String) {
     }
 }
 
-/// Left-aligned columns separated by two spaces, podman style.
-pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, cell) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(cell.chars().count());
+/// Left-aligned columns separated by two spaces, podman style, built row by row and printed through a
+/// buffered stdout. Rows are stored packed (one text buffer and each row's cell boundaries), so a listing of
+/// thousands of containers costs little more than its text; each row carries a sort key.
+pub struct Table<'h, const N: usize, K> {
+    header: [&'h str; N],
+    widths: [usize; N],
+    text: String,
+    rows: Vec<(K, usize, [usize; N])>,
+}
+
+impl<'h, const N: usize, K: Ord> Table<'h, N, K> {
+    /// An empty table with these column titles.
+    pub fn new(header: [&'h str; N]) -> Self {
+        Table {
+            header,
+            widths: header.map(|h| h.chars().count()),
+            text: String::new(),
+            rows: Vec::new(),
         }
     }
-    let mut out = String::new();
-    let mut push_row = |cells: &mut dyn Iterator<Item = &str>| {
+
+    /// Adds a row sorted by `key`.
+    pub fn push<S: AsRef<str>>(&mut self, key: K, cells: [S; N]) {
+        let start = self.text.len();
+        let mut ends = [0; N];
+        for (i, cell) in cells.iter().enumerate() {
+            let cell = cell.as_ref();
+            self.widths[i] = self.widths[i].max(cell.chars().count());
+            self.text.push_str(cell);
+            ends[i] = self.text.len();
+        }
+        self.rows.push((key, start, ends));
+    }
+
+    /// Prints the header and the rows in key order (`descending`: largest key first); a closed stdout is
+    /// not an error.
+    pub fn print(mut self, descending: bool) -> Result<()> {
+        if descending {
+            self.rows.sort_by(|a, b| b.0.cmp(&a.0));
+        } else {
+            self.rows.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
         let mut line = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i + 1 < N {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            } else {
+        let mut write = |cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
+            line.clear();
+            for (i, cell) in cells.enumerate() {
                 line.push_str(cell);
+                if i + 1 < N {
+                    let pad = self.widths[i].saturating_sub(cell.chars().count()) + 2;
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
             }
+            out.write_all(line.trim_end().as_bytes())?;
+            out.write_all(b"\n")
+        };
+        let mut result = write(&mut self.header.iter().copied());
+        for (_, start, ends) in &self.rows {
+            if result.is_err() {
+                break;
+            }
+            let mut from = *start;
+            let text = &self.text;
+            result = write(&mut ends.iter().map(|&end| {
+                let cell = text.get(from..end).unwrap_or_default();
+                from = end;
+                cell
+            }));
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    };
-    push_row(&mut header.iter().copied());
-    for r in rows {
-        push_row(&mut r.iter().map(String::as_str));
+        match result.and_then(|()| out.flush()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => Ok(r?),
+        }
     }
-    out
 }

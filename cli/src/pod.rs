@@ -156,7 +156,18 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                 return output::raw(&s).map(|()| 0);
             }
             let mut docs = Vec::new();
-            let mut rows = Vec::new();
+            let mut table = output::Table::new([
+                "POD ID",
+                "NAME",
+                "STATUS",
+                "CREATED",
+                "INFRA ID",
+                if ctr_status {
+                    "STATUS OF CONTAINERS"
+                } else {
+                    "# OF CONTAINERS"
+                },
+            ]);
             for p in &pods {
                 let mut members = rt.pod_containers(&p.config.id)?;
                 for m in &mut members {
@@ -179,48 +190,39 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                     }));
                 } else {
                     let infra = &p.state.infra_container_id;
-                    rows.push([
-                        if no_trunc {
-                            p.config.id.clone()
-                        } else {
-                            p.config.id[..12].to_owned()
-                        },
-                        p.config.name.clone(),
-                        pod_status(&members),
-                        timefmt::ago(p.config.created),
-                        if no_trunc || infra.len() < 12 {
-                            infra.clone()
-                        } else {
-                            infra[..12].to_owned()
-                        },
-                        if ctr_status {
-                            members
-                                .iter()
-                                .map(|c| format!("{}:{}", c.config.name, c.state.status))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        } else {
-                            members.len().to_string()
-                        },
-                    ]);
+                    table.push(
+                        (),
+                        [
+                            if no_trunc {
+                                p.config.id.clone()
+                            } else {
+                                p.config.id[..12].to_owned()
+                            },
+                            p.config.name.clone(),
+                            pod_status(&members),
+                            timefmt::ago(p.config.created),
+                            if no_trunc || infra.len() < 12 {
+                                infra.clone()
+                            } else {
+                                infra[..12].to_owned()
+                            },
+                            if ctr_status {
+                                members
+                                    .iter()
+                                    .map(|c| format!("{}:{}", c.config.name, c.state.status))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            } else {
+                                members.len().to_string()
+                            },
+                        ],
+                    );
                 }
             }
             if format == Format::Json {
                 output::print_value(&Value::Array(docs), true)?;
             } else {
-                let header = [
-                    "POD ID",
-                    "NAME",
-                    "STATUS",
-                    "CREATED",
-                    "INFRA ID",
-                    if ctr_status {
-                        "STATUS OF CONTAINERS"
-                    } else {
-                        "# OF CONTAINERS"
-                    },
-                ];
-                output::raw(&output::table(&header, &rows))?;
+                table.print(false)?;
             }
         }
         PodCommand::Inspect { pods } => {

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::path::Path;
-use std::sync::RwLockWriteGuard;
+use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 use heed::{Env, EnvFlags, EnvOpenOptions, WithoutTls};
 
@@ -45,4 +45,63 @@ pub(super) fn resize(
     // SAFETY: no transaction of `env` is active in this process (see `_exclusive` above); other processes are
     // unaffected by a resize of this process's map.
     unsafe { env.resize(new_size) }
+}
+
+/// Where this process has the environment's data file mapped: `(start, length)` of the shared mapping of
+/// the file's inode (from `/proc/self/maps`). LMDB's own `mdb_env_info` reports the map address only for
+/// `MDB_FIXEDMAP` environments, so the kernel's list is the way to learn it. `None` when not found.
+pub(super) fn find_map(env: &Env<WithoutTls>) -> Option<(usize, usize)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = env.try_clone_inner_file().ok()?.metadata().ok()?;
+    let want_size = env.info().map_size;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut f = line.split_ascii_whitespace();
+        let (range, perms, offset, dev, inode) =
+            (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        let (start, end) = range.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        let (major, minor) = dev.split_once(':')?;
+        let dev_matches = u64::from_str_radix(major, 16).ok()? == libc::major(meta.dev()) as u64
+            && u64::from_str_radix(minor, 16).ok()? == libc::minor(meta.dev()) as u64;
+        let ours = perms.as_bytes().get(3) == Some(&b's')
+            && u64::from_str_radix(offset, 16).ok()? == 0
+            && dev_matches
+            && inode.parse::<u64>().ok()? == meta.ino()
+            && end.checked_sub(start)? >= want_size;
+        ours.then_some((start, end - start))
+    })
+}
+
+/// Drop this process's page-table entries for the environment's memory map (`MADV_DONTNEED`), so that a
+/// long read (listing every container) does not keep the whole file resident: each page is mapped while it
+/// is read and then given back. The data stays in the page cache; the next access maps it again.
+///
+/// Returns the `madvise` error, if any (callers only log it: releasing is an optimisation).
+/// `map` is what [`find_map`] returned for `env`, found after its last resize: the caller holds the
+/// environment's transaction gate (shared) across both, so the map has not moved since.
+pub(super) fn release_mapped_pages(
+    _env: &Env<WithoutTls>,
+    map: (usize, usize),
+    _gate: &RwLockReadGuard<'_, ()>,
+) -> std::io::Result<()> {
+    let (start, len) = map;
+    // SAFETY: `start .. start + len` is the mapping LMDB created for this environment with
+    // `mmap(PROT_READ, MAP_SHARED, fd)` (the environment is opened without `WRITE_MAP`, see `open_env`), as the
+    // kernel listed it (`find_map`: same inode, shared, offset 0). It stays mapped and in place while `_env` is
+    // borrowed and `_gate` is held: LMDB only unmaps on close (the environment is alive) and remaps on resize,
+    // which needs the gate exclusively; a resize also makes the caller look the map up again. For a shared file mapping, `MADV_DONTNEED`
+    // only removes page-table entries: no memory that references may point to is freed, and the next access
+    // faults the same page-cache page back in, with the file's current contents. Pages of the snapshot an
+    // active read transaction sees are never rewritten by LMDB while that transaction lives (MVCC), so every
+    // pointer into the map reads the same bytes before and after.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
