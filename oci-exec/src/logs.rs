@@ -275,6 +275,7 @@ pub fn follow_log(
 ) -> Result<()> {
     let log_dir = path.parent().unwrap_or(Path::new("/"));
     let w = crate::watch::watcher()?;
+    let _watching = w.acquire(&[log_dir, exit_dir])?;
     let mut file: Option<File> = None;
     let mut ino = 0u64;
     let mut pos = 0u64;

@@ -2,7 +2,10 @@
 //! (exit dirs, log dirs), read by one background thread.
 //!
 //! Closing an inotify fd costs 8–28 ms (fsnotify SRCU teardown), so the fd is
-//! never closed: every waiter in the process shares it. Waiters take a
+//! never closed: every waiter in the process shares it. The kernel still closes
+//! it when the process exits, which delays the exit (and whoever waits for it)
+//! by the same amount, so [`wait_for`] only creates the instance when its
+//! condition does not already hold. Waiters take a
 //! generation snapshot, check their condition, and only then block until the
 //! generation changes, so no event can be lost between check and wait.
 
@@ -16,8 +19,14 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 use crate::error::{OciError, Result};
 
+struct Watched {
+    wd: WatchDescriptor,
+    /// Live [`WatchGuard`]s for this directory; the last one removes the watch.
+    users: usize,
+}
+
 struct State {
-    dirs: HashMap<PathBuf, WatchDescriptor>,
+    dirs: HashMap<PathBuf, Watched>,
     generation: u64,
 }
 
@@ -68,7 +77,7 @@ impl Watcher {
                     let mut st = self.lock();
                     for ev in &events {
                         if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
-                            st.dirs.retain(|_, wd| *wd != ev.wd);
+                            st.dirs.retain(|_, w| w.wd != ev.wd);
                         }
                     }
                     st.generation = st.generation.wrapping_add(1);
@@ -89,33 +98,80 @@ impl Watcher {
         }
     }
 
-    /// Make sure every directory in `dirs` is watched and return the current
-    /// generation. Check your condition after this call.
-    pub(crate) fn snapshot(&self, dirs: &[&Path]) -> Result<u64> {
+    fn add_watch(&self, dir: &Path) -> Result<WatchDescriptor> {
+        self.inotify
+            .add_watch(
+                dir,
+                AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_MODIFY
+                    | AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_ONLYDIR,
+            )
+            .map_err(|e| OciError::Io {
+                context: "watching directory",
+                path: dir.to_path_buf(),
+                source: std::io::Error::from(e),
+            })
+    }
+
+    /// Watch `dirs` until the returned guard is dropped. The last guard of a directory removes
+    /// its watch: a removed watch is torn down in the background (the kernel's fsnotify
+    /// reaper), so a process that exits a few milliseconds later (`rpod run` after cleaning up)
+    /// no longer waits for that teardown when the kernel closes the inotify fd.
+    pub(crate) fn acquire(self: &Arc<Self>, dirs: &[&Path]) -> Result<WatchGuard> {
+        let mut guard = WatchGuard {
+            watcher: Arc::clone(self),
+            dirs: Vec::with_capacity(dirs.len()),
+        };
+        for dir in dirs {
+            let wd = self.add_watch(dir)?;
+            let mut st = self.lock();
+            st.dirs
+                .entry(dir.to_path_buf())
+                .and_modify(|w| {
+                    w.wd = wd;
+                    w.users += 1;
+                })
+                .or_insert(Watched { wd, users: 1 });
+            drop(st);
+            guard.dirs.push(dir.to_path_buf());
+        }
+        Ok(guard)
+    }
+
+    fn release(&self, dirs: &[PathBuf]) {
         let mut st = self.lock();
+        for dir in dirs {
+            let Some(w) = st.dirs.get_mut(dir) else {
+                continue; // removed meanwhile (IN_IGNORED)
+            };
+            w.users = w.users.saturating_sub(1);
+            if w.users == 0 {
+                let wd = w.wd;
+                st.dirs.remove(dir);
+                // EINVAL: the watch is already gone (directory removed); nothing to undo.
+                let _ = self.inotify.rm_watch(wd);
+            }
+        }
+    }
+
+    /// Make sure every directory in `dirs` (held by a [`WatchGuard`]) is watched and return the
+    /// current generation. Check your condition after this call.
+    pub(crate) fn snapshot(&self, dirs: &[&Path]) -> Result<u64> {
         for dir in dirs {
             // Re-adding is idempotent for the same inode and cheap; doing it
             // every time also covers a directory removed and re-created at
             // the same path before its IN_IGNORED event was processed.
-            let wd = self
-                .inotify
-                .add_watch(
-                    *dir,
-                    AddWatchFlags::IN_CREATE
-                        | AddWatchFlags::IN_MOVED_TO
-                        | AddWatchFlags::IN_CLOSE_WRITE
-                        | AddWatchFlags::IN_MODIFY
-                        | AddWatchFlags::IN_DELETE
-                        | AddWatchFlags::IN_ONLYDIR,
-                )
-                .map_err(|e| OciError::Io {
-                    context: "watching directory",
-                    path: dir.to_path_buf(),
-                    source: std::io::Error::from(e),
-                })?;
-            st.dirs.insert(dir.to_path_buf(), wd);
+            let wd = self.add_watch(dir)?;
+            let mut st = self.lock();
+            st.dirs
+                .entry(dir.to_path_buf())
+                .and_modify(|w| w.wd = wd)
+                .or_insert(Watched { wd, users: 1 });
         }
-        Ok(st.generation)
+        Ok(self.lock().generation)
     }
 
     /// Block until the generation differs from `since` or `deadline` passes.
@@ -144,6 +200,18 @@ impl Watcher {
     }
 }
 
+/// Keeps directories watched (see [`Watcher::acquire`]).
+pub(crate) struct WatchGuard {
+    watcher: Arc<Watcher>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.watcher.release(&self.dirs);
+    }
+}
+
 /// Wait until `check` returns `Some`, re-checking whenever something changes
 /// in one of `dirs`. `None` after `deadline`.
 pub(crate) fn wait_for<T>(
@@ -151,7 +219,15 @@ pub(crate) fn wait_for<T>(
     deadline: Option<Instant>,
     mut check: impl FnMut() -> Result<Option<T>>,
 ) -> Result<Option<T>> {
+    // Check before watching: most waits find their condition already true (an exit file conmon
+    // wrote while the caller read the container's output), and a process that never watched
+    // never pays the inotify teardown when it exits (8–28 ms, see the module docs), which
+    // would otherwise be most of the gap between `rpod run` and a bare conmon + runc.
+    if let Some(v) = check()? {
+        return Ok(Some(v));
+    }
     let w = watcher()?;
+    let _watching = w.acquire(dirs)?;
     loop {
         let generation = w.snapshot(dirs)?;
         if let Some(v) = check()? {
@@ -160,5 +236,50 @@ pub(crate) fn wait_for<T>(
         if !w.wait_change(generation, deadline) {
             return check();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh_watcher() -> Arc<Watcher> {
+        Arc::new(Watcher {
+            inotify: Inotify::init(InitFlags::IN_CLOEXEC).unwrap_or_else(|e| panic!("{e}")),
+            state: Mutex::new(State {
+                dirs: HashMap::new(),
+                generation: 0,
+            }),
+            cond: Condvar::new(),
+        })
+    }
+
+    fn users(w: &Watcher, dir: &Path) -> Option<usize> {
+        w.lock().dirs.get(dir).map(|d| d.users)
+    }
+
+    #[test]
+    fn last_guard_removes_the_watch() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let w = fresh_watcher();
+        let a = w.acquire(&[d.path()]).unwrap_or_else(|e| panic!("{e}"));
+        let b = w.acquire(&[d.path()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(users(&w, d.path()), Some(2));
+        drop(a);
+        assert_eq!(users(&w, d.path()), Some(1));
+        drop(b);
+        assert_eq!(users(&w, d.path()), None);
+        // Watching again after the removal works.
+        let _c = w.acquire(&[d.path()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(users(&w, d.path()), Some(1));
+    }
+
+    #[test]
+    fn a_condition_that_holds_needs_no_watch() {
+        // A directory that cannot be watched: only the check-first path can succeed.
+        let missing = Path::new("/nonexistent/rpod-watch-test");
+        let got = wait_for(&[missing], None, || Ok(Some(7))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, Some(7));
+        assert!(wait_for(&[missing], None, || Ok(None::<i32>)).is_err());
     }
 }
