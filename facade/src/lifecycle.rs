@@ -481,7 +481,7 @@ impl Runtime {
                 })
             }
             ContainerStatus::Stopped => {
-                self.cleanup_locked(rec)?;
+                self.cleanup_locked(rec, true)?;
                 self.init(rec, auto_remove, stdin)?;
             }
             ContainerStatus::Configured | ContainerStatus::Exited => {
@@ -524,7 +524,7 @@ impl Runtime {
     /// Cleanup of a container that is no longer running (caller holds its lock): `runtime
     /// delete` if the runtime still knows it, per-boot files removed, exit file kept as
     /// `<id>-old`; the container ends up exited.
-    fn cleanup_locked(&self, rec: &mut ContainerRecord) -> Result<(), RuntimeError> {
+    fn cleanup_locked(&self, rec: &mut ContainerRecord, save: bool) -> Result<(), RuntimeError> {
         let id = rec.config.id.clone();
         match rec.state.status {
             ContainerStatus::Running | ContainerStatus::Paused => {
@@ -552,7 +552,9 @@ impl Runtime {
                 rec.state.conmon_pid = 0;
                 // Exec'd processes died with the container's PID namespace.
                 rec.state.exec_sessions.clear();
-                self.state.save_container(&id, &rec.state)?;
+                if save {
+                    self.state.save_container(&id, &rec.state)?;
+                }
             }
             ContainerStatus::Configured | ContainerStatus::Exited | ContainerStatus::Unknown => {}
         }
@@ -561,35 +563,39 @@ impl Runtime {
         Ok(())
     }
 
-    /// Cleanup before removal (caller holds the lock).
+    /// Cleanup before removal (caller holds the lock). The cleaned-up state is not saved: the
+    /// record is deleted next, and if that fails, a `Stopped` record whose runtime container
+    /// is gone is cleaned up again harmlessly by the next operation.
     pub(crate) fn cleanup_for_removal(
         &self,
         rec: &mut ContainerRecord,
     ) -> Result<(), RuntimeError> {
-        self.cleanup_locked(rec)
+        self.cleanup_locked(rec, false)
     }
 
     /// `rpod container cleanup`: after a container exited, release what it held in the runtime
     /// and, with `remove`, remove it. A container that is already gone is not an error.
     pub fn cleanup_container(&self, id_or_name: &str, remove: bool) -> Result<(), RuntimeError> {
-        let res = self.with_container(id_or_name, |rec| {
-            if matches!(
-                rec.state.status,
-                ContainerStatus::Running | ContainerStatus::Paused
-            ) {
-                // Not exited (yet): nothing to clean.
-                return Ok(false);
-            }
-            self.cleanup_locked(rec)?;
-            Ok(true)
-        });
+        let res = if remove {
+            // One lock hold for both (removal cleans up first): `run --rm` and conmon's exit
+            // command race here, and handing the lock over between the two steps only made
+            // the loser wait for the winner's half-done work.
+            self.remove_container(id_or_name, false).map(|_| ())
+        } else {
+            self.with_container(id_or_name, |rec| {
+                if !matches!(
+                    rec.state.status,
+                    ContainerStatus::Running | ContainerStatus::Paused
+                ) {
+                    self.cleanup_locked(rec, true)?;
+                }
+                Ok(())
+            })
+        };
         match res {
-            Ok(true) if remove => match self.remove_container(id_or_name, false) {
-                Ok(_) => Ok(()),
-                Err(RuntimeError::State(e)) if e.is_not_found() => Ok(()),
-                Err(e) => Err(e),
-            },
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
+            // Not exited (yet): nothing to clean; or cleaned and removed by someone else.
+            Err(RuntimeError::ContainerRunning { .. }) => Ok(()),
             Err(RuntimeError::State(e)) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
@@ -662,7 +668,7 @@ impl Runtime {
             rec.state.finished = Some(SystemTime::now());
         }
         self.state.save_container(&id, &rec.state)?;
-        self.cleanup_locked(rec)?;
+        self.cleanup_locked(rec, true)?;
         Ok(rec.state.exit_code)
     }
 
