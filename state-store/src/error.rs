@@ -173,7 +173,7 @@ pub enum StateError {
         what: String,
         /// The decoding error.
         #[source]
-        source: serde_json::Error,
+        source: DecodeError,
     },
     /// The database is inconsistent.
     #[error("state database {} is inconsistent: {what}", .path.display())]
@@ -205,6 +205,17 @@ pub enum StateError {
         #[source]
         source: heed::Error,
     },
+}
+
+/// Why a stored record does not decode (see [`StateError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// A record in the compact encoding (rpod-state/2).
+    #[error("compact record: {0}")]
+    Compact(#[from] postcard::Error),
+    /// A JSON record (rpod-state/1, or written when the compact encoding failed).
+    #[error("JSON record: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 impl StateError {

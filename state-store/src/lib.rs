@@ -32,11 +32,17 @@
 //!
 //! ## Storage layout
 //! One LMDB named database per Bolt bucket of libpod: `id-registry` (ID → kind + name), `name-registry`
-//! (name → ID), `ns-registry` (ID → namespace), `ctr-config`, `ctr-state` (ID → JSON), `dependants`
+//! (name → ID), `ns-registry` (ID → namespace), `ctr-config`, `ctr-state` (ID → record), `dependants`
 //! (`depID/dependantID`), `pod-config`, `pod-state`, `pod-members` (`podID/ctrID`), `runtime-config`, plus
-//! `meta` holding the schema marker. Values are JSON; every record field has a serde default, so older
-//! databases keep decoding. Keys are sorted, so the prefix lookup, "dependants of X" and "members of P" are
-//! range scans whose cost depends on the number of matches, not of records.
+//! `meta` holding the schema marker. Keys are sorted, so the prefix lookup, "dependants of X" and "members
+//! of P" are range scans whose cost depends on the number of matches, not of records.
+//!
+//! Records are stored compactly (schema `rpod-state/2`): a format byte, then the record's fields in
+//! declaration order in postcard's varint encoding, about a third of their JSON size; a listing of
+//! thousands of containers reads (and maps) that much less. JSON records of `rpod-state/1` databases
+//! still decode (their first byte is `{`), and opening such a database upgrades its marker so that an
+//! older rpod refuses it clearly. The encoding is positional: changing a record's fields needs a new
+//! format byte and a decoder for the old layout, which a golden-bytes test guards.
 //!
 //! ## Why heed 0.22
 //! heed 0.23 ties every `Database` handle to a borrow of its `Env` (`Database<'e, ..>`) and opens databases
@@ -126,7 +132,7 @@ mod memory;
 mod records;
 mod state;
 
-pub use error::{ErrorKind, Result, StateError};
+pub use error::{DecodeError, ErrorKind, Result, StateError};
 pub use lmdb::{LmdbState, DB_FILE_NAME, INITIAL_MAP_SIZE};
 pub use memory::InMemoryState;
 pub use records::{

@@ -9,11 +9,11 @@
 //! | `id-registry` | ID | `c` or `p` (kind) followed by the name |
 //! | `name-registry` | name | ID |
 //! | `ns-registry` | ID | namespace (only when non-empty) |
-//! | `ctr-config` | container ID | [`ContainerConfig`] JSON |
-//! | `ctr-state` | container ID | [`ContainerState`] JSON |
+//! | `ctr-config` | container ID | [`ContainerConfig`] (compact encoding) |
+//! | `ctr-state` | container ID | [`ContainerState`] (compact encoding) |
 //! | `dependants` | `depID/dependantID` | empty |
-//! | `pod-config` | pod ID | [`PodConfig`] JSON |
-//! | `pod-state` | pod ID | [`PodState`] JSON |
+//! | `pod-config` | pod ID | [`PodConfig`] (compact encoding) |
+//! | `pod-state` | pod ID | [`PodState`] (compact encoding) |
 //! | `pod-members` | `podID/ctrID` | empty |
 //! | `runtime-config` | `os`, `static-dir`, … | the path |
 //!
@@ -27,7 +27,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{Result, StateError};
+use crate::error::{DecodeError, Result, StateError};
 use crate::records::{
     ContainerConfig, ContainerRecord, ContainerState, DbConfig, PodConfig, PodRecord, PodState,
 };
@@ -133,10 +133,19 @@ fn registry_value(kind: Kind, name: &str) -> Vec<u8> {
     v
 }
 
+/// First byte of a record in the compact encoding: the record's fields in declaration order,
+/// in postcard's varint format. JSON records (rpod-state/1) start with `{`, so both decode.
+/// postcard is positional: a change to a record's fields needs a new format byte here and a
+/// decoder for the old layout (the `compact_layout_is_stable` test catches accidental changes).
+pub(crate) const COMPACT_V1: u8 = 1;
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising these plain structs (string keys, no custom fallible impls) cannot fail; fall back to an
-    // empty object rather than panic, which would then be reported as corrupt on read.
-    serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec())
+    match postcard::to_extend(v, vec![COMPACT_V1]) {
+        Ok(bytes) => bytes,
+        // The records have no sequences or maps of unknown length, so this does not happen;
+        // JSON (which the reader also understands) is the fallback rather than a panic.
+        Err(_) => serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec()),
+    }
 }
 
 fn decode<T: DeserializeOwned, R: ReadTables + ?Sized>(
@@ -144,7 +153,11 @@ fn decode<T: DeserializeOwned, R: ReadTables + ?Sized>(
     bytes: &[u8],
     what: impl FnOnce() -> String,
 ) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|source| StateError::Corrupt {
+    let decoded = match bytes.split_first() {
+        Some((&COMPACT_V1, rest)) => postcard::from_bytes(rest).map_err(DecodeError::from),
+        _ => serde_json::from_slice(bytes).map_err(DecodeError::from),
+    };
+    decoded.map_err(|source| StateError::Corrupt {
         path: r.path().to_path_buf(),
         what: what(),
         source,
@@ -923,4 +936,170 @@ pub(crate) fn validate_db_config(w: &mut dyn WriteTables, ours: &DbConfig) -> Re
         w.put(Table::RuntimeConfig, key.as_bytes(), value.as_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::records::{ContainerStatus, ExecSession, Mount, PortMapping, Rlimit};
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// Every field set, so that each one shows up in the encoding.
+    fn full_records() -> (ContainerConfig, ContainerState, PodConfig, PodState) {
+        let mut c = ContainerConfig::new("c1", "web");
+        c.namespace = "ns".into();
+        c.pod = Some("p1".into());
+        c.lock_id = 7;
+        c.rootfs = "/r".into();
+        c.command = vec!["sh".into(), "-c".into()];
+        c.env = vec!["A=1".into()];
+        c.working_dir = "/w".into();
+        c.user = "1:2".into();
+        c.hostname = "h".into();
+        c.labels = BTreeMap::from([("k".into(), "v".into())]);
+        c.ipc_ns_ctr = Some("i".into());
+        c.mount_ns_ctr = Some("m".into());
+        c.net_ns_ctr = Some("n".into());
+        c.pid_ns_ctr = Some("p".into());
+        c.user_ns_ctr = Some("u".into());
+        c.uts_ns_ctr = Some("t".into());
+        c.cgroup_ns_ctr = Some("g".into());
+        c.dependencies = vec!["d".into()];
+        c.port_mappings = vec![PortMapping {
+            host_ip: "127.0.0.1".into(),
+            host_port: 8080,
+            container_port: 80,
+            protocol: "tcp".into(),
+        }];
+        c.networks = vec!["net".into()];
+        c.stop_signal = 15;
+        c.stop_timeout = 10;
+        c.log_path = "/l".into();
+        c.created = at(1_700_000_000);
+        c.rlimits = vec![Rlimit {
+            kind: "RLIMIT_NOFILE".into(),
+            soft: 1024,
+            hard: 2048,
+        }];
+        c.mounts = vec![Mount {
+            destination: "/d".into(),
+            kind: "bind".into(),
+            source: "/s".into(),
+            options: vec!["ro".into()],
+        }];
+        c.is_infra = true;
+        c.auto_remove = true;
+        let s = ContainerState {
+            status: ContainerStatus::Exited,
+            pid: 42,
+            conmon_pid: 41,
+            exit_code: 137,
+            started: Some(at(1_700_000_001)),
+            finished: Some(at(1_700_000_002)),
+            oom_killed: true,
+            netns_path: "/run/netns/x".into(),
+            network_results: vec![serde_json::json!({"ip": "10.0.0.2"})],
+            exec_sessions: BTreeMap::from([(
+                "e1".into(),
+                ExecSession {
+                    command: vec!["ls".into()],
+                    pid: 43,
+                },
+            )]),
+        };
+        let mut p = PodConfig::new("p1", "pod");
+        p.namespace = "ns".into();
+        p.lock_id = 3;
+        p.labels = BTreeMap::from([("a".into(), "b".into())]);
+        p.created = at(1_700_000_003);
+        p.cgroup_parent = "/cg".into();
+        p.infra = true;
+        p.shared_namespaces = vec!["net".into()];
+        let ps = PodState {
+            infra_container_id: "c1".into(),
+            cgroup_path: "/cg/p1".into(),
+        };
+        (c, s, p, ps)
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn compact_layout_is_stable() {
+        // If this fails, a record's fields changed: databases written before the change would
+        // decode wrongly. Add a format byte and a decoder for the old layout, then update this.
+        let (c, s, p, ps) = full_records();
+        let got = [
+            hex(&encode(&c)),
+            hex(&encode(&s)),
+            hex(&encode(&p)),
+            hex(&encode(&ps)),
+        ];
+        assert_eq!(got, GOLDEN);
+    }
+
+    /// The encodings of [`full_records`] in format [`COMPACT_V1`].
+    const GOLDEN: [&str; 4] = [
+        "0102633103776562026e730102703107022f7202027368022d630103413d31022f7703313a32016801016b017601016901016d01016e01017001017501017401016701016401093132372e302e302e31903f500374637001036e65740f0a022f6c8080d0e2c6bfce972f010d524c494d49545f4e4f46494c458008801001022f640462696e64022f730102726f0101",
+        "0106545292020180a8a69ccebfce972f0180d0fcd5d5bfce972f010c2f72756e2f6e65746e732f7801117b226970223a2231302e302e302e32227d0102653101026c7356",
+        "0102703103706f64026e7303010161016280f8d28fddbfce972f032f63670101036e6574",
+        "01026331062f63672f7031",
+    ];
+
+    #[test]
+    fn compact_and_json_records_round_trip() {
+        let (c, s, p, ps) = full_records();
+        let t = &NoTables;
+        {
+            let d: ContainerConfig =
+                decode(t, &encode(&c), String::new).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(d, c);
+            let d: ContainerState =
+                decode(t, &encode(&s), String::new).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(d, s);
+            let d: PodConfig =
+                decode(t, &encode(&p), String::new).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(d, p);
+            let d: PodState =
+                decode(t, &encode(&ps), String::new).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(d, ps);
+            // rpod-state/1 records (JSON) still decode, including the opaque JSON values.
+            let json = serde_json::to_vec(&s).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(json.first(), Some(&b'{'));
+            let d: ContainerState = decode(t, &json, String::new).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(d, s);
+            // Compact records are much smaller.
+            assert!(encode(&c).len() * 2 < serde_json::to_vec(&c).unwrap_or_default().len());
+            // Garbage is a Corrupt error, whichever format it claims to be.
+            for bad in [&[COMPACT_V1, 0xff, 0xff][..], b"{nope", b""] {
+                match decode::<ContainerState, _>(t, bad, || "x".into()) {
+                    Err(e) => assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}"),
+                    Ok(v) => panic!("{bad:?} decoded as {v:?}"),
+                }
+            }
+        }
+    }
+
+    /// Only a path for error messages; `decode` reads nothing else.
+    struct NoTables;
+
+    impl ReadTables for NoTables {
+        fn path(&self) -> &Path {
+            Path::new("<test>")
+        }
+        fn get(&self, _: Table, _: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+            Ok(None)
+        }
+        fn scan_prefix(&self, _: Table, _: &[u8], _: &mut ScanFn<'_>) -> Result<()> {
+            Ok(())
+        }
+    }
 }

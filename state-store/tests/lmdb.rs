@@ -218,6 +218,81 @@ fn foreign_lmdb_file_is_refused() {
 }
 
 #[test]
+fn json_database_of_rpod_state_1_still_reads_and_is_marked_upgraded() {
+    type Raw = heed::Database<heed::types::Bytes, heed::types::Bytes>;
+    let dir = fast_tempdir();
+    let path = dir.path().join(DB_FILE_NAME);
+    let mut rec = big_ctr("c1", 10);
+    rec.state.exit_code = 3;
+    {
+        let s = LmdbState::open(dir.path()).unwrap();
+        s.add_container(&rec).unwrap();
+    }
+    // Turn it into what rpod-state/1 wrote: JSON records and the old marker.
+    {
+        let env = raw_env(&path);
+        let mut wtxn = env.write_txn().unwrap();
+        for (table, value) in [
+            ("ctr-config", serde_json::to_vec(&rec.config).unwrap()),
+            ("ctr-state", serde_json::to_vec(&rec.state).unwrap()),
+        ] {
+            let db: Raw = env.open_database(&wtxn, Some(table)).unwrap().unwrap();
+            db.put(&mut wtxn, b"c1", &value).unwrap();
+        }
+        let meta: Raw = env.open_database(&wtxn, Some("meta")).unwrap().unwrap();
+        meta.put(&mut wtxn, b"schema", b"rpod-state/1").unwrap();
+        wtxn.commit().unwrap();
+        env.prepare_for_closing().wait();
+    }
+    {
+        let s = LmdbState::open(dir.path()).unwrap();
+        let got = s.container("c1").unwrap();
+        assert_eq!(got.config, rec.config);
+        assert_eq!(got.state.exit_code, 3);
+        // Saving writes the compact form, which reads back the same.
+        s.save_container("c1", &got.state).unwrap();
+        assert_eq!(s.container("c1").unwrap().state, got.state);
+        s.close().unwrap();
+    }
+    let env = raw_env(&path);
+    let rtxn = env.read_txn().unwrap();
+    let meta: Raw = env.open_database(&rtxn, Some("meta")).unwrap().unwrap();
+    assert_eq!(
+        meta.get(&rtxn, b"schema").unwrap(),
+        Some(&b"rpod-state/2"[..])
+    );
+    let state: Raw = env
+        .open_database(&rtxn, Some("ctr-state"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        state
+            .get(&rtxn, b"c1")
+            .unwrap()
+            .and_then(|v| v.first().copied()),
+        Some(1)
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    type Raw = heed::Database<heed::types::Bytes, heed::types::Bytes>;
+    let dir = fast_tempdir();
+    let path = dir.path().join(DB_FILE_NAME);
+    LmdbState::open(dir.path()).unwrap().close().unwrap();
+    {
+        let env = raw_env(&path);
+        let mut wtxn = env.write_txn().unwrap();
+        let meta: Raw = env.open_database(&wtxn, Some("meta")).unwrap().unwrap();
+        meta.put(&mut wtxn, b"schema", b"rpod-state/3").unwrap();
+        wtxn.commit().unwrap();
+        env.prepare_for_closing().wait();
+    }
+    let msg = expect_damaged(dir.path());
+    assert!(msg.contains("rpod-state/3"), "{msg}");
+}
+
+#[test]
 fn undecodable_record_is_skipped_by_listing() {
     let dir = fast_tempdir();
     let path = dir.path().join(DB_FILE_NAME);
