@@ -212,7 +212,7 @@ pub enum StateError {
 pub enum DecodeError {
     /// A record in the compact encoding (rpod-state/2).
     #[error("compact record: {0}")]
-    Compact(#[from] postcard::Error),
+    Compact(#[from] rmp_serde::decode::Error),
     /// A JSON record (rpod-state/1, or written when the compact encoding failed).
     #[error("JSON record: {0}")]
     Json(#[from] serde_json::Error),

@@ -37,12 +37,13 @@
 //! `meta` holding the schema marker. Keys are sorted, so the prefix lookup, "dependants of X" and "members
 //! of P" are range scans whose cost depends on the number of matches, not of records.
 //!
-//! Records are stored compactly (schema `rpod-state/2`): a format byte, then the record's fields in
-//! declaration order in postcard's varint encoding, about a third of their JSON size; a listing of
-//! thousands of containers reads (and maps) that much less. JSON records of `rpod-state/1` databases
-//! still decode (their first byte is `{`), and opening such a database upgrades its marker so that an
-//! older rpod refuses it clearly. The encoding is positional: changing a record's fields needs a new
-//! format byte and a decoder for the old layout, which a golden-bytes test guards.
+//! Records are stored compactly (schema `rpod-state/2`): a format byte, then MessagePack with each
+//! record as an array of its fields in declaration order (no field names), about a third of their
+//! JSON size; a listing of thousands of containers reads (and maps) that much less. JSON records of
+//! `rpod-state/1` databases still decode (their first byte is `{`), and opening such a database
+//! upgrades its marker so that an older rpod refuses it clearly. Fields may be appended to a record
+//! (older records read them as defaults); reordering, removing or retyping one needs a new format
+//! byte and a decoder for the old layout, which a golden-bytes test guards.
 //!
 //! ## Why heed 0.22
 //! heed 0.23 ties every `Database` handle to a borrow of its `Env` (`Database<'e, ..>`) and opens databases

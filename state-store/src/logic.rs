@@ -133,17 +133,20 @@ fn registry_value(kind: Kind, name: &str) -> Vec<u8> {
     v
 }
 
-/// First byte of a record in the compact encoding: the record's fields in declaration order,
-/// in postcard's varint format. JSON records (rpod-state/1) start with `{`, so both decode.
-/// postcard is positional: a change to a record's fields needs a new format byte here and a
-/// decoder for the old layout (the `compact_layout_is_stable` test catches accidental changes).
+/// First byte of a record in the compact encoding: MessagePack with each record as an array of its
+/// fields in declaration order (no field names). JSON records (rpod-state/1) start with `{`, so
+/// both decode. Every record has `#[serde(default)]`, so a field appended at the end of a record
+/// reads as its default from records written before it existed; reordering, removing or retyping
+/// fields needs a new format byte and a decoder for the old layout (the `compact_layout_is_stable`
+/// test catches accidental changes).
 pub(crate) const COMPACT_V1: u8 = 1;
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    match postcard::to_extend(v, vec![COMPACT_V1]) {
-        Ok(bytes) => bytes,
-        // The records have no sequences or maps of unknown length, so this does not happen;
-        // JSON (which the reader also understands) is the fallback rather than a panic.
+    let mut out = vec![COMPACT_V1];
+    match rmp_serde::encode::write(&mut out, v) {
+        Ok(()) => out,
+        // Writing plain structs into a Vec does not fail; JSON (which the reader also
+        // understands) is the fallback rather than a panic.
         Err(_) => serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec()),
     }
 }
@@ -154,7 +157,7 @@ fn decode<T: DeserializeOwned, R: ReadTables + ?Sized>(
     what: impl FnOnce() -> String,
 ) -> Result<T> {
     let decoded = match bytes.split_first() {
-        Some((&COMPACT_V1, rest)) => postcard::from_bytes(rest).map_err(DecodeError::from),
+        Some((&COMPACT_V1, rest)) => rmp_serde::from_slice(rest).map_err(DecodeError::from),
         _ => serde_json::from_slice(bytes).map_err(DecodeError::from),
     };
     decoded.map_err(|source| StateError::Corrupt {
@@ -1048,10 +1051,10 @@ mod tests {
 
     /// The encodings of [`full_records`] in format [`COMPACT_V1`].
     const GOLDEN: [&str; 4] = [
-        "0102633103776562026e730102703107022f7202027368022d630103413d31022f7703313a32016801016b017601016901016d01016e01017001017501017401016701016401093132372e302e302e31903f500374637001036e65740f0a022f6c8080d0e2c6bfce972f010d524c494d49545f4e4f46494c458008801001022f640462696e64022f730102726f0101",
-        "0106545292020180a8a69ccebfce972f0180d0fcd5d5bfce972f010c2f72756e2f6e65746e732f7801117b226970223a2231302e302e302e32227d0102653101026c7356",
-        "0102703103706f64026e7303010161016280f8d28fddbfce972f032f63670101036e6574",
-        "01026331062f63672f7031",
+        "01dc001ea26331a3776562a26e73a2703107a22f7292a27368a22d6391a3413d31a22f77a3313a32a16881a16ba176a169a16da16ea170a175a174a16791a1649194a93132372e302e302e31cd1f9050a374637091a36e65740f0aa22f6ccf17979cfe362a00009193ad524c494d49545f4e4f46494c45cd0400cd08009194a22f64a462696e64a22f7391a2726fc3c3",
+        "019aa66578697465642a29cc89cf17979cfe71c4ca00cf17979cfead5f9400c3ac2f72756e2f6e65746e732f789181a26970a831302e302e302e3281a265319291a26c732b",
+        "0199a27031a3706f64a26e730381a161a162cf17979cfee8fa5e00a32f6367c391a36e6574",
+        "0192a26331a62f63672f7031",
     ];
 
     #[test]
@@ -1086,6 +1089,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fields_appended_later_read_as_defaults() {
+        // A record written before `oom_killed` and the fields after it existed.
+        #[derive(Serialize)]
+        struct OldState {
+            status: ContainerStatus,
+            pid: i32,
+            conmon_pid: i32,
+            exit_code: i32,
+            started: Option<i64>,
+            finished: Option<i64>,
+        }
+        let old = OldState {
+            status: ContainerStatus::Exited,
+            pid: 0,
+            conmon_pid: 0,
+            exit_code: 3,
+            started: None,
+            finished: Some(5),
+        };
+        let got: ContainerState =
+            decode(&NoTables, &encode(&old), String::new).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.status, ContainerStatus::Exited);
+        assert_eq!(got.exit_code, 3);
+        assert_eq!(
+            got.finished,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(5))
+        );
+        assert!(!got.oom_killed);
+        assert!(got.exec_sessions.is_empty());
     }
 
     /// Only a path for error messages; `decode` reads nothing else.

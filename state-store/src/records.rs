@@ -1,8 +1,9 @@
 //! The plain records the state stores: container and pod configs and states, and the runtime [`DbConfig`].
 //!
-//! The database stores them in a compact binary encoding (postcard, fields in declaration order,
-//! behind a format byte; see the crate's storage layout); JSON records written by rpod-state/1 still
-//! decode, and there every field has a default (`#[serde(default)]`). Times are stored as signed nanoseconds since the Unix epoch (see [`unix_nanos`]).
+//! The database stores them in a compact binary encoding (MessagePack arrays of the fields in
+//! declaration order, behind a format byte; see the crate's storage layout); JSON records written by
+//! rpod-state/1 still decode. Every field has a default (`#[serde(default)]`), so a field added at the
+//! end of a record reads as its default from older records in either encoding. Times are stored as signed nanoseconds since the Unix epoch (see [`unix_nanos`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -65,35 +66,6 @@ pub mod unix_nanos {
             d: D,
         ) -> Result<Option<SystemTime>, D::Error> {
             Ok(Option::<i64>::deserialize(d)?.map(super::from_nanos))
-        }
-    }
-}
-
-/// Serde helper for opaque JSON values inside a record: as they are in human-readable formats
-/// (JSON), as JSON text in the compact binary encoding, which cannot decode self-describing
-/// values.
-mod json_values {
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_json::Value;
-
-    pub fn serialize<S: Serializer>(v: &[Value], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            v.serialize(s)
-        } else {
-            let texts: Vec<String> = v.iter().map(Value::to_string).collect();
-            texts.serialize(s)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
-        if d.is_human_readable() {
-            Vec::<Value>::deserialize(d)
-        } else {
-            Vec::<String>::deserialize(d)?
-                .iter()
-                .map(|t| serde_json::from_str(t).map_err(D::Error::custom))
-                .collect()
         }
     }
 }
@@ -383,7 +355,6 @@ pub struct ContainerState {
     /// Path of the network namespace (empty = none).
     pub netns_path: String,
     /// Results of network setup (opaque CNI results).
-    #[serde(with = "json_values")]
     pub network_results: Vec<serde_json::Value>,
     /// Exec sessions by ID.
     pub exec_sessions: BTreeMap<String, ExecSession>,
