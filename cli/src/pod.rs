@@ -146,11 +146,7 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             if quiet {
                 let mut s = String::new();
                 for p in &pods {
-                    s.push_str(if no_trunc {
-                        &p.config.id
-                    } else {
-                        &p.config.id[..12]
-                    });
+                    s.push_str(&crate::ctr::short_id(&p.config.id, no_trunc));
                     s.push('\n');
                 }
                 return output::raw(&s).map(|()| 0);
@@ -193,19 +189,11 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                     table.push(
                         (),
                         [
-                            if no_trunc {
-                                p.config.id.clone()
-                            } else {
-                                p.config.id[..12].to_owned()
-                            },
+                            crate::ctr::short_id(&p.config.id, no_trunc),
                             p.config.name.clone(),
                             pod_status(&members),
                             timefmt::ago(p.config.created),
-                            if no_trunc || infra.len() < 12 {
-                                infra.clone()
-                            } else {
-                                infra[..12].to_owned()
-                            },
+                            crate::ctr::short_id(infra, no_trunc),
                             if ctr_status {
                                 members
                                     .iter()

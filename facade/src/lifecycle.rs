@@ -544,6 +544,9 @@ impl Runtime {
                 if let Err(e) = oci.remove_conmon_files(&id, &bundle) {
                     tracing::warn!(container = %id, error = %e, "removing conmon files");
                 }
+                // A Created record must not outlive its runtime container (a start would then
+                // skip the create), so it is saved even before a removal.
+                let save = save || rec.state.status == ContainerStatus::Created;
                 if rec.state.status == ContainerStatus::Created && rec.state.finished.is_none() {
                     rec.state.finished = Some(SystemTime::now());
                 }
@@ -576,12 +579,7 @@ impl Runtime {
     /// `rpod container cleanup`: after a container exited, release what it held in the runtime
     /// and, with `remove`, remove it. A container that is already gone is not an error.
     pub fn cleanup_container(&self, id_or_name: &str, remove: bool) -> Result<(), RuntimeError> {
-        let res = if remove {
-            // One lock hold for both (removal cleans up first): `run --rm` and conmon's exit
-            // command race here, and handing the lock over between the two steps only made
-            // the loser wait for the winner's half-done work.
-            self.remove_container(id_or_name, false).map(|_| ())
-        } else {
+        let clean = || {
             self.with_container(id_or_name, |rec| {
                 if !matches!(
                     rec.state.status,
@@ -591,6 +589,24 @@ impl Runtime {
                 }
                 Ok(())
             })
+        };
+        let res = if remove {
+            // One lock hold for both (removal cleans up first): `run --rm` and conmon's exit
+            // command race here, and handing the lock over between the two steps only made
+            // the loser wait for the winner's half-done work.
+            match self.remove_container(id_or_name, false) {
+                Ok(_) => Ok(()),
+                // Refused before it cleaned up: still release what the exited container holds
+                // in the runtime, then report why it stays.
+                Err(
+                    e @ (RuntimeError::HasDependants { .. }
+                    | RuntimeError::InfraContainer { .. }
+                    | RuntimeError::ExecSessions { .. }),
+                ) => clean().and(Err(e)),
+                Err(e) => Err(e),
+            }
+        } else {
+            clean()
         };
         match res {
             Ok(()) => Ok(()),

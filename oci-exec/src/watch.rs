@@ -20,8 +20,10 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use crate::error::{OciError, Result};
 
 struct Watched {
-    wd: WatchDescriptor,
-    /// Live [`WatchGuard`]s for this directory; the last one removes the watch.
+    /// The current watch; `None` after the kernel dropped it (`IN_IGNORED`: the directory was
+    /// removed), until the next `snapshot` adds it again.
+    wd: Option<WatchDescriptor>,
+    /// Live [`WatchGuard`]s for this directory; the last one removes the watch and the entry.
     users: usize,
 }
 
@@ -77,7 +79,12 @@ impl Watcher {
                     let mut st = self.lock();
                     for ev in &events {
                         if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
-                            st.dirs.retain(|_, w| w.wd != ev.wd);
+                            // Keep the entry (and its users): only the watch is gone.
+                            for w in st.dirs.values_mut() {
+                                if w.wd == Some(ev.wd) {
+                                    w.wd = None;
+                                }
+                            }
                         }
                     }
                     st.generation = st.generation.wrapping_add(1);
@@ -126,15 +133,16 @@ impl Watcher {
             dirs: Vec::with_capacity(dirs.len()),
         };
         for dir in dirs {
-            let wd = self.add_watch(dir)?;
+            // Under the lock, so that no other guard's release removes the watch between our
+            // add_watch and our count (rm_watch and add_watch of one directory never interleave).
             let mut st = self.lock();
-            st.dirs
+            let wd = self.add_watch(dir)?;
+            let entry = st
+                .dirs
                 .entry(dir.to_path_buf())
-                .and_modify(|w| {
-                    w.wd = wd;
-                    w.users += 1;
-                })
-                .or_insert(Watched { wd, users: 1 });
+                .or_insert(Watched { wd: None, users: 0 });
+            entry.wd = Some(wd);
+            entry.users += 1;
             drop(st);
             guard.dirs.push(dir.to_path_buf());
         }
@@ -145,14 +153,15 @@ impl Watcher {
         let mut st = self.lock();
         for dir in dirs {
             let Some(w) = st.dirs.get_mut(dir) else {
-                continue; // removed meanwhile (IN_IGNORED)
+                continue;
             };
             w.users = w.users.saturating_sub(1);
             if w.users == 0 {
-                let wd = w.wd;
+                if let Some(wd) = w.wd {
+                    // EINVAL: the watch is already gone (directory removed); nothing to undo.
+                    let _ = self.inotify.rm_watch(wd);
+                }
                 st.dirs.remove(dir);
-                // EINVAL: the watch is already gone (directory removed); nothing to undo.
-                let _ = self.inotify.rm_watch(wd);
             }
         }
     }
@@ -160,18 +169,17 @@ impl Watcher {
     /// Make sure every directory in `dirs` (held by a [`WatchGuard`]) is watched and return the
     /// current generation. Check your condition after this call.
     pub(crate) fn snapshot(&self, dirs: &[&Path]) -> Result<u64> {
+        let mut st = self.lock();
         for dir in dirs {
-            // Re-adding is idempotent for the same inode and cheap; doing it
-            // every time also covers a directory removed and re-created at
-            // the same path before its IN_IGNORED event was processed.
+            // Re-adding is idempotent for the same inode and cheap; doing it every time also
+            // covers a directory removed and re-created at the same path. The entry's users are
+            // only ever changed by guards.
             let wd = self.add_watch(dir)?;
-            let mut st = self.lock();
-            st.dirs
-                .entry(dir.to_path_buf())
-                .and_modify(|w| w.wd = wd)
-                .or_insert(Watched { wd, users: 1 });
+            if let Some(w) = st.dirs.get_mut(*dir) {
+                w.wd = Some(wd);
+            }
         }
-        Ok(self.lock().generation)
+        Ok(st.generation)
     }
 
     /// Block until the generation differs from `since` or `deadline` passes.
@@ -272,6 +280,45 @@ mod tests {
         // Watching again after the removal works.
         let _c = w.acquire(&[d.path()]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(users(&w, d.path()), Some(1));
+    }
+
+    #[test]
+    fn a_removed_directory_keeps_its_users() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = d.path().join("exits");
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let w = fresh_watcher();
+        let bg = Arc::clone(&w);
+        // Runs until the test process ends (it blocks reading the fresh inotify fd).
+        std::thread::spawn(move || bg.run());
+        let a = w.acquire(&[&dir]).unwrap_or_else(|e| panic!("{e}"));
+        let b = w.acquire(&[&dir]).unwrap_or_else(|e| panic!("{e}"));
+        let generation = w.snapshot(&[&dir]).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Some(Instant::now() + std::time::Duration::from_secs(5));
+        // IN_DELETE_SELF and IN_IGNORED may come in separate reads.
+        let mut since = generation;
+        while w
+            .lock()
+            .dirs
+            .get(dir.as_path())
+            .is_some_and(|e| e.wd.is_some())
+        {
+            assert!(w.wait_change(since, deadline), "no IN_IGNORED");
+            since = w.lock().generation;
+        }
+        assert_eq!(users(&w, &dir), Some(2));
+        drop(a);
+        assert_eq!(users(&w, &dir), Some(1));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        w.snapshot(&[&dir]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(w
+            .lock()
+            .dirs
+            .get(dir.as_path())
+            .is_some_and(|e| e.wd.is_some()));
+        drop(b);
+        assert_eq!(users(&w, &dir), None);
     }
 
     #[test]

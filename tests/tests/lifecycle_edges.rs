@@ -149,3 +149,40 @@ fn exec_sessions_are_recorded_while_they_run() {
     assert_eq!(exec_ids(), 0);
     sb.ok(&["rm", "-f", "ex"]);
 }
+
+/// `container cleanup --rm` (conmon's exit command) on an exited container that cannot be
+/// removed (here a pod's infra container) reports why it stays and leaves it exited and listed.
+#[test]
+fn cleanup_rm_of_a_container_that_must_stay_reports_why() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.ok(&["pod", "create", "--name", "keep"]);
+    sb.ok(&["pod", "start", "keep"]);
+    let pod = sb.pod_inspect("keep");
+    let infra = pod["InfraContainerId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no infra ID in {pod}"))
+        .to_owned();
+    let pid = sb.inspect(&infra)["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || sb.inspect(&infra)
+        ["State"]["Status"]
+        == "exited"));
+    let out = sb.run(&["container", "cleanup", "--rm", &infra]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("infra"), "{}", text(&out.stderr));
+    assert_eq!(sb.inspect(&infra)["State"]["Status"], "exited");
+    // The runtime no longer knows it (cleaned up by conmon's exit command or by ours).
+    let runc = std::process::Command::new(common::runc_bin())
+        .args(["state", &infra])
+        .output()
+        .unwrap();
+    assert!(!runc.status.success(), "{}", text(&runc.stdout));
+    sb.ok(&["pod", "rm", "-f", "keep"]);
+}

@@ -29,8 +29,8 @@
 //! containers, most of `rpod ps -a`'s memory). A read transaction therefore gives the map's pages back
 //! (`MADV_DONTNEED`) every [`RELEASE_PAGES_EVERY`] values it has read: resident memory stays at a window of
 //! a few hundred records, the data stays in the page cache, and pointers into the map stay valid (the next
-//! access maps the same page again). The map's address comes from `/proc/self/maps` (see `sys::find_map`);
-//! if it cannot be found, nothing is released.
+//! access maps the same page again). The map's address comes from `/proc/self/maps`: the shared mapping
+//! that contains a pointer LMDB returned (see `sys::find_map`); if it cannot be found, nothing is released.
 
 mod sys;
 
@@ -77,9 +77,9 @@ struct SharedEnv {
     path: PathBuf,
     /// Held shared by every transaction, exclusively by a map resize.
     gate: RwLock<()>,
-    /// Where the map is (`sys::find_map`), looked up on first use: `None` = not looked up since the last
-    /// resize, `Some(None)` = not found. Changed only while holding `gate` (exclusively to reset it).
-    map: Mutex<Option<Option<(usize, usize)>>>,
+    /// Where the map is (`sys::find_map`), once found; reset by a resize (which holds `gate`
+    /// exclusively). A failed lookup is not remembered, so it is tried again.
+    map: Mutex<Option<(usize, usize)>>,
 }
 
 impl std::fmt::Debug for SharedEnv {
@@ -338,6 +338,7 @@ impl SharedEnv {
                 shared: self,
                 gate,
                 reads: Cell::new(0),
+                inside: Cell::new(0),
             })
         })
     }
@@ -399,6 +400,8 @@ struct Reader<'a, 't> {
     gate: &'a RwLockReadGuard<'a, ()>,
     /// Values read since the map's pages were last released.
     reads: Cell<u32>,
+    /// The address of the last key or value read: a pointer into the map (0 = none yet).
+    inside: Cell<usize>,
 }
 
 /// A read transaction gives the mapped pages back to the kernel after this many values (see
@@ -416,14 +419,24 @@ impl Reader<'_, '_> {
             return;
         }
         self.reads.set(0);
+        let inside = self.inside.get();
+        if inside == 0 {
+            return;
+        }
         let map = {
             let mut cached = self.shared.map.lock().unwrap_or_else(|e| e.into_inner());
-            if cached.is_none() {
-                *cached = Some(sys::find_map(&self.shared.env));
+            match *cached {
+                Some((start, len)) if (start..start + len).contains(&inside) => Some((start, len)),
+                _ => {
+                    *cached = sys::find_map(&self.shared.env, inside);
+                    *cached
+                }
             }
-            cached.flatten()
         };
-        let Some(map) = map else { return };
+        let Some(map) = map else {
+            tracing::debug!(path = %self.shared.path.display(), "LMDB map not found in /proc/self/maps");
+            return;
+        };
         if let Err(e) = sys::release_mapped_pages(&self.shared.env, map, self.gate) {
             tracing::debug!(path = %self.shared.path.display(), error = %e, "could not release mapped pages");
         }
@@ -436,12 +449,18 @@ impl ReadTables for Reader<'_, '_> {
     }
 
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>> {
+        let v = get_in(self.shared, self.txn, t, key)?;
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            self.inside.set(v.as_ptr() as usize);
+        }
         self.count_read();
-        Ok(get_in(self.shared, self.txn, t, key)?.map(Cow::Borrowed))
+        Ok(v.map(Cow::Borrowed))
     }
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
         scan_in(self.shared, self.txn, t, prefix, &mut |k, v| {
+            // Keys are never empty; both point into the map.
+            self.inside.set(k.as_ptr() as usize);
             self.count_read();
             f(k, v)
         })

@@ -47,30 +47,26 @@ pub(super) fn resize(
     unsafe { env.resize(new_size) }
 }
 
-/// Where this process has the environment's data file mapped: `(start, length)` of the shared mapping of
-/// the file's inode (from `/proc/self/maps`). LMDB's own `mdb_env_info` reports the map address only for
-/// `MDB_FIXEDMAP` environments, so the kernel's list is the way to learn it. `None` when not found.
-pub(super) fn find_map(env: &Env<WithoutTls>) -> Option<(usize, usize)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = env.try_clone_inner_file().ok()?.metadata().ok()?;
+/// The environment's memory map as the kernel lists it in `/proc/self/maps`: `(start, length)` of the
+/// shared mapping at file offset 0, at least the map size long, that contains `inside`, an address
+/// LMDB handed out in a read transaction of `env` (read transactions only ever return pointers into
+/// the map). LMDB's own `mdb_env_info` reports the map address only for `MDB_FIXEDMAP` environments,
+/// and matching by address (not by device and inode) also works where `stat` and the mapping disagree
+/// on the device (overlayfs, btrfs subvolumes). `None` when not found.
+pub(super) fn find_map(env: &Env<WithoutTls>, inside: usize) -> Option<(usize, usize)> {
     let want_size = env.info().map_size;
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines().find_map(|line| {
         let mut f = line.split_ascii_whitespace();
-        let (range, perms, offset, dev, inode) =
-            (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
         let (start, end) = range.split_once('-')?;
         let (start, end) = (
             usize::from_str_radix(start, 16).ok()?,
             usize::from_str_radix(end, 16).ok()?,
         );
-        let (major, minor) = dev.split_once(':')?;
-        let dev_matches = u64::from_str_radix(major, 16).ok()? == libc::major(meta.dev()) as u64
-            && u64::from_str_radix(minor, 16).ok()? == libc::minor(meta.dev()) as u64;
-        let ours = perms.as_bytes().get(3) == Some(&b's')
+        let ours = (start..end).contains(&inside)
+            && perms.as_bytes().get(3) == Some(&b's')
             && u64::from_str_radix(offset, 16).ok()? == 0
-            && dev_matches
-            && inode.parse::<u64>().ok()? == meta.ino()
             && end.checked_sub(start)? >= want_size;
         ours.then_some((start, end - start))
     })
@@ -81,8 +77,9 @@ pub(super) fn find_map(env: &Env<WithoutTls>) -> Option<(usize, usize)> {
 /// is read and then given back. The data stays in the page cache; the next access maps it again.
 ///
 /// Returns the `madvise` error, if any (callers only log it: releasing is an optimisation).
-/// `map` is what [`find_map`] returned for `env`, found after its last resize: the caller holds the
-/// environment's transaction gate (shared) across both, so the map has not moved since.
+/// `map` is what [`find_map`] returned for `env` with an address from a read transaction of `env`, found
+/// after its last resize: the caller holds the environment's transaction gate (shared) across both, so the
+/// map has not moved since.
 pub(super) fn release_mapped_pages(
     _env: &Env<WithoutTls>,
     map: (usize, usize),
@@ -91,7 +88,8 @@ pub(super) fn release_mapped_pages(
     let (start, len) = map;
     // SAFETY: `start .. start + len` is the mapping LMDB created for this environment with
     // `mmap(PROT_READ, MAP_SHARED, fd)` (the environment is opened without `WRITE_MAP`, see `open_env`), as the
-    // kernel listed it (`find_map`: same inode, shared, offset 0). It stays mapped and in place while `_env` is
+    // kernel listed it (`find_map`: the shared mapping at offset 0 containing memory LMDB returned from this
+    // environment's read transaction). It stays mapped and in place while `_env` is
     // borrowed and `_gate` is held: LMDB only unmaps on close (the environment is alive) and remaps on resize,
     // which needs the gate exclusively; a resize also makes the caller look the map up again. For a shared file mapping, `MADV_DONTNEED`
     // only removes page-table entries: no memory that references may point to is freed, and the next access
