@@ -41,6 +41,9 @@ pub struct CreateArgs {
     /// Seconds to wait for the stop signal before SIGKILL.
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u32>,
+    /// Allocate a terminal for the container's process (its output is then one stream).
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
     /// Command and arguments.
     #[arg(
         required = true,
@@ -84,6 +87,7 @@ impl CreateArgs {
             stop_signal: None,
             stop_timeout: self.stop_timeout,
             auto_remove: false,
+            terminal: self.tty,
         })
     }
 }

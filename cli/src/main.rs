@@ -9,6 +9,7 @@ mod output;
 mod pod;
 mod run;
 mod timefmt;
+mod tty;
 
 use std::process::ExitCode;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 use rpod::oci::{format_entry, LogEntry, LogStream};
-use rpod::{ExecSpec, Runtime};
+use rpod::{AttachOptions, ExecSpec, Runtime};
 
 use crate::ctr::CreateArgs;
 use crate::output;
@@ -112,7 +112,15 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
     let started = if args.detach {
         rt.start_container_with(&id, args.rm).map(|_| None)
     } else {
-        rt.start_attached(&id, args.rm, args.interactive).map(Some)
+        rt.start_attached(
+            &id,
+            args.rm,
+            AttachOptions {
+                stdin: args.interactive,
+                console_size: crate::tty::size(),
+            },
+        )
+        .map(Some)
     };
     let conn = match started {
         Ok(conn) => conn,
@@ -148,12 +156,30 @@ const PROXIED_SIGNALS: &[i32] = &[
 /// returns its exit code. Signals sent to rpod meanwhile go to the container.
 fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool) -> Result<u8> {
     let id = attached.record.config.id.clone();
-    let mut signals = signal_hook::iterator::Signals::new(PROXIED_SIGNALS)?;
+    let terminal = attached.record.config.terminal;
+    let mut wanted = PROXIED_SIGNALS.to_vec();
+    if terminal {
+        wanted.push(signal_hook::consts::SIGWINCH);
+    }
+    let mut signals = signal_hook::iterator::Signals::new(&wanted)?;
     let handle = signals.handle();
+    // With a terminal, keys go to the container as typed while we are attached.
+    let raw = (terminal && stdin)
+        .then(crate::tty::RawMode::enter)
+        .transpose()?;
+    let resize = || {
+        if let Some((rows, cols)) = crate::tty::size() {
+            if let Err(e) = rt.resize_container(&id, rows, cols) {
+                tracing::debug!(container = %id, error = %e, "resizing the terminal");
+            }
+        }
+    };
     let streamed = std::thread::scope(|s| {
         s.spawn(|| {
             for sig in signals.forever() {
-                if let Err(e) = rt.kill_container(&id, sig, false) {
+                if sig == signal_hook::consts::SIGWINCH {
+                    resize();
+                } else if let Err(e) = rt.kill_container(&id, sig, false) {
                     tracing::warn!(container = %id, signal = sig, error = %e, "forwarding a signal");
                 }
             }
@@ -162,6 +188,7 @@ fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool
         handle.close();
         r
     })?;
+    drop(raw);
     let code = rt.wait_container(&id, None)?.unwrap_or(-1);
     if !streamed {
         // conmon dropped the connection before sending anything (the container exited at
@@ -256,7 +283,11 @@ pub fn start(rt: &Runtime, names: &[String], attach: bool) -> Result<u8> {
             bail!("you can only attach to one container at a time");
         }
         // Connect before the start, as run does, so no output is lost.
-        let attached = match rt.start_attached(&names[0], false, false) {
+        let opts = AttachOptions {
+            stdin: false,
+            console_size: crate::tty::size(),
+        };
+        let attached = match rt.start_attached(&names[0], false, opts) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("Error: {e}");

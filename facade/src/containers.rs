@@ -40,6 +40,8 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<u32>,
     /// Remove the container once it has exited (`--rm`); kept across restarts.
     pub auto_remove: bool,
+    /// Give the process a terminal (`-t`).
+    pub terminal: bool,
 }
 
 /// Whether a state error means "this name is taken".
@@ -92,6 +94,7 @@ impl Runtime {
         config.stop_signal = spec.stop_signal.unwrap_or(15);
         config.stop_timeout = spec.stop_timeout.unwrap_or(10);
         config.auto_remove = spec.auto_remove;
+        config.terminal = spec.terminal;
         config.log_path = self
             .container_dir(&id)
             .join("ctr.log")

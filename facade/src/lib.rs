@@ -27,7 +27,7 @@ mod runtime;
 pub use binaries::Binary;
 pub use containers::ContainerSpec;
 pub use error::RuntimeError;
-pub use lifecycle::{Attached, ExecResult, ExecSpec};
+pub use lifecycle::{AttachOptions, Attached, ExecResult, ExecSpec};
 
 pub use info::{
     ConmonInfo, Distribution, HostInfo, Info, OciRuntimeInfo, RegistriesInfo, StoreInfo,

@@ -20,6 +20,16 @@ use crate::Runtime;
 /// configuration directories as this process.
 const FORWARDED_ENV: &[&str] = &["RPOD_CONFIG_ETC_DIR", "RPOD_CONFIG_SHARE_DIR", "HOME"];
 
+/// How [`Runtime::start_attached`] connects to the container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// Keep the container's stdin open and connected (`-i`).
+    pub stdin: bool,
+    /// Initial size `(rows, cols)` of the container's terminal, for containers created with one
+    /// (`-t`); usually the caller's own terminal size.
+    pub console_size: Option<(u16, u16)>,
+}
+
 /// A container started by [`Runtime::start_attached`].
 #[derive(Debug)]
 pub struct Attached {
@@ -257,8 +267,9 @@ impl Runtime {
         &self,
         rec: &mut ContainerRecord,
         auto_remove: bool,
-        stdin: bool,
+        attach: AttachOptions,
     ) -> Result<(), RuntimeError> {
+        let stdin = attach.stdin;
         let c = &rec.config;
         let id = c.id.clone();
         let bundle = self.container_dir(&id);
@@ -288,6 +299,8 @@ impl Runtime {
             c.working_dir.clone()
         };
         input.user = c.user.clone();
+        input.terminal = c.terminal;
+        input.console_size = attach.console_size;
         // A container that joins another's UTS namespace must not change its host name.
         input.hostname =
             Some(c.hostname.clone()).filter(|h| !h.is_empty() && c.uts_ns_ctr.is_none());
@@ -313,6 +326,7 @@ impl Runtime {
         opts.log_path = Some(PathBuf::from(&rec.config.log_path));
         opts.exit_command = self.exit_command(&id, auto_remove);
         opts.stdin = stdin;
+        opts.terminal = rec.config.terminal;
         let oci = self.oci()?;
         match oci.create(&opts) {
             Ok(created) => {
@@ -369,6 +383,25 @@ impl Runtime {
             .map(|(rec, _, _)| rec)
     }
 
+    /// Sets the terminal size of a running container that has one (`-t`), through conmon.
+    pub fn resize_container(
+        &self,
+        id_or_name: &str,
+        rows: u16,
+        cols: u16,
+    ) -> Result<(), RuntimeError> {
+        self.check_valid()?;
+        let rec = self.state.lookup_container(id_or_name)?;
+        if !rec.config.terminal {
+            return Err(RuntimeError::InvalidState {
+                id: rec.config.id,
+                status: "created without a terminal (-t)".to_owned(),
+                action: "resize the terminal of",
+            });
+        }
+        rpod_oci::resize_terminal(&self.container_dir(&rec.config.id), rows, cols).map_err(oci_err)
+    }
+
     /// Starts a container with its output (and, with `stdin`, its input) connected to the
     /// returned attach connection, which is made before the container starts so nothing is
     /// lost. `stdin` only takes effect when the container is created by this call.
@@ -376,9 +409,9 @@ impl Runtime {
         &self,
         id_or_name: &str,
         auto_remove: bool,
-        stdin: bool,
+        attach: AttachOptions,
     ) -> Result<Attached, RuntimeError> {
-        let (record, conn, log) = self.start_impl(id_or_name, auto_remove, Some(stdin), false)?;
+        let (record, conn, log) = self.start_impl(id_or_name, auto_remove, Some(attach), false)?;
         match conn {
             Some(conn) => Ok(Attached { record, conn, log }),
             None => Err(RuntimeError::InvalidState {
@@ -397,7 +430,7 @@ impl Runtime {
         &self,
         id_or_name: &str,
         auto_remove: bool,
-        attach: Option<bool>,
+        attach: Option<AttachOptions>,
         pod_held: bool,
     ) -> Result<(ContainerRecord, Option<AttachConn>, Option<std::fs::File>), RuntimeError> {
         self.check_valid()?;
@@ -466,9 +499,9 @@ impl Runtime {
         &self,
         rec: &mut ContainerRecord,
         auto_remove: bool,
-        attach: Option<bool>,
+        attach: Option<AttachOptions>,
     ) -> Result<(ContainerRecord, Option<AttachConn>, Option<std::fs::File>), RuntimeError> {
-        let stdin = attach.unwrap_or(false);
+        let opts = attach.unwrap_or_default();
         let auto_remove = auto_remove || rec.config.auto_remove;
         let id = rec.config.id.clone();
         match rec.state.status {
@@ -482,10 +515,10 @@ impl Runtime {
             }
             ContainerStatus::Stopped => {
                 self.cleanup_locked(rec, true)?;
-                self.init(rec, auto_remove, stdin)?;
+                self.init(rec, auto_remove, opts)?;
             }
             ContainerStatus::Configured | ContainerStatus::Exited => {
-                self.init(rec, auto_remove, stdin)?;
+                self.init(rec, auto_remove, opts)?;
             }
             ContainerStatus::Created => {}
         }

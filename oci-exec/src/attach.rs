@@ -105,3 +105,19 @@ impl AttachConn {
         }
     }
 }
+
+/// Resizes the terminal of a container started with one (conmon `-t`): writes libpod's control
+/// message `1 <rows> <cols>` to conmon's `ctl` FIFO in `bundle`. Fails with `ENXIO` when no conmon
+/// has the FIFO open (the container is not running).
+pub fn resize_terminal(bundle: &Path, rows: u16, cols: u16) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = bundle.join("ctl");
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| OciError::io("opening conmon's control FIFO", path.clone(), e))?;
+    fifo.write_all(format!("1 {rows} {cols}\n").as_bytes())
+        .map_err(|e| OciError::io("writing to conmon's control FIFO", path, e))
+}

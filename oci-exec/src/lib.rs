@@ -32,7 +32,7 @@ mod spec;
 mod sys;
 mod watch;
 
-pub use attach::{AttachConn, AttachOutput};
+pub use attach::{resize_terminal, AttachConn, AttachOutput};
 pub use error::{OciError, Result};
 pub use exitcode::{
     exit_code_for_create_error, EXIT_COMMAND_CANNOT_INVOKE, EXIT_COMMAND_NOT_FOUND,

@@ -90,6 +90,9 @@ pub struct CreateOptions {
     pub exit_command: Vec<String>,
     /// Keep stdin open through conmon (`-i`).
     pub stdin: bool,
+    /// The process has a terminal (`process.terminal` in the spec): conmon `-t` (which then
+    /// also carries stdin), instead of `-i`.
+    pub terminal: bool,
 }
 
 impl CreateOptions {
@@ -105,6 +108,7 @@ impl CreateOptions {
             log_path: None,
             exit_command: Vec::new(),
             stdin: false,
+            terminal: false,
         }
     }
 
@@ -387,7 +391,10 @@ impl OciRuntime {
                 push(arg);
             }
         }
-        if opts.stdin {
+        // libpod: `-t` if the process has a terminal, else `-i` if stdin is kept open.
+        if opts.terminal {
+            push("-t");
+        } else if opts.stdin {
             push("-i");
         }
         if self.cfg.max_log_size >= 0 {

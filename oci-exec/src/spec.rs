@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
+    BoxBuilder, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
     LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
     LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
@@ -173,6 +173,8 @@ pub struct SpecInput {
     pub no_new_privileges: bool,
     /// Allocate a terminal.
     pub terminal: bool,
+    /// Initial size of the terminal, `(rows, cols)` (`process.consoleSize`).
+    pub console_size: Option<(u16, u16)>,
     /// cgroup manager.
     pub cgroup_manager: CgroupManager,
     /// cgroup parent; `None` gives the manager's default.
@@ -217,6 +219,7 @@ impl SpecInput {
             capabilities: None,
             no_new_privileges: false,
             terminal: false,
+            console_size: None,
             cgroup_manager: CgroupManager::Cgroupfs,
             cgroup_parent: None,
             memory_limit: None,
@@ -546,7 +549,16 @@ pub fn generate_spec(input: &SpecInput) -> Result<Spec> {
         .ambient(HashSet::new())
         .build()?;
 
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default();
+    if let Some((rows, cols)) = input.console_size.filter(|_| input.terminal) {
+        process = process.console_size(
+            BoxBuilder::default()
+                .height(u64::from(rows))
+                .width(u64::from(cols))
+                .build()?,
+        );
+    }
+    let process = process
         .terminal(input.terminal)
         .user(UserBuilder::default().uid(user.uid).gid(user.gid).build()?)
         .args(input.args.clone())

@@ -183,6 +183,8 @@ pub struct ContainerConfig {
     pub is_infra: bool,
     /// Remove the container once it has exited (`run --rm`; libpod's `AutoRemove`).
     pub auto_remove: bool,
+    /// Whether the process gets a terminal (`-t`): conmon holds the pty and the output is one stream.
+    pub terminal: bool,
 }
 
 impl Default for ContainerConfig {
@@ -218,6 +220,7 @@ impl Default for ContainerConfig {
             mounts: Vec::new(),
             is_infra: false,
             auto_remove: false,
+            terminal: false,
         }
     }
 }

@@ -1,0 +1,122 @@
+//! `-t`: the container's process gets a terminal (conmon holds the pty), with and without a
+//! terminal on rpod's side; the local terminal's size is the container's from the start and
+//! follows SIGWINCH.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{available, text, Sandbox};
+use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+use rustix::termios::{tcsetwinsize, Winsize};
+
+#[test]
+fn run_t_without_a_local_terminal_still_gives_the_process_one() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(
+        &["--rm", "-t"],
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo is-a-tty; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    // The terminal turns "\n" into "\r\n", as with podman run -t.
+    assert_eq!(text(&out.stdout), "is-a-tty\r\n");
+    assert!(sb.ps_json().is_empty());
+}
+
+/// A pseudo-terminal pair: the master, and the slave opened as a file.
+fn pty(rows: u16, cols: u16) -> (OwnedFd, std::fs::File) {
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    set_size(&slave, rows, cols);
+    (master, slave)
+}
+
+fn set_size(slave: &std::fs::File, rows: u16, cols: u16) {
+    tcsetwinsize(
+        slave,
+        Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (master, slave) = pty(40, 100);
+    let mut cmd = sb.cmd();
+    cmd.args(["run", "-it", "--rm", "--rootfs"])
+        .arg(&sb.rootfs)
+        .args(["sh", "-c", "stty size; read x; echo got:$x; stty size"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    let mut child = cmd.spawn().unwrap();
+    // Everything the terminal shows, as it arrives.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once every slave descriptor is closed.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |needle: &str, seen: &mut Vec<u8>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend(chunk),
+                Err(_) => panic!("no {needle:?} in {:?}", String::from_utf8_lossy(seen)),
+            }
+        }
+    };
+    // The container's terminal has our size from its first instruction.
+    wait_for("40 100", &mut seen);
+    // A resize of our terminal reaches it (SIGWINCH to rpod, conmon's control FIFO).
+    set_size(&slave, 30, 90);
+    std::process::Command::new("kill")
+        .args(["-WINCH", &child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut w = std::fs::File::from(master);
+    std::io::Write::write_all(&mut w, b"hello\r").unwrap();
+    wait_for("got:hello", &mut seen);
+    wait_for("30 90", &mut seen);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    drop(slave);
+    assert!(sb.ps_json().is_empty());
+}
