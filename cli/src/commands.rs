@@ -226,8 +226,14 @@ pub enum Command {
         /// Remove running containers too (stopping them first).
         #[arg(short = 'f', long)]
         force: bool,
+        /// Remove every container (except pods' infra containers, removed with their pod).
+        #[arg(short = 'a', long, conflicts_with = "names")]
+        all: bool,
+        /// Ignore names and IDs that do not exist.
+        #[arg(short = 'i', long)]
+        ignore: bool,
         /// Container names or IDs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all")]
         names: Vec<String>,
     },
     /// Manage pods.
@@ -425,9 +431,26 @@ pub fn run(cli: Cli) -> Result<u8> {
                 anyhow::bail!("no such container or pod: {}", missing.join(", "));
             }
         }
-        Command::Rm { force, names } => {
+        Command::Rm {
+            force,
+            all,
+            ignore,
+            names,
+        } => {
             let rt = Runtime::new(options)?;
-            return ctr::rm(&rt, &names, force);
+            let names = if all {
+                let mut ids = Vec::new();
+                rt.for_each_container(|c| {
+                    if !c.config.is_infra {
+                        ids.push(c.config.id.clone());
+                    }
+                    true
+                })?;
+                ids
+            } else {
+                names
+            };
+            return ctr::rm(&rt, &names, force, ignore || all);
         }
         Command::Pod { command } => {
             let rt = Runtime::new(options)?;

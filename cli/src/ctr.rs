@@ -41,6 +41,9 @@ pub struct CreateArgs {
     /// Seconds to wait for the stop signal before SIGKILL.
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u32>,
+    /// Network mode: only `none` (a new, empty network namespace) is supported so far.
+    #[arg(long, default_value = "none")]
+    pub network: String,
     /// Allocate a terminal for the container's process (its output is then one stream).
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
@@ -69,6 +72,12 @@ fn parse_kv(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
 impl CreateArgs {
     /// The library's view of these flags.
     pub fn spec(&self) -> Result<ContainerSpec> {
+        if self.network != "none" {
+            bail!(
+                "--network {:?} is not supported yet: use --network none (a new, empty network namespace)",
+                self.network
+            );
+        }
         for e in &self.env {
             if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
                 bail!("invalid environment variable {e:?}: use KEY=VALUE");
@@ -350,11 +359,13 @@ pub fn inspect_json(c: &ContainerRecord) -> Value {
 }
 
 /// `rpod rm`: podman's exit codes (1: a container did not exist; 2: one is running; 125: other).
-pub fn rm(rt: &Runtime, names: &[String], force: bool) -> Result<u8> {
+/// `rpod rm`; with `ignore`, names that do not exist (any more) are skipped silently.
+pub fn rm(rt: &Runtime, names: &[String], force: bool, ignore: bool) -> Result<u8> {
     let mut code = 0u8;
     for n in names {
         match rt.remove_container(n, force) {
             Ok(id) => output::line(&id)?,
+            Err(RuntimeError::State(s)) if ignore && s.is_not_found() => {}
             Err(e) => {
                 eprintln!("Error: {e}");
                 let c = match &e {

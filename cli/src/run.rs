@@ -24,9 +24,6 @@ pub struct RunArgs {
     /// Keep stdin open and forward ours to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Network mode: only `none` (a new, empty network namespace) is supported so far.
-    #[arg(long, default_value = "none")]
-    pub network: String,
     #[command(flatten)]
     pub create: CreateArgs,
 }
@@ -99,12 +96,6 @@ fn emit(e: &LogEntry, timestamps: bool) -> bool {
 /// `rpod run`: create, start and (unless detached) stream the output and exit with the
 /// container's exit code.
 pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
-    if args.network != "none" {
-        bail!(
-            "--network {:?} is not supported yet: use --network none (a new, empty network namespace)",
-            args.network
-        );
-    }
     let mut spec = args.create.spec()?;
     spec.auto_remove = args.rm;
     let c = rt.new_container(spec)?;

@@ -545,3 +545,44 @@ fn wait_never_reads_paths_given_by_the_user() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn rm_all_and_ignore() {
+    let sb = Sandbox::new();
+    let a = create(&sb, &["--name", "a", "true"]);
+    let b = create(&sb, &["--name", "b", "--network", "none", "true"]);
+    let pod = stdout(
+        &sb.cmd()
+            .args(["pod", "create", "--name", "p"])
+            .output()
+            .unwrap(),
+    );
+    let c = create(&sb, &["--name", "c", "--pod", "p", "true"]);
+    // Unsupported network modes are refused before anything is written.
+    let out = sb
+        .cmd()
+        .args(["create", "--network", "bridge", "--rootfs"])
+        .arg(rootfs(&sb))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--network"));
+    // A missing name fails, unless ignored.
+    let out = sb.cmd().args(["rm", "nosuch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = sb.cmd().args(["rm", "-i", "nosuch", "a"]).output().unwrap();
+    assert_eq!(stdout(&out).trim(), a);
+    // --all removes every container but the pod's infra container (it goes with the pod).
+    let out = sb.cmd().args(["rm", "--all"]).output().unwrap();
+    let removed: HashSet<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(removed, HashSet::from([b, c]));
+    let left = stdout(&sb.cmd().args(["ps", "-a", "-q"]).output().unwrap());
+    assert_eq!(left.lines().count(), 1, "{left}");
+    stdout(&sb.cmd().args(["pod", "rm", pod.trim()]).output().unwrap());
+    assert_eq!(
+        stdout(&sb.cmd().args(["ps", "-a", "-q"]).output().unwrap()),
+        ""
+    );
+    assert_eq!(held_locks(&sb), 0);
+}
