@@ -344,6 +344,9 @@ pub struct ExecArgs {
     /// Keep stdin open (stdin is inherited).
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the process a terminal (needs one on our stdin, stdout or stderr).
+    #[arg(short = 't', long = "tty")]
+    pub tty: bool,
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
@@ -368,6 +371,7 @@ pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<u8> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         inherit_stdio: true,
+        tty: a.tty,
     };
     match rt.exec(&a.container, &spec) {
         Ok(r) => Ok(u8::try_from(r.exit_code).unwrap_or(255)),

@@ -54,6 +54,9 @@ pub struct ExecSpec {
     pub user: Option<String>,
     /// Inherit this process' stdio (the CLI) instead of capturing output.
     pub inherit_stdio: bool,
+    /// Give the process a terminal (`-t`); needs `inherit_stdio` and a terminal on this
+    /// process's stdio.
+    pub tty: bool,
 }
 
 /// The result of [`Runtime::exec`].
@@ -960,6 +963,7 @@ impl Runtime {
             },
             no_new_privs: false,
             pid_file: None,
+            tty: spec.tty,
         };
         let out = self.oci()?.exec(&rec.config.id, &opts).map_err(oci_err)?;
         Ok(ExecResult {

@@ -215,6 +215,10 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     /// Where runc writes the process pid (`--pid-file`).
     pub pid_file: Option<PathBuf>,
+    /// Give the process a terminal (`--tty`). The runtime runs it in the foreground itself (size,
+    /// raw mode and resizes from the caller's terminal), so stdio must be inherited and one of
+    /// stdin, stdout, stderr must be a terminal.
+    pub tty: bool,
 }
 
 /// Result of [`OciRuntime::exec`].
@@ -714,7 +718,26 @@ impl OciRuntime {
         if opts.no_new_privs {
             cmd.arg("--no-new-privs");
         }
-        cmd.arg("--tty=false").arg(id).args(&opts.args);
+        if opts.tty {
+            use std::io::IsTerminal;
+            if opts.stdio != ExecStdio::Inherit
+                || !(std::io::stdin().is_terminal()
+                    || std::io::stdout().is_terminal()
+                    || std::io::stderr().is_terminal())
+            {
+                return Err(OciError::InvalidArgument(
+                    "exec with a terminal (-t) needs a terminal on stdin, stdout or stderr: the runtime runs it in the foreground"
+                        .into(),
+                ));
+            }
+        }
+        cmd.arg(if opts.tty {
+            "--tty=true"
+        } else {
+            "--tty=false"
+        })
+        .arg(id)
+        .args(&opts.args);
         let (stdout, stderr, status) = match opts.stdio {
             ExecStdio::Piped => {
                 cmd.stdin(Stdio::null())

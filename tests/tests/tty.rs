@@ -120,3 +120,62 @@ fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
     drop(slave);
     assert!(sb.ps_json().is_empty());
 }
+
+#[test]
+fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(&["-d", "--name", "box"], &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // No terminal on our side: refused with a message, nothing run.
+    let out = sb.run(&["exec", "-t", "box", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("terminal"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let (master, slave) = pty(25, 80);
+    let mut cmd = sb.cmd();
+    cmd.args([
+        "exec",
+        "-it",
+        "box",
+        "sh",
+        "-c",
+        "stty size; read x; exit ${#x}",
+    ])
+    .stdin(Stdio::from(slave.try_clone().unwrap()))
+    .stdout(Stdio::from(slave.try_clone().unwrap()))
+    .stderr(Stdio::from(slave.try_clone().unwrap()));
+    let mut child = cmd.spawn().unwrap();
+    drop(slave);
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("25 80") {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => panic!("no size in {:?}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    let mut w = std::fs::File::from(master);
+    std::io::Write::write_all(&mut w, b"four\r").unwrap();
+    // The exit code comes back through the terminal session.
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    // sleep as PID 1 ignores SIGTERM: no need to wait out the stop timeout.
+    sb.ok(&["kill", "box"]);
+    sb.ok(&["rm", "-f", "box"]);
+}
