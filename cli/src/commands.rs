@@ -149,6 +149,15 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Attach to a running container: its output, and our input unless --no-stdin; exits with
+    /// the container's exit code. Signals sent to rpod go to the container.
+    Attach {
+        /// Do not forward our stdin.
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        /// Container name or ID.
+        name: String,
+    },
     /// Stop running containers (stop signal, then SIGKILL after the timeout).
     Stop {
         /// Seconds to wait before SIGKILL (default: the container's stop timeout).
@@ -349,6 +358,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Start { attach, names } => {
             let rt = Runtime::new(options)?;
             return run::start(&rt, &names, attach);
+        }
+        Command::Attach { no_stdin, name } => {
+            let rt = Runtime::new(options)?;
+            return run::attach(&rt, &name, !no_stdin);
         }
         Command::Stop { time, names } => {
             let rt = Runtime::new(options)?;

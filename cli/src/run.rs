@@ -267,6 +267,19 @@ fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<bool> {
     Ok(true)
 }
 
+/// `rpod attach`.
+pub fn attach(rt: &Runtime, name: &str, stdin: bool) -> Result<u8> {
+    let attached = match rt.attach_container(name) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    let rm = attached.record.config.auto_remove;
+    finish_attached(rt, attached, stdin, rm)
+}
+
 /// `rpod start`.
 pub fn start(rt: &Runtime, names: &[String], attach: bool) -> Result<u8> {
     if attach {

@@ -386,6 +386,27 @@ impl Runtime {
             .map(|(rec, _, _)| rec)
     }
 
+    /// Connects to a running container's output, and its input if it was started with stdin kept
+    /// open (podman attach). The connection ends when the container exits.
+    pub fn attach_container(&self, id_or_name: &str) -> Result<Attached, RuntimeError> {
+        self.check_valid()?;
+        let mut record = self.state.lookup_container(id_or_name)?;
+        self.container_view(&mut record)?;
+        if record.state.status != ContainerStatus::Running {
+            return Err(RuntimeError::InvalidState {
+                id: record.config.id,
+                status: record.state.status.to_string(),
+                action: "attach to",
+            });
+        }
+        let conn = AttachConn::connect(&self.container_dir(&record.config.id)).map_err(oci_err)?;
+        Ok(Attached {
+            record,
+            conn,
+            log: None,
+        })
+    }
+
     /// Sets the terminal size of a running container that has one (`-t`), through conmon.
     pub fn resize_container(
         &self,

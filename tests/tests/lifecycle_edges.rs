@@ -186,3 +186,37 @@ fn cleanup_rm_of_a_container_that_must_stay_reports_why() {
     assert!(!runc.status.success(), "{}", text(&runc.stdout));
     sb.ok(&["pod", "rm", "-f", "keep"]);
 }
+
+#[test]
+fn attach_streams_a_running_container_and_returns_its_exit_code() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.run_ctr(
+        &["-d", "--name", "att"],
+        &[
+            "sh",
+            "-c",
+            "sleep 1; echo late-out; echo late-err >&2; exit 3",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = sb.run(&["attach", "--no-stdin", "att"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "late-out\n");
+    assert!(
+        text(&out.stderr).contains("late-err"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Not running any more: a clear error.
+    let out = sb.run(&["attach", "att"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("attach to"),
+        "{}",
+        text(&out.stderr)
+    );
+    sb.ok(&["rm", "att"]);
+}
