@@ -353,13 +353,14 @@ pub fn inspect_json(c: &ContainerRecord) -> Value {
             "Labels": cfg.labels,
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
+            "Tty": cfg.terminal,
         },
         "NetworkSettings": { "SandboxKey": st.netns_path },
     })
 }
 
-/// `rpod rm`: podman's exit codes (1: a container did not exist; 2: one is running; 125: other).
-/// `rpod rm`; with `ignore`, names that do not exist (any more) are skipped silently.
+/// `rpod rm`: podman's exit codes (1: a container did not exist; 2: one is running; 125: other);
+/// with `ignore`, names that do not exist (any more) are skipped silently.
 pub fn rm(rt: &Runtime, names: &[String], force: bool, ignore: bool) -> Result<u8> {
     let mut code = 0u8;
     for n in names {

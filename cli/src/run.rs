@@ -154,10 +154,6 @@ fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool
     }
     let mut signals = signal_hook::iterator::Signals::new(&wanted)?;
     let handle = signals.handle();
-    // With a terminal, keys go to the container as typed while we are attached.
-    let raw = (terminal && stdin)
-        .then(crate::tty::RawMode::enter)
-        .transpose()?;
     let resize = || {
         if let Some((rows, cols)) = crate::tty::size() {
             if let Err(e) = rt.resize_container(&id, rows, cols) {
@@ -165,7 +161,27 @@ fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool
             }
         }
     };
+    if terminal {
+        // A resize between reading the size for the start and installing the SIGWINCH
+        // handler would be lost, and `attach` starts nothing: send the current size now.
+        resize();
+    }
     let streamed = std::thread::scope(|s| {
+        // Whatever happens below (a panic included), the signal thread ends and the terminal
+        // is restored before the scope returns.
+        let _stop_signals = CloseOnDrop(&handle);
+        // With a terminal, keys go to the container as typed while we are attached.
+        let _raw = if terminal && stdin {
+            match crate::tty::RawMode::enter() {
+                Ok(raw) => Some(raw),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not put the terminal in raw mode");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         s.spawn(|| {
             for sig in signals.forever() {
                 if sig == signal_hook::consts::SIGWINCH {
@@ -175,11 +191,8 @@ fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool
                 }
             }
         });
-        let r = stream_attached(attached.conn, stdin);
-        handle.close();
-        r
+        stream_attached(attached.conn, stdin)
     })?;
-    drop(raw);
     let code = rt.wait_container(&id, None)?.unwrap_or(-1);
     if !streamed {
         // conmon dropped the connection before sending anything (the container exited at
@@ -194,6 +207,15 @@ fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool
     // conmon's exit command cleans up (and removes with --rm) too; whoever comes first wins.
     rt.cleanup_container(&id, rm)?;
     Ok(u8::try_from(code).unwrap_or(255))
+}
+
+/// Closes a signal iterator's handle when dropped (ends the thread waiting on it).
+struct CloseOnDrop<'a>(&'a signal_hook::iterator::Handle);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Prints a k8s-file log read from an open file, each line to the stream it came from.

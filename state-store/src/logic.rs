@@ -1126,6 +1126,21 @@ mod tests {
         assert!(got.exec_sessions.is_empty());
     }
 
+    #[test]
+    fn a_config_written_before_terminal_existed_reads_false() {
+        // GOLDEN[0] before `terminal` was appended to ContainerConfig (one element shorter).
+        let before = "01dc001ea26331a3776562a26e73a2703107a22f7292a27368a22d6391a3413d31a22f77a3313a32a16881a16ba176a169a16da16ea170a175a174a16791a1649194a93132372e302e302e31cd1f9050a374637091a36e65740f0aa22f6ccf17979cfe362a00009193ad524c494d49545f4e4f46494c45cd0400cd08009194a22f64a462696e64a22f7391a2726fc3c3";
+        let bytes: Vec<u8> = (0..before.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&before[i..i + 2], 16).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let got: ContainerConfig =
+            decode(&NoTables, &bytes, String::new).unwrap_or_else(|e| panic!("{e}"));
+        let (mut want, _, _, _) = full_records();
+        want.terminal = false;
+        assert_eq!(got, want);
+    }
+
     /// Only a path for error messages; `decode` reads nothing else.
     struct NoTables;
 

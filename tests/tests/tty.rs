@@ -36,6 +36,35 @@ fn run_t_without_a_local_terminal_still_gives_the_process_one() {
     assert!(sb.ps_json().is_empty());
 }
 
+/// A child process that is killed and reaped if the test fails before waiting for it.
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    /// Waits up to `timeout` for the exit, killing the process after it.
+    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.0.kill();
+                panic!("{} did not exit within {timeout:?}", self.0.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A pseudo-terminal pair: the master, and the slave opened as a file.
 fn pty(rows: u16, cols: u16) -> (OwnedFd, std::fs::File) {
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
@@ -74,11 +103,17 @@ fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
     let mut cmd = sb.cmd();
     cmd.args(["run", "-it", "--rm", "--rootfs"])
         .arg(&sb.rootfs)
-        .args(["sh", "-c", "stty size; read x; echo got:$x; stty size"])
+        .args([
+            "sh",
+            "-c",
+            // The resize travels through rpod's signal thread, conmon and an ioctl: wait for it.
+            "stty size; read x; echo got:$x; \
+             while [ \"$(stty size)\" != '30 90' ]; do sleep 0.1; done; echo resized:$(stty size)",
+        ])
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave.try_clone().unwrap()));
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Reaped(cmd.spawn().unwrap());
     // Everything the terminal shows, as it arrives.
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
@@ -107,15 +142,14 @@ fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
     // A resize of our terminal reaches it (SIGWINCH to rpod, conmon's control FIFO).
     set_size(&slave, 30, 90);
     std::process::Command::new("kill")
-        .args(["-WINCH", &child.id().to_string()])
+        .args(["-WINCH", &child.0.id().to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let mut w = std::fs::File::from(master);
     std::io::Write::write_all(&mut w, b"hello\r").unwrap();
     wait_for("got:hello", &mut seen);
-    wait_for("30 90", &mut seen);
-    let status = child.wait().unwrap();
+    wait_for("resized:30 90", &mut seen);
+    let status = child.wait(Duration::from_secs(20));
     assert!(status.success(), "{status}");
     drop(slave);
     assert!(sb.ps_json().is_empty());
@@ -151,7 +185,7 @@ fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
     .stdin(Stdio::from(slave.try_clone().unwrap()))
     .stdout(Stdio::from(slave.try_clone().unwrap()))
     .stderr(Stdio::from(slave.try_clone().unwrap()));
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Reaped(cmd.spawn().unwrap());
     drop(slave);
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
@@ -174,7 +208,7 @@ fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
     let mut w = std::fs::File::from(master);
     std::io::Write::write_all(&mut w, b"four\r").unwrap();
     // The exit code comes back through the terminal session.
-    assert_eq!(child.wait().unwrap().code(), Some(4));
+    assert_eq!(child.wait(Duration::from_secs(20)).code(), Some(4));
     // sleep as PID 1 ignores SIGTERM: no need to wait out the stop timeout.
     sb.ok(&["kill", "box"]);
     sb.ok(&["rm", "-f", "box"]);
