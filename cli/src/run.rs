@@ -193,6 +193,11 @@ fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool
         });
         stream_attached(attached.conn, stdin)
     })?;
+    let streamed = match streamed {
+        // The container keeps running, as with podman's detach keys.
+        Streamed::Detached => return Ok(0),
+        Streamed::Ended(received) => received,
+    };
     let code = rt.wait_container(&id, None)?.unwrap_or(-1);
     if !streamed {
         // conmon dropped the connection before sending anything (the container exited at
@@ -233,28 +238,87 @@ fn print_log_file(log: &mut std::fs::File, path: &std::path::Path) -> Result<()>
     Ok(())
 }
 
+/// How an attached session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Streamed {
+    /// The container's output ended (it exited); `false` when conmon reset the connection before
+    /// sending anything, so the caller shows the log instead.
+    Ended(bool),
+    /// The user typed the detach keys: the container keeps running.
+    Detached,
+}
+
+/// podman's default detach keys: ctrl-p, ctrl-q.
+const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// Watches input for [`DETACH_KEYS`], holding back a partial match until it is decided.
+#[derive(Debug, Default)]
+struct DetachFilter {
+    matched: usize,
+}
+
+impl DetachFilter {
+    /// The bytes of `input` to pass on, and whether the detach keys were typed (input after
+    /// them is dropped).
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len() + DETACH_KEYS.len());
+        for &b in input {
+            if b == DETACH_KEYS[self.matched] {
+                self.matched += 1;
+                if self.matched == DETACH_KEYS.len() {
+                    self.matched = 0;
+                    return (out, true);
+                }
+                continue;
+            }
+            // Not the sequence after all: pass on what was held back.
+            out.extend_from_slice(&DETACH_KEYS[..self.matched]);
+            self.matched = usize::from(b == DETACH_KEYS[0]);
+            if self.matched == 0 {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+
+    /// What is still held back (at the end of the input).
+    fn rest(&self) -> &'static [u8] {
+        &DETACH_KEYS[..self.matched]
+    }
+}
+
 /// Copies the container's output to ours until it exits; with `stdin`, our input to the
-/// container's (closing it at our EOF). Returns false when conmon reset the connection before
-/// sending anything, so the caller shows the log instead.
-fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<bool> {
+/// container's (closing it at our EOF), watching for the detach keys.
+fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<Streamed> {
     let conn = std::sync::Arc::new(conn);
+    let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if stdin {
         let c = std::sync::Arc::clone(&conn);
+        let d = std::sync::Arc::clone(&detached);
         // Not joined: a terminal's stdin may never reach EOF; the process ends anyway.
         std::thread::spawn(move || {
             use std::io::Read;
             let mut buf = [0u8; 8192];
             let mut input = std::io::stdin().lock();
+            let mut filter = DetachFilter::default();
             loop {
-                match input.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if c.send_stdin(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
+                let n = match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let (out, detach) = filter.feed(&buf[..n]);
+                if c.send_stdin(&out).is_err() {
+                    return;
+                }
+                if detach {
+                    d.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = c.shutdown();
+                    return;
                 }
             }
+            let _ = c.send_stdin(filter.rest());
             let _ = c.close_stdin();
         });
     }
@@ -266,7 +330,7 @@ fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<bool> {
             Err(rpod::oci::OciError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::ConnectionReset =>
             {
-                return Ok(received);
+                return Ok(Streamed::Ended(received));
             }
             Err(e) => return Err(rpod::RuntimeError::Oci(e).into()),
         };
@@ -286,7 +350,10 @@ fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<bool> {
             continue;
         }
     }
-    Ok(true)
+    if detached.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(Streamed::Detached);
+    }
+    Ok(Streamed::Ended(true))
 }
 
 /// `rpod attach`.
@@ -420,4 +487,27 @@ pub fn exec(rt: &Runtime, a: &ExecArgs) -> Result<u8> {
 /// `-t SECONDS` as a duration.
 pub fn seconds(t: Option<u64>) -> Option<Duration> {
     t.map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_filter() {
+        let mut f = DetachFilter::default();
+        // ctrl-p followed by something else passes both on.
+        assert_eq!(f.feed(b"a\x10b"), (b"a\x10b".to_vec(), false));
+        // ctrl-p ctrl-p ctrl-q: the first ctrl-p is passed on, then detach.
+        assert_eq!(f.feed(b"x\x10\x10\x11tail"), (b"x\x10".to_vec(), true));
+        // Split over reads: the ctrl-p is held back until the next byte decides.
+        let mut f = DetachFilter::default();
+        assert_eq!(f.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(f.rest(), b"\x10");
+        assert_eq!(f.feed(b"\x11"), (Vec::new(), true));
+        let mut f = DetachFilter::default();
+        assert_eq!(f.feed(b"\x10"), (Vec::new(), false));
+        assert_eq!(f.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(f.rest(), b"");
+    }
 }

@@ -97,7 +97,16 @@ impl AttachConn {
         Ok(())
     }
 
-    /// Closes the container's stdin (half-close of our side).
+    /// Ends the connection in both directions (a pending [`AttachConn::recv`] returns `None`):
+    /// detaching, while the container keeps running.
+    pub fn shutdown(&self) -> Result<()> {
+        match shutdown(self.sock.as_raw_fd(), Shutdown::Both) {
+            Ok(()) | Err(nix::Error::ENOTCONN) => Ok(()),
+            Err(e) => Err(sock_err("closing", &self.path, e)),
+        }
+    }
+
+    /// Closes the container's stdin (our half of the connection); output keeps coming.
     pub fn close_stdin(&self) -> Result<()> {
         match shutdown(self.sock.as_raw_fd(), Shutdown::Write) {
             Ok(()) | Err(nix::Error::ENOTCONN) => Ok(()),

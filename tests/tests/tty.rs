@@ -213,3 +213,50 @@ fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
     sb.ok(&["kill", "box"]);
     sb.ok(&["rm", "-f", "box"]);
 }
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (master, slave) = pty(24, 80);
+    let mut cmd = sb.cmd();
+    cmd.args(["run", "-it", "--name", "bg", "--rootfs"])
+        .arg(&sb.rootfs)
+        .args(["sh", "-c", "echo ready; while true; do sleep 0.1; done"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    let mut child = Reaped(cmd.spawn().unwrap());
+    drop(slave);
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => panic!("no output in {:?}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    // ctrl-p ctrl-q, split over two writes.
+    let mut w = std::fs::File::from(master);
+    std::io::Write::write_all(&mut w, b"\x10").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    std::io::Write::write_all(&mut w, b"\x11").unwrap();
+    assert_eq!(child.wait(Duration::from_secs(10)).code(), Some(0));
+    let ps = sb.ps_json();
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0]["State"], "running", "{ps:?}");
+    sb.ok(&["kill", "bg"]);
+    sb.ok(&["rm", "-f", "bg"]);
+}
