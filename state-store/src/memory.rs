@@ -108,7 +108,7 @@ struct Inner {
 }
 
 /// The state kept in memory, behind one `RwLock`. It applies exactly the same rules as
-/// [`LmdbState`](crate::LmdbState) (both run the crate's shared rule code), stores the same JSON encoding, and
+/// [`LmdbState`](crate::LmdbState) (both run the crate's shared rule code), stores the same record encoding, and
 /// forgets everything when dropped. [`State::get_db_config`] returns an empty [`DbConfig`] and
 /// [`State::validate_db_config`] accepts anything, as in libpod.
 #[derive(Debug, Default)]

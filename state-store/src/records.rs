@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-/// Serde helpers storing [`SystemTime`] as signed nanoseconds since the Unix epoch (a JSON integer).
+/// Serde helpers storing [`SystemTime`] as signed nanoseconds since the Unix epoch (an integer).
 pub mod unix_nanos {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
