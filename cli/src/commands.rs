@@ -452,14 +452,13 @@ pub fn run(cli: Cli) -> Result<u8> {
         } => {
             let rt = Runtime::new(options)?;
             let names = if all {
-                let mut ids = Vec::new();
-                rt.for_each_container(|c| {
-                    if !c.config.is_infra {
-                        ids.push(c.config.id.clone());
-                    }
-                    true
-                })?;
-                ids
+                // The records as stored (no status sync): one odd container must not stop the
+                // removal of the others; each removal syncs its own.
+                rt.containers()?
+                    .into_iter()
+                    .filter(|c| !c.config.is_infra)
+                    .map(|c| c.config.id)
+                    .collect()
             } else {
                 names
             };
