@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rpod::{ConfigEnv, Runtime, RuntimeOptions};
+use rpod::{ConfigEnv, ContainerRecord, ContainerStatus, Runtime, RuntimeOptions};
 
 use crate::{ctr, output, pod, run};
 
@@ -163,8 +163,11 @@ pub enum Command {
         /// Seconds to wait before SIGKILL (default: the container's stop timeout).
         #[arg(short = 't', long = "time")]
         time: Option<u64>,
+        /// Every running or paused container.
+        #[arg(short = 'a', long, conflicts_with = "names")]
+        all: bool,
         /// Container names or IDs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all")]
         names: Vec<String>,
     },
     /// Send a signal to running containers.
@@ -172,8 +175,11 @@ pub enum Command {
         /// Signal name or number.
         #[arg(short = 's', long, default_value = "KILL")]
         signal: String,
+        /// Every running container.
+        #[arg(short = 'a', long, conflicts_with = "names")]
+        all: bool,
         /// Container names or IDs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all")]
         names: Vec<String>,
     },
     /// Restart containers.
@@ -181,20 +187,29 @@ pub enum Command {
         /// Seconds to wait before SIGKILL.
         #[arg(short = 't', long = "time")]
         time: Option<u64>,
+        /// Every container but pods' infra containers (started again with their members).
+        #[arg(short = 'a', long, conflicts_with = "names")]
+        all: bool,
         /// Container names or IDs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all")]
         names: Vec<String>,
     },
     /// Pause running containers.
     Pause {
+        /// Every running container.
+        #[arg(short = 'a', long, conflicts_with = "names")]
+        all: bool,
         /// Container names or IDs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all")]
         names: Vec<String>,
     },
     /// Unpause paused containers.
     Unpause {
+        /// Every paused container.
+        #[arg(short = 'a', long, conflicts_with = "names")]
+        all: bool,
         /// Container names or IDs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all")]
         names: Vec<String>,
     },
     /// Wait for containers to exit and print their exit codes.
@@ -363,8 +378,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             let rt = Runtime::new(options)?;
             return run::attach(&rt, &name, !no_stdin);
         }
-        Command::Stop { time, names } => {
+        Command::Stop { time, all, names } => {
             let rt = Runtime::new(options)?;
+            let names = names_or_all(&rt, names, all, |c| {
+                matches!(
+                    c.state.status,
+                    ContainerStatus::Running | ContainerStatus::Paused
+                )
+            })?;
             return run::each(&names, |n| {
                 // Stopping a container that is not running succeeds, as in podman.
                 match rt.stop_container(n, run::seconds(time)) {
@@ -373,23 +394,33 @@ pub fn run(cli: Cli) -> Result<u8> {
                 }
             });
         }
-        Command::Kill { signal, names } => {
+        Command::Kill { signal, all, names } => {
             let sig = run::parse_signal(&signal)?;
             let rt = Runtime::new(options)?;
+            let names = names_or_all(&rt, names, all, |c| {
+                c.state.status == ContainerStatus::Running
+            })?;
             return run::each(&names, |n| rt.kill_container(n, sig, false));
         }
-        Command::Restart { time, names } => {
+        Command::Restart { time, all, names } => {
             let rt = Runtime::new(options)?;
+            let names = names_or_all(&rt, names, all, |c| !c.config.is_infra)?;
             return run::each(&names, |n| {
                 rt.restart_container(n, run::seconds(time)).map(|_| ())
             });
         }
-        Command::Pause { names } => {
+        Command::Pause { all, names } => {
             let rt = Runtime::new(options)?;
+            let names = names_or_all(&rt, names, all, |c| {
+                c.state.status == ContainerStatus::Running
+            })?;
             return run::each(&names, |n| rt.pause_container(n));
         }
-        Command::Unpause { names } => {
+        Command::Unpause { all, names } => {
             let rt = Runtime::new(options)?;
+            let names = names_or_all(&rt, names, all, |c| {
+                c.state.status == ContainerStatus::Paused
+            })?;
             return run::each(&names, |n| rt.unpause_container(n));
         }
         Command::Wait { names } => {
@@ -546,4 +577,34 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The containers a command applies to: `names`, or with `all` the ID of every container that
+/// `wanted` accepts (its status brought up to date; one that cannot be is skipped), pods'
+/// members before their infra containers.
+fn names_or_all(
+    rt: &Runtime,
+    names: Vec<String>,
+    all: bool,
+    wanted: impl Fn(&ContainerRecord) -> bool,
+) -> Result<Vec<String>> {
+    if !all {
+        return Ok(names);
+    }
+    let (mut members, mut infra) = (Vec::new(), Vec::new());
+    for mut c in rt.containers()? {
+        if let Err(e) = rt.container_view(&mut c) {
+            tracing::warn!(container = %c.config.id, error = %e, "skipped");
+            continue;
+        }
+        if wanted(&c) {
+            if c.config.is_infra {
+                infra.push(c.config.id);
+            } else {
+                members.push(c.config.id);
+            }
+        }
+    }
+    members.extend(infra);
+    Ok(members)
 }

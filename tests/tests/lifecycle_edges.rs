@@ -220,3 +220,40 @@ fn attach_streams_a_running_container_and_returns_its_exit_code() {
     );
     sb.ok(&["rm", "att"]);
 }
+
+#[test]
+fn all_flags_apply_to_every_container_in_the_right_state() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    for name in ["one", "two"] {
+        let out = sb.run_ctr(&["-d", "--name", name], &["sleep", "1000"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let status = |sb: &Sandbox| -> Vec<String> {
+        let mut v: Vec<String> = sb
+            .ps_json()
+            .iter()
+            .map(|c| c["State"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sb.ok(&["pause", "--all"]).lines().count(), 2);
+    assert_eq!(status(&sb), ["paused", "paused"]);
+    // Nothing is running now: kill --all has nothing to do.
+    assert_eq!(sb.ok(&["kill", "-a"]), "");
+    assert_eq!(sb.ok(&["unpause", "-a"]).lines().count(), 2);
+    assert_eq!(status(&sb), ["running", "running"]);
+    assert_eq!(sb.ok(&["kill", "-a"]).lines().count(), 2);
+    assert!(eventually(Duration::from_secs(10), || status(&sb)
+        == ["exited", "exited"]));
+    assert_eq!(sb.ok(&["restart", "-a"]).lines().count(), 2);
+    assert_eq!(status(&sb), ["running", "running"]);
+    // stop --all: sleep as PID 1 ignores SIGTERM, so one second each, then SIGKILL.
+    assert_eq!(sb.ok(&["stop", "-a", "-t", "1"]).lines().count(), 2);
+    assert_eq!(status(&sb), ["exited", "exited"]);
+    sb.ok(&["rm", "-a"]);
+    assert!(sb.ps_json().is_empty());
+}
