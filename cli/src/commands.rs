@@ -155,6 +155,9 @@ pub enum Command {
         /// Do not forward our stdin.
         #[arg(long = "no-stdin")]
         no_stdin: bool,
+        /// Keys that detach, leaving the container running (empty: none).
+        #[arg(long = "detach-keys", default_value = run::DEFAULT_DETACH_KEYS)]
+        detach_keys: String,
         /// Container name or ID.
         name: String,
     },
@@ -374,9 +377,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             let rt = Runtime::new(options)?;
             return run::start(&rt, &names, attach);
         }
-        Command::Attach { no_stdin, name } => {
+        Command::Attach {
+            no_stdin,
+            detach_keys,
+            name,
+        } => {
+            let keys = run::parse_detach_keys(&detach_keys)?;
             let rt = Runtime::new(options)?;
-            return run::attach(&rt, &name, !no_stdin);
+            return run::attach(&rt, &name, !no_stdin, &keys);
         }
         Command::Stop { time, all, names } => {
             let rt = Runtime::new(options)?;

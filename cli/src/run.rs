@@ -24,6 +24,9 @@ pub struct RunArgs {
     /// Keep stdin open and forward ours to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Keys that detach from the container with -i (empty: none).
+    #[arg(long = "detach-keys", default_value = DEFAULT_DETACH_KEYS)]
+    pub detach_keys: String,
     #[command(flatten)]
     pub create: CreateArgs,
 }
@@ -96,6 +99,7 @@ fn emit(e: &LogEntry, timestamps: bool) -> bool {
 /// `rpod run`: create, start and (unless detached) stream the output and exit with the
 /// container's exit code.
 pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
+    let detach_keys = parse_detach_keys(&args.detach_keys)?;
     let mut spec = args.create.spec()?;
     spec.auto_remove = args.rm;
     let c = rt.new_container(spec)?;
@@ -130,7 +134,7 @@ pub fn run(rt: &Runtime, args: &RunArgs) -> Result<u8> {
         output::line(&id)?;
         return Ok(0);
     };
-    finish_attached(rt, attached, args.interactive, args.rm)
+    finish_attached(rt, attached, args.interactive, args.rm, &detach_keys)
 }
 
 /// Signals passed on to an attached container (podman's `--sig-proxy`, on by default).
@@ -145,7 +149,13 @@ const PROXIED_SIGNALS: &[i32] = &[
 
 /// Streams an attached container until it exits, then cleans it up (and removes it with `rm`);
 /// returns its exit code. Signals sent to rpod meanwhile go to the container.
-fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool) -> Result<u8> {
+fn finish_attached(
+    rt: &Runtime,
+    attached: rpod::Attached,
+    stdin: bool,
+    rm: bool,
+    detach_keys: &[u8],
+) -> Result<u8> {
     let id = attached.record.config.id.clone();
     let terminal = attached.record.config.terminal;
     let mut wanted = PROXIED_SIGNALS.to_vec();
@@ -191,7 +201,7 @@ fn finish_attached(rt: &Runtime, attached: rpod::Attached, stdin: bool, rm: bool
                 }
             }
         });
-        stream_attached(attached.conn, stdin)
+        stream_attached(attached.conn, stdin, detach_keys)
     })?;
     let streamed = match streamed {
         // The container keeps running, as with podman's detach keys.
@@ -248,32 +258,72 @@ enum Streamed {
     Detached,
 }
 
-/// podman's default detach keys: ctrl-p, ctrl-q.
-const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+/// podman's default detach keys.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
 
-/// Watches input for [`DETACH_KEYS`], holding back a partial match until it is decided.
+/// Parses podman's `--detach-keys` format: comma-separated keys, each `ctrl-<c>` (`c` one of
+/// `a`–`z`, `@`, `[`, `\`, `]`, `^`, `_`) or a single ASCII character. Empty: no detach keys.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    spec.split(',')
+        .map(|key| {
+            let byte = match key.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                    b @ b'a'..=b'z' => Some(b - b'a' + 1),
+                    b @ (b'@' | b'[' | b'\\' | b']' | b'^' | b'_') => Some(b & 0x1f),
+                    _ => None,
+                },
+                Some(_) => None,
+                None if key.len() == 1 && key.is_ascii() => Some(key.as_bytes()[0]),
+                None => None,
+            };
+            byte.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid detach key {key:?} in {spec:?}: use ctrl-<a-z@[\\]^_> or one character, separated by commas"
+                )
+            })
+        })
+        .collect()
+}
+
+/// Watches input for the detach keys, holding back a partial match until it is decided.
 #[derive(Debug, Default)]
 struct DetachFilter {
+    keys: Vec<u8>,
     matched: usize,
 }
 
 impl DetachFilter {
+    fn new(keys: &[u8]) -> DetachFilter {
+        DetachFilter {
+            keys: keys.to_vec(),
+            matched: 0,
+        }
+    }
+
     /// The bytes of `input` to pass on, and whether the detach keys were typed (input after
     /// them is dropped).
     fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(input.len() + DETACH_KEYS.len());
+        if self.keys.is_empty() {
+            return (input.to_vec(), false);
+        }
+        let mut out = Vec::with_capacity(input.len() + self.keys.len());
         for &b in input {
-            if b == DETACH_KEYS[self.matched] {
+            if b == self.keys[self.matched] {
                 self.matched += 1;
-                if self.matched == DETACH_KEYS.len() {
+                if self.matched == self.keys.len() {
                     self.matched = 0;
                     return (out, true);
                 }
                 continue;
             }
-            // Not the sequence after all: pass on what was held back.
-            out.extend_from_slice(&DETACH_KEYS[..self.matched]);
-            self.matched = usize::from(b == DETACH_KEYS[0]);
+            // Not the sequence after all: pass on what was held back, then look at `b` again
+            // as a possible start (a mismatch happens only after a partial match, so the
+            // sequence has at least two keys here).
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = usize::from(b == self.keys[0]);
             if self.matched == 0 {
                 out.push(b);
             }
@@ -282,25 +332,30 @@ impl DetachFilter {
     }
 
     /// What is still held back (at the end of the input).
-    fn rest(&self) -> &'static [u8] {
-        &DETACH_KEYS[..self.matched]
+    fn rest(&self) -> &[u8] {
+        &self.keys[..self.matched]
     }
 }
 
 /// Copies the container's output to ours until it exits; with `stdin`, our input to the
 /// container's (closing it at our EOF), watching for the detach keys.
-fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<Streamed> {
+fn stream_attached(
+    conn: rpod::oci::AttachConn,
+    stdin: bool,
+    detach_keys: &[u8],
+) -> Result<Streamed> {
     let conn = std::sync::Arc::new(conn);
     let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if stdin {
         let c = std::sync::Arc::clone(&conn);
         let d = std::sync::Arc::clone(&detached);
+        let keys = detach_keys.to_vec();
         // Not joined: a terminal's stdin may never reach EOF; the process ends anyway.
         std::thread::spawn(move || {
             use std::io::Read;
             let mut buf = [0u8; 8192];
             let mut input = std::io::stdin().lock();
-            let mut filter = DetachFilter::default();
+            let mut filter = DetachFilter::new(&keys);
             loop {
                 let n = match input.read(&mut buf) {
                     Ok(0) => break,
@@ -357,7 +412,7 @@ fn stream_attached(conn: rpod::oci::AttachConn, stdin: bool) -> Result<Streamed>
 }
 
 /// `rpod attach`.
-pub fn attach(rt: &Runtime, name: &str, stdin: bool) -> Result<u8> {
+pub fn attach(rt: &Runtime, name: &str, stdin: bool, detach_keys: &[u8]) -> Result<u8> {
     let attached = match rt.attach_container(name) {
         Ok(a) => a,
         Err(e) => {
@@ -366,7 +421,7 @@ pub fn attach(rt: &Runtime, name: &str, stdin: bool) -> Result<u8> {
         }
     };
     let rm = attached.record.config.auto_remove;
-    finish_attached(rt, attached, stdin, rm)
+    finish_attached(rt, attached, stdin, rm, detach_keys)
 }
 
 /// `rpod start`.
@@ -387,7 +442,7 @@ pub fn start(rt: &Runtime, names: &[String], attach: bool) -> Result<u8> {
                 return Ok(e.exit_code());
             }
         };
-        return finish_attached(rt, attached, false, false);
+        return finish_attached(rt, attached, false, false, &[]);
     }
     let mut failed = false;
     for n in names {
@@ -495,19 +550,41 @@ mod tests {
 
     #[test]
     fn detach_filter() {
-        let mut f = DetachFilter::default();
+        let mut f = DetachFilter::new(&[0x10, 0x11]);
         // ctrl-p followed by something else passes both on.
         assert_eq!(f.feed(b"a\x10b"), (b"a\x10b".to_vec(), false));
         // ctrl-p ctrl-p ctrl-q: the first ctrl-p is passed on, then detach.
         assert_eq!(f.feed(b"x\x10\x10\x11tail"), (b"x\x10".to_vec(), true));
         // Split over reads: the ctrl-p is held back until the next byte decides.
-        let mut f = DetachFilter::default();
+        let mut f = DetachFilter::new(&[0x10, 0x11]);
         assert_eq!(f.feed(b"ab\x10"), (b"ab".to_vec(), false));
         assert_eq!(f.rest(), b"\x10");
         assert_eq!(f.feed(b"\x11"), (Vec::new(), true));
-        let mut f = DetachFilter::default();
+        let mut f = DetachFilter::new(&[0x10, 0x11]);
         assert_eq!(f.feed(b"\x10"), (Vec::new(), false));
         assert_eq!(f.feed(b"c"), (b"\x10c".to_vec(), false));
         assert_eq!(f.rest(), b"");
+        // No keys: everything passes.
+        let mut f = DetachFilter::new(&[]);
+        assert_eq!(f.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
+        // One key.
+        let mut f = DetachFilter::new(b"q");
+        assert_eq!(f.feed(b"abqc"), (b"ab".to_vec(), true));
+    }
+
+    #[test]
+    fn detach_key_specs() {
+        assert_eq!(
+            parse_detach_keys(DEFAULT_DETACH_KEYS).ok(),
+            Some(vec![0x10, 0x11])
+        );
+        assert_eq!(parse_detach_keys("").ok(), Some(vec![]));
+        assert_eq!(
+            parse_detach_keys("ctrl-a,x,ctrl-@,ctrl-_").ok(),
+            Some(vec![1, b'x', 0, 0x1f])
+        );
+        for bad in ["ctrl-", "ctrl-A", "ctrl-ab", "xy", "a,,b", "é"] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad}");
+        }
     }
 }
