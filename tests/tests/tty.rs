@@ -7,7 +7,6 @@
 mod common;
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -65,32 +64,86 @@ impl Drop for Reaped {
     }
 }
 
-/// A pseudo-terminal pair: the master, and the slave opened as a file.
-fn pty(rows: u16, cols: u16) -> (OwnedFd, std::fs::File) {
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let name = ptsname(&master, Vec::new()).unwrap();
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.to_str().unwrap())
-        .unwrap();
-    set_size(&slave, rows, cols);
-    (master, slave)
+/// A pseudo-terminal for a command: the slave becomes its stdio, and what it shows is collected
+/// from the master as it arrives.
+struct Terminal {
+    slave: std::fs::File,
+    keys: std::fs::File,
+    shown: mpsc::Receiver<Vec<u8>>,
+    seen: Vec<u8>,
 }
 
-fn set_size(slave: &std::fs::File, rows: u16, cols: u16) {
-    tcsetwinsize(
-        slave,
-        Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .unwrap();
+impl Terminal {
+    fn new(rows: u16, cols: u16) -> Terminal {
+        let master =
+            openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().unwrap())
+            .unwrap();
+        let (tx, shown) = mpsc::channel::<Vec<u8>>();
+        let mut reader = std::fs::File::from(master.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once every slave descriptor is closed.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let t = Terminal {
+            slave,
+            keys: std::fs::File::from(master),
+            shown,
+            seen: Vec::new(),
+        };
+        t.set_size(rows, cols);
+        t
+    }
+
+    fn set_size(&self, rows: u16, cols: u16) {
+        tcsetwinsize(
+            &self.slave,
+            Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        )
+        .unwrap();
+    }
+
+    /// Starts `cmd` on this terminal.
+    fn spawn(&self, cmd: &mut std::process::Command) -> Reaped {
+        cmd.stdin(Stdio::from(self.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(self.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(self.slave.try_clone().unwrap()));
+        Reaped(cmd.spawn().unwrap())
+    }
+
+    /// Waits up to 10 s until the terminal has shown `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&self.seen).contains(needle) {
+            match self
+                .shown
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(chunk) => self.seen.extend(chunk),
+                Err(_) => panic!("no {needle:?} in {:?}", String::from_utf8_lossy(&self.seen)),
+            }
+        }
+    }
+
+    fn type_keys(&mut self, keys: &[u8]) {
+        std::io::Write::write_all(&mut self.keys, keys).unwrap();
+    }
 }
 
 #[test]
@@ -99,7 +152,7 @@ fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
         return;
     }
     let sb = Sandbox::new();
-    let (master, slave) = pty(40, 100);
+    let mut term = Terminal::new(40, 100);
     let mut cmd = sb.cmd();
     cmd.args(["run", "-it", "--rm", "--rootfs"])
         .arg(&sb.rootfs)
@@ -109,49 +162,21 @@ fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
             // The resize travels through rpod's signal thread, conmon and an ioctl: wait for it.
             "stty size; read x; echo got:$x; \
              while [ \"$(stty size)\" != '30 90' ]; do sleep 0.1; done; echo resized:$(stty size)",
-        ])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave.try_clone().unwrap()));
-    let mut child = Reaped(cmd.spawn().unwrap());
-    // Everything the terminal shows, as it arrives.
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        // EIO once every slave descriptor is closed.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let wait_for = |needle: &str, seen: &mut Vec<u8>| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !String::from_utf8_lossy(seen).contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(chunk) => seen.extend(chunk),
-                Err(_) => panic!("no {needle:?} in {:?}", String::from_utf8_lossy(seen)),
-            }
-        }
-    };
+        ]);
+    let mut child = term.spawn(&mut cmd);
     // The container's terminal has our size from its first instruction.
-    wait_for("40 100", &mut seen);
+    term.wait_for("40 100");
     // A resize of our terminal reaches it (SIGWINCH to rpod, conmon's control FIFO).
-    set_size(&slave, 30, 90);
+    term.set_size(30, 90);
     std::process::Command::new("kill")
         .args(["-WINCH", &child.0.id().to_string()])
         .status()
         .unwrap();
-    let mut w = std::fs::File::from(master);
-    std::io::Write::write_all(&mut w, b"hello\r").unwrap();
-    wait_for("got:hello", &mut seen);
-    wait_for("resized:30 90", &mut seen);
+    term.type_keys(b"hello\r");
+    term.wait_for("got:hello");
+    term.wait_for("resized:30 90");
     let status = child.wait(Duration::from_secs(20));
     assert!(status.success(), "{status}");
-    drop(slave);
     assert!(sb.ps_json().is_empty());
 }
 
@@ -172,7 +197,7 @@ fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
         text(&out.stderr)
     );
 
-    let (master, slave) = pty(25, 80);
+    let mut term = Terminal::new(25, 80);
     let mut cmd = sb.cmd();
     cmd.args([
         "exec",
@@ -181,32 +206,10 @@ fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
         "sh",
         "-c",
         "stty size; read x; exit ${#x}",
-    ])
-    .stdin(Stdio::from(slave.try_clone().unwrap()))
-    .stdout(Stdio::from(slave.try_clone().unwrap()))
-    .stderr(Stdio::from(slave.try_clone().unwrap()));
-    let mut child = Reaped(cmd.spawn().unwrap());
-    drop(slave);
-    let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&seen).contains("25 80") {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(chunk) => seen.extend(chunk),
-            Err(_) => panic!("no size in {:?}", String::from_utf8_lossy(&seen)),
-        }
-    }
-    let mut w = std::fs::File::from(master);
-    std::io::Write::write_all(&mut w, b"four\r").unwrap();
+    ]);
+    let mut child = term.spawn(&mut cmd);
+    term.wait_for("25 80");
+    term.type_keys(b"four\r");
     // The exit code comes back through the terminal session.
     assert_eq!(child.wait(Duration::from_secs(20)).code(), Some(4));
     // sleep as PID 1 ignores SIGTERM: no need to wait out the stop timeout.
@@ -220,39 +223,17 @@ fn detach_keys_leave_the_container_running() {
         return;
     }
     let sb = Sandbox::new();
-    let (master, slave) = pty(24, 80);
+    let mut term = Terminal::new(24, 80);
     let mut cmd = sb.cmd();
     cmd.args(["run", "-it", "--name", "bg", "--rootfs"])
         .arg(&sb.rootfs)
-        .args(["sh", "-c", "echo ready; while true; do sleep 0.1; done"])
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave.try_clone().unwrap()));
-    let mut child = Reaped(cmd.spawn().unwrap());
-    drop(slave);
-    let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(chunk) => seen.extend(chunk),
-            Err(_) => panic!("no output in {:?}", String::from_utf8_lossy(&seen)),
-        }
-    }
+        .args(["sh", "-c", "echo ready; while true; do sleep 0.1; done"]);
+    let mut child = term.spawn(&mut cmd);
+    term.wait_for("ready");
     // ctrl-p ctrl-q, split over two writes.
-    let mut w = std::fs::File::from(master);
-    std::io::Write::write_all(&mut w, b"\x10").unwrap();
+    term.type_keys(b"\x10");
     std::thread::sleep(Duration::from_millis(100));
-    std::io::Write::write_all(&mut w, b"\x11").unwrap();
+    term.type_keys(b"\x11");
     assert_eq!(child.wait(Duration::from_secs(10)).code(), Some(0));
     let ps = sb.ps_json();
     assert_eq!(ps.len(), 1, "{ps:?}");
