@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rpod::{ConfigEnv, ContainerRecord, ContainerStatus, Runtime, RuntimeOptions};
+use rpod::{ConfigEnv, ContainerRecord, Runtime, RuntimeOptions, StatusRules};
 
 use crate::{ctr, output, pod, run};
 
@@ -156,7 +156,7 @@ pub enum Command {
         #[arg(long = "no-stdin")]
         no_stdin: bool,
         /// Keys that detach, leaving the container running (empty: none).
-        #[arg(long = "detach-keys", default_value = run::DEFAULT_DETACH_KEYS)]
+        #[arg(long = "detach-keys", default_value = rpod::DEFAULT_DETACH_KEYS)]
         detach_keys: String,
         /// Container name or ID.
         name: String,
@@ -382,18 +382,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             detach_keys,
             name,
         } => {
-            let keys = run::parse_detach_keys(&detach_keys)?;
+            let keys = rpod::parse_detach_keys(&detach_keys)?;
             let rt = Runtime::new(options)?;
             return run::attach(&rt, &name, !no_stdin, &keys);
         }
         Command::Stop { time, all, names } => {
             let rt = Runtime::new(options)?;
-            let names = names_or_all(&rt, names, all, |c| {
-                matches!(
-                    c.state.status,
-                    ContainerStatus::Running | ContainerStatus::Paused
-                )
-            })?;
+            let names = names_or_all(&rt, names, all, |c| c.state.status.is_running_or_paused())?;
             return run::each(&names, |n| {
                 // Stopping a container that is not running succeeds, as in podman.
                 match rt.stop_container(n, run::seconds(time)) {
@@ -403,11 +398,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             });
         }
         Command::Kill { signal, all, names } => {
-            let sig = run::parse_signal(&signal)?;
+            let sig = rpod::parse_signal(&signal)?;
             let rt = Runtime::new(options)?;
-            let names = names_or_all(&rt, names, all, |c| {
-                c.state.status == ContainerStatus::Running
-            })?;
+            let names = names_or_all(&rt, names, all, |c| c.state.status.is_running())?;
             return run::each(&names, |n| rt.kill_container(n, sig, false));
         }
         Command::Restart { time, all, names } => {
@@ -419,16 +412,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Pause { all, names } => {
             let rt = Runtime::new(options)?;
-            let names = names_or_all(&rt, names, all, |c| {
-                c.state.status == ContainerStatus::Running
-            })?;
+            let names = names_or_all(&rt, names, all, |c| c.state.status.is_running())?;
             return run::each(&names, |n| rt.pause_container(n));
         }
         Command::Unpause { all, names } => {
             let rt = Runtime::new(options)?;
-            let names = names_or_all(&rt, names, all, |c| {
-                c.state.status == ContainerStatus::Paused
-            })?;
+            let names = names_or_all(&rt, names, all, |c| c.state.status.is_paused())?;
             return run::each(&names, |n| rt.unpause_container(n));
         }
         Command::Wait { names } => {
@@ -468,10 +457,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             let mut docs = Vec::new();
             let mut missing = Vec::new();
             for n in &names {
-                match rt.lookup_container(n) {
-                    Ok(c) => docs.push(ctr::inspect_json(&c)),
-                    Err(rpod::RuntimeError::State(e)) if e.is_not_found() => match rt.lookup_pod(n)
-                    {
+                match rt.inspect_container(n) {
+                    Ok(c) => docs.push(serde_json::to_value(&c)?),
+                    Err(e) if e.is_not_found() => match rt.lookup_pod(n) {
                         Ok(p) => docs.push(serde_json::to_value(&p)?),
                         Err(_) => missing.push(n.clone()),
                     },
@@ -520,9 +508,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                     tracing::warn!("removing the state without opening it");
                     rpod::reset_unreadable(&ConfigEnv::detect(), &options)?;
                 }
-                Err(rpod::RuntimeError::State(e))
-                    if e.kind() == rpod::state::ErrorKind::Corrupt =>
-                {
+                Err(e) if e.is_corrupt_state() => {
                     // The usual way out of a damaged database: start over, without reading it.
                     tracing::warn!("{e}");
                     tracing::warn!(

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use rpod::{ContainerRecord, ContainerSpec, ContainerStatus, Runtime, RuntimeError};
-use serde_json::{json, Value};
+use rpod::{
+    status_text, timefmt, ContainerFilter, ContainerListing, ContainerSpec, Runtime, RuntimeError,
+    StatusRules,
+};
 
 use crate::commands::Format;
-use crate::{output, timefmt};
+use crate::output;
 
 /// `rpod create`.
 #[derive(Debug, Args)]
@@ -121,82 +123,6 @@ pub struct PsArgs {
     pub format: Format,
 }
 
-/// One `ps` filter.
-enum Filter {
-    Name(String),
-    Id(String),
-    Status(ContainerStatus),
-    Pod(String),
-    Label(String, Option<String>),
-}
-
-fn parse_filters(items: &[String]) -> Result<Vec<Filter>> {
-    items
-        .iter()
-        .map(|f| {
-            let Some((k, v)) = f.split_once('=') else {
-                bail!("invalid filter {f:?}: use KEY=VALUE");
-            };
-            Ok(match k {
-                "name" => Filter::Name(v.to_owned()),
-                "id" => Filter::Id(v.to_owned()),
-                "status" => Filter::Status(match v {
-                    // podman accepts "created" for containers not yet run.
-                    "created" => ContainerStatus::Configured,
-                    other => other.parse().map_err(|_| {
-                        anyhow::anyhow!(
-                            "invalid status {other:?}: use configured, created, running, stopped, paused, exited or unknown"
-                        )
-                    })?,
-                }),
-                "pod" => Filter::Pod(v.to_owned()),
-                "label" => match v.split_once('=') {
-                    Some((lk, lv)) => Filter::Label(lk.to_owned(), Some(lv.to_owned())),
-                    None => Filter::Label(v.to_owned(), None),
-                },
-                other => bail!("invalid filter {other:?}: use name, id, status, pod or label"),
-            })
-        })
-        .collect()
-}
-
-fn matches(c: &ContainerRecord, f: &Filter, pod_names: &BTreeMap<String, String>) -> bool {
-    match f {
-        Filter::Name(n) => c.config.name.contains(n.as_str()),
-        Filter::Id(p) => c.config.id.starts_with(p.as_str()),
-        Filter::Status(s) => {
-            c.state.status == *s
-                || (*s == ContainerStatus::Configured && c.state.status == ContainerStatus::Created)
-        }
-        Filter::Pod(p) => c.config.pod.as_ref().is_some_and(|id| {
-            id.starts_with(p.as_str()) || pod_names.get(id).is_some_and(|n| n == p)
-        }),
-        Filter::Label(k, v) => match (c.config.labels.get(k), v) {
-            (Some(_), None) => true,
-            (Some(have), Some(want)) => have == want,
-            (None, _) => false,
-        },
-    }
-}
-
-/// podman's status column.
-fn status_text(c: &ContainerRecord) -> String {
-    let s = &c.state;
-    match s.status {
-        ContainerStatus::Configured | ContainerStatus::Created => "Created".to_owned(),
-        ContainerStatus::Running => match s.started {
-            Some(t) => format!("Up {}", timefmt::ago(t).trim_end_matches(" ago")),
-            None => "Up".to_owned(),
-        },
-        ContainerStatus::Paused => "Paused".to_owned(),
-        ContainerStatus::Stopped | ContainerStatus::Exited => match s.finished {
-            Some(t) => format!("Exited ({}) {}", s.exit_code, timefmt::ago(t)),
-            None => format!("Exited ({})", s.exit_code),
-        },
-        ContainerStatus::Unknown => "Unknown".to_owned(),
-    }
-}
-
 /// The first 12 characters of an ID, unless `no_trunc`.
 pub fn short_id(id: &str, no_trunc: bool) -> String {
     if no_trunc {
@@ -218,22 +144,23 @@ fn truncate(s: &str, n: usize, no_trunc: bool) -> String {
 
 /// `rpod ps`.
 pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
-    let filters = parse_filters(&args.filters)?;
+    let filters = args
+        .filters
+        .iter()
+        .map(|f| f.parse::<ContainerFilter>())
+        .collect::<Result<Vec<_>, _>>()?;
     let need_pods = args.format == Format::Json
         || !args.quiet
-        || filters.iter().any(|f| matches!(f, Filter::Pod(_)));
+        || filters.iter().any(|f| matches!(f, ContainerFilter::Pod(_)));
     let pod_names: BTreeMap<String, String> = if need_pods {
-        rt.pods()?
-            .into_iter()
-            .map(|p| (p.config.id, p.config.name))
-            .collect()
+        rt.pod_names()?
     } else {
         BTreeMap::new()
     };
     // One container at a time: only what is printed is kept (thousands of records would
     // otherwise sit in memory at once).
     let mut quiet: Vec<(std::time::SystemTime, String)> = Vec::new();
-    let mut docs: Vec<(std::time::SystemTime, Value)> = Vec::new();
+    let mut docs: Vec<(std::time::SystemTime, ContainerListing)> = Vec::new();
     let mut table = output::Table::new([
         "CONTAINER ID",
         "COMMAND",
@@ -243,12 +170,8 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
         "POD ID",
     ]);
     rt.for_each_container(|c| {
-        let listed = (args.all
-            || matches!(
-                c.state.status,
-                ContainerStatus::Running | ContainerStatus::Paused
-            ))
-            && filters.iter().all(|f| matches(&c, f, &pod_names));
+        let listed = (args.all || c.state.status.is_running_or_paused())
+            && filters.iter().all(|f| f.matches(&c, &pod_names));
         if !listed {
             return true;
         }
@@ -256,7 +179,7 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
         if args.quiet {
             quiet.push((created, short_id(&c.config.id, args.no_trunc)));
         } else if args.format == Format::Json {
-            docs.push((created, ps_json(&c, &pod_names)));
+            docs.push((created, ContainerListing::new(&c, &pod_names)));
         } else {
             table.push(
                 created,
@@ -289,74 +212,10 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
     }
     if args.format == Format::Json {
         docs.sort_by(|a, b| newest_first(&a.0, &b.0));
-        let v: Vec<Value> = docs.into_iter().map(|(_, d)| d).collect();
-        return output::print_value(&Value::Array(v), true);
+        let v: Vec<ContainerListing> = docs.into_iter().map(|(_, d)| d).collect();
+        return output::print_value(&serde_json::to_value(v)?, true);
     }
     table.print(true)
-}
-
-fn ps_json(c: &ContainerRecord, pod_names: &BTreeMap<String, String>) -> Value {
-    let pod = c.config.pod.clone().unwrap_or_default();
-    json!({
-        "Id": c.config.id,
-        "Names": [c.config.name],
-        "Command": c.config.command,
-        "Created": timefmt::rfc3339(c.config.created),
-        "State": c.state.status.as_str(),
-        "Status": status_text(c),
-        "ExitCode": c.state.exit_code,
-        "Exited": matches!(c.state.status, ContainerStatus::Exited | ContainerStatus::Stopped),
-        "Pid": c.state.pid,
-        "Pod": pod,
-        "PodName": pod_names.get(&pod).cloned().unwrap_or_default(),
-        "Labels": c.config.labels,
-        "Namespace": c.config.namespace,
-        "IsInfra": c.config.is_infra,
-    })
-}
-
-/// The `inspect` document of a container (podman's field names where they exist).
-pub fn inspect_json(c: &ContainerRecord) -> Value {
-    let (cfg, st) = (&c.config, &c.state);
-    let opt_time = |t: Option<std::time::SystemTime>| t.map(timefmt::rfc3339).unwrap_or_default();
-    json!({
-        "Id": cfg.id,
-        "Created": timefmt::rfc3339(cfg.created),
-        "Path": cfg.command.first().cloned().unwrap_or_default(),
-        "Args": cfg.command.iter().skip(1).collect::<Vec<_>>(),
-        "State": {
-            "Status": st.status.as_str(),
-            "Running": st.status == ContainerStatus::Running,
-            "Paused": st.status == ContainerStatus::Paused,
-            "Pid": st.pid,
-            "ConmonPid": st.conmon_pid,
-            "ExitCode": st.exit_code,
-            "OOMKilled": st.oom_killed,
-            "StartedAt": opt_time(st.started),
-            "FinishedAt": opt_time(st.finished),
-        },
-        "Name": cfg.name,
-        "Pod": cfg.pod.clone().unwrap_or_default(),
-        "Namespace": cfg.namespace,
-        "IsInfra": cfg.is_infra,
-        "Rootfs": cfg.rootfs,
-        "LogPath": cfg.log_path,
-        "LockID": cfg.lock_id,
-        "Dependencies": cfg.dependencies(),
-        "ExecIDs": st.exec_sessions.keys().collect::<Vec<_>>(),
-        "Config": {
-            "Hostname": cfg.hostname,
-            "User": cfg.user,
-            "Env": cfg.env,
-            "Cmd": cfg.command,
-            "WorkingDir": cfg.working_dir,
-            "Labels": cfg.labels,
-            "StopSignal": cfg.stop_signal,
-            "StopTimeout": cfg.stop_timeout,
-            "Tty": cfg.terminal,
-        },
-        "NetworkSettings": { "SandboxKey": st.netns_path },
-    })
 }
 
 /// `rpod rm`: podman's exit codes (1: a container did not exist; 2: one is running; 125: other);
@@ -366,11 +225,11 @@ pub fn rm(rt: &Runtime, names: &[String], force: bool, ignore: bool) -> Result<u
     for n in names {
         match rt.remove_container(n, force) {
             Ok(id) => output::line(&id)?,
-            Err(RuntimeError::State(s)) if ignore && s.is_not_found() => {}
+            Err(e) if ignore && e.is_not_found() => {}
             Err(e) => {
                 eprintln!("Error: {e}");
                 let c = match &e {
-                    RuntimeError::State(s) if s.is_not_found() => 1,
+                    e if e.is_not_found() => 1,
                     RuntimeError::ContainerRunning { .. } => 2,
                     _ => 125,
                 };

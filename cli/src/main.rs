@@ -8,7 +8,6 @@ mod ctr;
 mod output;
 mod pod;
 mod run;
-mod timefmt;
 mod tty;
 
 use std::process::ExitCode;

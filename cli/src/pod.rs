@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use rpod::{PodRecord, PodSpec, Runtime, RuntimeError};
-use serde_json::{json, Value};
+use rpod::{timefmt, PodListing, PodSpec, PodStatus, Runtime, RuntimeError};
+use serde_json::Value;
 
 use crate::commands::Format;
-use crate::{ctr, output, timefmt};
+use crate::output;
 
 /// `rpod pod …`.
 #[derive(Debug, Subcommand)]
@@ -128,7 +128,7 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             return crate::run::each(&pods, |p| rt.stop_pod(p, t).map(|_| ()));
         }
         PodCommand::Kill { signal, pods } => {
-            let sig = crate::run::parse_signal(&signal)?;
+            let sig = rpod::parse_signal(&signal)?;
             return crate::run::each(&pods, |p| rt.kill_pod(p, sig).map(|_| ()));
         }
         PodCommand::Restart { time, pods } => {
@@ -165,25 +165,9 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                 },
             ]);
             for p in &pods {
-                let mut members = rt.pod_containers(&p.config.id)?;
-                for m in &mut members {
-                    rt.container_view(m)?;
-                }
+                let members = rt.pod_members_view(&p.config.id)?;
                 if format == Format::Json {
-                    docs.push(json!({
-                        "Id": p.config.id,
-                        "Name": p.config.name,
-                        "Created": timefmt::rfc3339(p.config.created),
-                        "Status": pod_status(&members),
-                        "InfraId": p.state.infra_container_id,
-                        "Namespace": p.config.namespace,
-                        "Labels": p.config.labels,
-                        "Containers": members.iter().map(|c| json!({
-                            "Id": c.config.id,
-                            "Names": c.config.name,
-                            "Status": c.state.status.as_str(),
-                        })).collect::<Vec<_>>(),
-                    }));
+                    docs.push(serde_json::to_value(PodListing::new(p, &members))?);
                 } else {
                     let infra = &p.state.infra_container_id;
                     table.push(
@@ -191,7 +175,7 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                         [
                             crate::ctr::short_id(&p.config.id, no_trunc),
                             p.config.name.clone(),
-                            pod_status(&members),
+                            PodStatus::of(&members).to_string(),
                             timefmt::ago(p.config.created),
                             crate::ctr::short_id(infra, no_trunc),
                             if ctr_status {
@@ -216,12 +200,7 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
         PodCommand::Inspect { pods } => {
             let mut docs = Vec::new();
             for name in &pods {
-                let p = rt.lookup_pod(name)?;
-                let mut members = rt.pod_containers(&p.config.id)?;
-                for m in &mut members {
-                    rt.container_view(m)?;
-                }
-                docs.push(pod_json(&p, &members));
+                docs.push(serde_json::to_value(rt.inspect_pod(name)?)?);
             }
             let v = if docs.len() == 1 {
                 docs.remove(0)
@@ -238,7 +217,7 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                     Err(e) => {
                         eprintln!("Error: {e}");
                         let c = match &e {
-                            RuntimeError::State(s) if s.is_not_found() => 1,
+                            e if e.is_not_found() => 1,
                             RuntimeError::PodRunning { .. } => 2,
                             _ => 125,
                         };
@@ -250,45 +229,4 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-/// podman's pod status: Created, Running, Stopped, Exited, Paused or Degraded.
-fn pod_status(members: &[rpod::ContainerRecord]) -> String {
-    use rpod::ContainerStatus as S;
-    let count = |f: &dyn Fn(S) -> bool| members.iter().filter(|c| f(c.state.status)).count();
-    let running = count(&|s| s == S::Running);
-    let paused = count(&|s| s == S::Paused);
-    let stopped = count(&|s| matches!(s, S::Stopped | S::Exited));
-    let n = members.len();
-    if n == 0 || count(&|s| matches!(s, S::Configured | S::Created)) == n {
-        "Created".to_owned()
-    } else if running == n {
-        "Running".to_owned()
-    } else if paused == n {
-        "Paused".to_owned()
-    } else if stopped == n {
-        "Exited".to_owned()
-    } else if running > 0 {
-        "Degraded".to_owned()
-    } else {
-        "Stopped".to_owned()
-    }
-}
-
-fn pod_json(p: &PodRecord, members: &[rpod::ContainerRecord]) -> Value {
-    json!({
-        "Id": p.config.id,
-        "Name": p.config.name,
-        "Namespace": p.config.namespace,
-        "Created": timefmt::rfc3339(p.config.created),
-        "State": pod_status(members),
-        "Labels": p.config.labels,
-        "LockID": p.config.lock_id,
-        "CgroupParent": p.config.cgroup_parent,
-        "CgroupPath": p.state.cgroup_path,
-        "InfraContainerId": p.state.infra_container_id,
-        "SharedNamespaces": p.config.shared_namespaces,
-        "NumContainers": members.len(),
-        "Containers": members.iter().map(ctr::inspect_json).collect::<Vec<_>>(),
-    })
 }

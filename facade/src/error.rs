@@ -9,8 +9,28 @@ impl RuntimeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RuntimeError::Oci(e) => e.create_exit_code(),
+            RuntimeError::RolledBack { source, .. } => source.exit_code(),
             _ => 125,
         }
+    }
+
+    /// Whether the container or pod named does not exist (podman's exit code 1 for `rm`).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            RuntimeError::State(e) => e.is_not_found(),
+            RuntimeError::RolledBack { source, .. } => source.is_not_found(),
+            _ => false,
+        }
+    }
+
+    /// Whether an ID prefix matched several containers or pods.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, RuntimeError::State(e) if e.kind() == rpod_state::ErrorKind::AmbiguousPrefix)
+    }
+
+    /// Whether the state database is damaged (the way out is `system reset --force`).
+    pub fn is_corrupt_state(&self) -> bool {
+        matches!(self, RuntimeError::State(e) if e.kind() == rpod_state::ErrorKind::Corrupt)
     }
 }
 
@@ -161,8 +181,32 @@ pub enum RuntimeError {
         source: io::Error,
     },
     /// The operating system's random number generator could not be read.
-    #[error("reading /dev/urandom: {0}")]
-    Random(io::Error),
+    #[error("reading random bytes from the operating system: {0}")]
+    Random(String),
+    /// A step failed, and undoing the steps before it failed too.
+    #[error("{source}; undoing the steps before it also failed: {}", .failures.join("; "))]
+    RolledBack {
+        /// The step's error.
+        source: Box<RuntimeError>,
+        /// Each undo that failed.
+        failures: Vec<String>,
+    },
+    /// Releasing what a container held failed.
+    #[error("cleaning up container {id}: {}", .failures.join("; "))]
+    Cleanup {
+        /// The container.
+        id: String,
+        /// Each step that failed.
+        failures: Vec<String>,
+    },
+    /// Reading a file rpod keeps failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// A user-chosen name is not acceptable.
     #[error("invalid name {name:?}: {reason}")]
     InvalidName {

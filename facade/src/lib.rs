@@ -3,49 +3,66 @@
 //! It owns the composition: assembling the configuration (`rpod-config`), finding the OCI
 //! runtime and conmon, creating rpod's directories, opening the state (`rpod-state`) and applying
 //! the paths stored in it, opening the lock manager (`rpod-lock`) under the `alive.lck` file lock,
-//! container and pod life cycles (IDs, names, locks, records), and host information (`rpod info`).
+//! container and pod life cycles (one file per verb under `container/` and `pod/`: IDs, names,
+//! locks, records, status rules), the seams the life cycle calls for the network
+//! ([`NetworkBackend`]), the root filesystem ([`RootfsProvider`]) and the OCI runtime, the
+//! documents `inspect` and `ps` print, and host information (`rpod info`).
 //!
-//! It does **not** own configuration parsing, lock internals, state storage, OCI spec generation
-//! or networking: those live in the leaf crates, which never depend on each other and share plain
-//! data through this facade.
+//! It does **not** own configuration parsing, lock internals, state storage, OCI spec generation,
+//! the conmon protocol or CNI: those live in the leaf crates, which never depend on each other
+//! and share plain data through this facade. Embedders use the types re-exported here by name;
+//! nothing here hands out the raw state or lock manager, so every record is written under its
+//! lock.
 
 #![deny(unsafe_code)]
 
 mod binaries;
 mod cgroups;
-mod containers;
+mod container;
 mod error;
 mod info;
-mod infra;
-mod lifecycle;
 mod locks;
 mod names;
-mod pods;
+mod network;
+mod oci;
+mod pod;
 mod refresh;
+mod rootfs;
 mod runtime;
+mod signal;
+pub mod timefmt;
 
 pub use binaries::Binary;
-pub use containers::ContainerSpec;
+pub use container::{
+    parse_detach_keys, status_text, AttachOptions, Attached, ContainerFilter, ContainerInspect,
+    ContainerListing, ContainerSpec, DetachFilter, ExecResult, ExecSpec, InspectConfig,
+    InspectNetwork, InspectState, StatusRules, Streamed, DEFAULT_DETACH_KEYS,
+};
 pub use error::RuntimeError;
-pub use lifecycle::{AttachOptions, Attached, ExecResult, ExecSpec};
-
 pub use info::{
     ConmonInfo, Distribution, HostInfo, Info, OciRuntimeInfo, RegistriesInfo, StoreInfo,
 };
 pub use locks::{segment_name, LockHolder, LockReport};
 pub use names::{generate_id, random_name, validate_name, MAX_NAME_LEN};
-pub use pods::{PodSpec, DEFAULT_POD_SHARE, SHAREABLE_NAMESPACES};
+pub use network::{
+    NetNamespace, NetworkBackend, NetworkMode, NetworkRequest, NetworkStatus, NetworkTeardown,
+    NullNetwork,
+};
+pub use pod::{
+    PodInspect, PodListing, PodMember, PodSpec, PodStatus, DEFAULT_POD_SHARE, SHAREABLE_NAMESPACES,
+};
 pub use refresh::ALIVE_FILE;
-/// The OCI crate, re-exported (log entries, exit-code helpers).
-pub use rpod_oci as oci;
-pub use runtime::{load_config, reset_unreadable, Runtime, STATE_FILE};
+pub use rootfs::{DefaultRootfs, DirectoryRootfs, InfraRootfs, RootfsProvider, RootfsRequest};
+pub use runtime::{load_config, reset_unreadable, Runtime, RuntimeBuilder, STATE_FILE};
+pub use signal::parse_signal;
 
-/// The state crate, re-exported: its records are what the container and pod calls return.
-pub use rpod_state as state;
-pub use rpod_state::{ContainerRecord, ContainerStatus, PodRecord};
-
-/// The lock crate, re-exported for embedders that use the lock manager directly.
-pub use rpod_lock as lock;
+/// Log entries of a container, as [`Runtime::logs`] returns them.
+pub use rpod_oci::{format_entry, LogEntry, LogStream};
+/// The records the container and pod calls return.
+pub use rpod_state::{
+    ContainerConfig, ContainerRecord, ContainerState, ContainerStatus, ExecSession, Mount,
+    PodConfig, PodRecord, PodState, PortMapping, Rlimit,
+};
 
 /// The configuration crate, re-exported so embedders and the CLI need only this crate.
 pub use rpod_config as config;

@@ -1,8 +1,5 @@
 //! IDs and names of containers and pods: generation and validation.
 
-use std::fs::File;
-use std::io::Read;
-
 use crate::error::RuntimeError;
 
 /// Longest name accepted (a DNS name's limit, as podman).
@@ -128,9 +125,7 @@ const SURNAMES: &[&str] = &[
 /// `n` random bytes from the operating system's generator.
 fn random_bytes<const N: usize>() -> Result<[u8; N], RuntimeError> {
     let mut buf = [0u8; N];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(RuntimeError::Random)?;
+    getrandom::fill(&mut buf).map_err(|e| RuntimeError::Random(e.to_string()))?;
     Ok(buf)
 }
 

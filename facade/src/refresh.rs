@@ -58,6 +58,11 @@ impl Runtime {
     }
 
     fn refresh_all(&self, reserve_locks: bool) -> Result<(), RuntimeError> {
+        // What a reboot does not release (IP leases, result caches, mounts that outlive the
+        // boot) goes through the seams before the per-boot state is forgotten.
+        for c in self.state.all_containers()? {
+            self.release_after_reboot(&c);
+        }
         self.state.refresh()?;
         // Lock allocations are per boot like everything in the tmp dir: whatever the table
         // holds now is stale (a segment that survived while the tmp dir was wiped).
@@ -71,7 +76,7 @@ impl Runtime {
             }
             Ok(())
         };
-        let exits = self.config.values.tmp_dir.join("exits");
+        let exits = self.exits_dir();
         for c in self.state.all_containers()? {
             let id = &c.config.id;
             reserve(c.config.lock_id, format!("container {id}"))?;
@@ -189,6 +194,25 @@ impl Reserver {
             Ok(())
         } else {
             Err(RuntimeError::LockConflicts(self.conflicts))
+        }
+    }
+}
+
+impl Runtime {
+    /// Network teardown and root filesystem release for a container that may have held them
+    /// when the machine went down; failures are logged (the boot already released most of it).
+    fn release_after_reboot(&self, c: &rpod_state::ContainerRecord) {
+        use crate::container::StatusRules;
+        let st = c.state.status;
+        let recorded = !c.state.netns_path.is_empty() || !c.state.network_results.is_empty();
+        if !(recorded || st.runtime_knows() || st.is_running_or_paused()) {
+            return;
+        }
+        if let Err(e) = self.network.teardown(&Self::network_teardown(c)) {
+            tracing::warn!(container = %c.config.id, error = %e, "tearing down the network after a reboot");
+        }
+        if let Err(e) = self.rootfs.release(&Self::rootfs_request(c)) {
+            tracing::warn!(container = %c.config.id, error = %e, "releasing the root filesystem after a reboot");
         }
     }
 }

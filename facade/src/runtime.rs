@@ -12,9 +12,13 @@ use rpod_lock::LockManager;
 use rpod_state::State;
 
 use crate::binaries::{find_binary, Binary};
+use crate::container::StatusRules;
 use crate::error::RuntimeError;
 use crate::info::{self, Info, RegistriesInfo};
 use crate::locks::{self, AliveLock, LockReport};
+use crate::network::{NetworkBackend, NullNetwork};
+use crate::oci::OciDriver;
+use crate::rootfs::{DefaultRootfs, DirectoryRootfs, InfraRootfs, RootfsProvider};
 
 /// File name of the LMDB state database in the static dir.
 pub const STATE_FILE: &str = rpod_state::DB_FILE_NAME;
@@ -27,18 +31,111 @@ pub fn load_config(env: &ConfigEnv, options: &RuntimeOptions) -> Result<Config, 
 
 /// rpod's runtime: the entry point for everything it does with containers and pods.
 ///
-/// Create one with [`Runtime::new`]; each process that works on a given root makes its own (there
-/// is no daemon). Other processes may change the same state concurrently; every operation on an
-/// object takes the object's lock and re-reads it.
+/// Create one with [`Runtime::new`] (or [`Runtime::builder`] to choose the environment, the
+/// network backend or the root filesystem provider); each process that works on a given root
+/// makes its own (there is no daemon). Other processes may change the same state concurrently;
+/// every operation on an object takes the object's lock and re-reads it.
+///
+/// A container's life, as `rpod run` lives it (root is needed to run containers):
+///
+/// ```no_run
+/// use rpod::{ContainerSpec, Runtime, RuntimeOptions};
+///
+/// let rt = Runtime::new(RuntimeOptions::new().tmp_dir("/run/myapp/rpod"))?;
+/// let ctr = rt.new_container(ContainerSpec {
+///     rootfs: "/srv/rootfs".into(),
+///     command: vec!["echo".into(), "hello".into()],
+///     ..Default::default()
+/// })?;
+/// rt.start_container(&ctr.config.id)?;
+/// let code = rt.wait_container(&ctr.config.id, None)?;
+/// rt.remove_container(&ctr.config.id, true)?;
+/// assert_eq!(code, Some(0));
+/// # Ok::<(), rpod::RuntimeError>(())
+/// ```
+///
+/// A pod: members share the infra container's network, IPC and UTS namespaces; removing the
+/// pod stops and removes them all.
+///
+/// ```no_run
+/// use rpod::{ContainerSpec, PodSpec, Runtime, RuntimeOptions};
+///
+/// let rt = Runtime::new(RuntimeOptions::new())?;
+/// let pod = rt.new_pod(PodSpec { name: Some("web".into()), ..Default::default() })?;
+/// for cmd in [["httpd", "-f"], ["sleep", "1000"]] {
+///     rt.new_container(ContainerSpec {
+///         pod: Some("web".into()),
+///         rootfs: "/srv/rootfs".into(),
+///         command: cmd.iter().map(|s| s.to_string()).collect(),
+///         ..Default::default()
+///     })?;
+/// }
+/// rt.start_pod("web")?;
+/// rt.remove_pod(&pod.config.id, true)?;
+/// # Ok::<(), rpod::RuntimeError>(())
+/// ```
 pub struct Runtime {
     pub(crate) config: Config,
     oci_runtime: Binary,
     conmon: Binary,
     pub(crate) locks: Arc<dyn LockManager>,
     pub(crate) state: Box<dyn State>,
-    pub(crate) oci: OnceLock<rpod_oci::OciRuntime>,
+    pub(crate) oci: OnceLock<Box<dyn OciDriver>>,
+    pub(crate) network: Arc<dyn NetworkBackend>,
+    pub(crate) rootfs: Arc<dyn RootfsProvider>,
     cleanup_bin: Option<PathBuf>,
     valid: AtomicBool,
+}
+
+/// Builds a [`Runtime`] with a chosen environment and seams (see [`Runtime::builder`]).
+#[derive(Debug)]
+pub struct RuntimeBuilder {
+    env: Option<ConfigEnv>,
+    options: RuntimeOptions,
+    network: Option<Arc<dyn NetworkBackend>>,
+    rootfs: Option<Arc<dyn RootfsProvider>>,
+    oci: Option<Box<dyn OciDriver>>,
+    renumber: bool,
+}
+
+impl RuntimeBuilder {
+    /// Discover the configuration in `env` instead of the real environment (tests, sandboxes).
+    #[must_use]
+    pub fn env(mut self, env: ConfigEnv) -> Self {
+        self.env = Some(env);
+        self
+    }
+
+    /// The network backend containers get their network namespace from (default: the `none`
+    /// backend, [`NullNetwork`]).
+    #[must_use]
+    pub fn network_backend(mut self, backend: Arc<dyn NetworkBackend>) -> Self {
+        self.network = Some(backend);
+        self
+    }
+
+    /// The provider of containers' root filesystems (default: [`DefaultRootfs`]: `--rootfs`
+    /// directories as they are, and the infra root built from `init_path`).
+    #[must_use]
+    pub fn rootfs_provider(mut self, provider: Arc<dyn RootfsProvider>) -> Self {
+        self.rootfs = Some(provider);
+        self
+    }
+
+    /// The OCI driver to use instead of conmon + runc (unit tests).
+    #[cfg(test)]
+    pub(crate) fn oci_driver(mut self, driver: Box<dyn OciDriver>) -> Self {
+        self.oci = Some(driver);
+        self
+    }
+
+    /// Assembles the configuration, finds the OCI runtime and conmon, creates the static dir
+    /// (0700), opens the state and applies the paths stored in it, creates the tmp dir (0751)
+    /// and opens the lock table; after a reboot, refreshes the state.
+    pub fn build(mut self) -> Result<Runtime, RuntimeError> {
+        let env = self.env.take().unwrap_or_else(ConfigEnv::detect);
+        Runtime::build(&env, self)
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -79,7 +176,20 @@ impl Runtime {
     /// finds the OCI runtime and conmon, creates the static dir (0700), opens the state and applies
     /// the paths stored in it, creates the tmp dir (0751) and opens the lock table.
     pub fn new(options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
-        Self::with_env(&ConfigEnv::detect(), options)
+        Self::builder(options).build()
+    }
+
+    /// A builder for a runtime with `options`, to choose the environment, the network backend
+    /// or the root filesystem provider before it is built.
+    pub fn builder(options: RuntimeOptions) -> RuntimeBuilder {
+        RuntimeBuilder {
+            env: None,
+            options,
+            network: None,
+            rootfs: None,
+            oci: None,
+            renumber: false,
+        }
     }
 
     /// Like [`Runtime::new`], reading only the configuration file at `path` (`--config`).
@@ -92,7 +202,7 @@ impl Runtime {
 
     /// Like [`Runtime::new`] in an explicit environment (tests, sandboxes).
     pub fn with_env(env: &ConfigEnv, options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
-        Self::build(env, options, false)
+        Self::builder(options).env(env.clone()).build()
     }
 
     /// `rpod system renumber`: recreates the lock table with the configured `num_locks` and gives
@@ -101,15 +211,14 @@ impl Runtime {
     /// Like libpod, nothing stops other rpod processes that still use the old table while this
     /// runs: renumber when nothing else is running.
     pub fn renumber(env: &ConfigEnv, options: RuntimeOptions) -> Result<Runtime, RuntimeError> {
-        Self::build(env, options, true)
+        let mut builder = Self::builder(options).env(env.clone());
+        builder.renumber = true;
+        builder.build()
     }
 
-    fn build(
-        env: &ConfigEnv,
-        options: RuntimeOptions,
-        renumber: bool,
-    ) -> Result<Runtime, RuntimeError> {
-        let mut config = Config::load(env, &options)?;
+    fn build(env: &ConfigEnv, builder: RuntimeBuilder) -> Result<Runtime, RuntimeError> {
+        let renumber = builder.renumber;
+        let mut config = Config::load(env, &builder.options)?;
         if let Some(path) = config.write_rootless_default()? {
             tracing::info!(path = %path.display(), "wrote the effective configuration for this user");
         }
@@ -136,13 +245,28 @@ impl Runtime {
         } else {
             locks::open(&config)?
         };
+        let rootfs = builder.rootfs.unwrap_or_else(|| {
+            Arc::new(DefaultRootfs {
+                directory: DirectoryRootfs,
+                infra: InfraRootfs {
+                    dest: config.values.static_dir.join("infra-rootfs"),
+                    init_path: PathBuf::from(&config.values.init_path),
+                },
+            })
+        });
+        let oci = OnceLock::new();
+        if let Some(driver) = builder.oci {
+            let _ = oci.set(driver);
+        }
         let rt = Runtime {
             config,
             oci_runtime,
             conmon,
             locks: rt_locks,
             state,
-            oci: OnceLock::new(),
+            oci,
+            network: builder.network.unwrap_or_else(|| Arc::new(NullNetwork)),
+            rootfs,
             cleanup_bin: default_cleanup_binary(),
             valid: AtomicBool::new(true),
         };
@@ -236,11 +360,7 @@ impl Runtime {
                 .into_iter()
                 .filter_map(|mut c| {
                     self.container_view(&mut c).ok()?;
-                    matches!(
-                        c.state.status,
-                        rpod_state::ContainerStatus::Running | rpod_state::ContainerStatus::Paused
-                    )
-                    .then_some(c.config.id)
+                    c.state.status.is_running_or_paused().then_some(c.config.id)
                 })
                 .collect();
             // Members before infra containers, whose namespaces they use.
@@ -323,14 +443,9 @@ impl Runtime {
         &self.conmon
     }
 
-    /// The lock manager (one lock per container and pod).
-    pub fn lock_manager(&self) -> &Arc<dyn LockManager> {
-        &self.locks
-    }
-
-    /// The state database.
-    pub fn state(&self) -> &dyn State {
-        self.state.as_ref()
+    /// The name of the network backend containers get their namespaces from.
+    pub fn network_backend_name(&self) -> &str {
+        self.network.name()
     }
 
     /// Lock table usage: total, free and held counts and the current holders.

@@ -53,8 +53,9 @@ fn runtime_creates_dirs_and_lock_segment() {
     assert!(Path::new(&format!("/dev/shm{}", sb.lock_name)).exists());
     let report = rt.lock_report().unwrap();
     assert_eq!((report.total, report.free, report.held), (128, 128, 0));
-    // Locks from the runtime's manager are visible in the report.
-    let lock = rt.lock_manager().allocate().unwrap();
+    // Locks from another manager on the same segment are visible in the report.
+    let other = rpod_lock::ShmLockManager::open_or_create(&sb.lock_name, 100).unwrap();
+    let lock = rpod_lock::LockManager::allocate(&other).unwrap();
     let guard = lock.lock().unwrap();
     let report = rt.lock_report().unwrap();
     assert_eq!(report.held, 1);
@@ -65,9 +66,16 @@ fn runtime_creates_dirs_and_lock_segment() {
     lock.free().unwrap();
     // A second runtime on the same tmp dir shares the table.
     let rt2 = Runtime::with_env(&sb.env(), sb.options().num_locks(100)).unwrap();
-    let l2 = rt2.lock_manager().allocate().unwrap();
+    let c = rt2
+        .new_container(rpod::ContainerSpec {
+            rootfs: "/".into(),
+            command: vec!["true".into()],
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(rt.lock_report().unwrap().held, 1);
-    l2.free().unwrap();
+    rt.remove_container(&c.config.id, false).unwrap();
+    assert_eq!(rt2.lock_report().unwrap().held, 0);
 }
 
 #[test]
@@ -148,8 +156,14 @@ fn child() -> bool {
         .tmp_dir(base.join("tmp"))
         .lock_name(name);
     let rt = Runtime::with_env(&ConfigEnv::sandboxed(&base), opts).unwrap();
-    let lock = rt.lock_manager().allocate().unwrap();
-    println!("ALLOCATED {}", lock.id());
+    let c = rt
+        .new_container(rpod::ContainerSpec {
+            rootfs: "/".into(),
+            command: vec!["true".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    println!("ALLOCATED {}", c.config.lock_id);
     true
 }
 

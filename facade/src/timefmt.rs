@@ -1,34 +1,20 @@
-//! Time formatting without a date library: RFC 3339 in UTC and podman's "N minutes ago".
+//! Times as podman prints them: RFC 3339 in UTC with nanoseconds (inspect, ps JSON) and
+//! docker's "N minutes ago".
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `2026-11-29T01:22:28.812260819Z`.
+/// `2026-11-29T01:22:28.812260819Z` (times before the epoch print as the epoch).
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, dd) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let t = if t < UNIX_EPOCH { UNIX_EPOCH } else { t };
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => format!(
+            "{}.{:09}Z",
+            ts.strftime("%Y-%m-%dT%H:%M:%S"),
+            ts.subsec_nanosecond()
+        ),
+        // Beyond jiff's range (year 9999): the largest time it can print.
+        Err(_) => "9999-12-31T23:59:59.999999999Z".to_owned(),
+    }
 }
 
 /// `Less than a second`, `5 seconds`, `About a minute`, `3 hours`… (docker's units).
@@ -64,7 +50,11 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.000000005Z");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert!(rfc3339(leap).starts_with("2000-02-29T00:00:00"));
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000000Z");
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000000000Z");
+        let nanos = UNIX_EPOCH + Duration::new(1_700_000_000, 812_260_819);
+        assert_eq!(rfc3339(nanos), "2023-11-14T22:13:20.812260819Z");
     }
 
     #[test]
@@ -72,5 +62,6 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(0)), "Less than a second");
         assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
         assert_eq!(human_duration(Duration::from_secs(7200)), "2 hours");
+        assert_eq!(human_duration(Duration::from_secs(3 * 86_400)), "3 days");
     }
 }

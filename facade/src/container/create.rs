@@ -1,10 +1,11 @@
-//! Containers: creation, lookup, listing and removal (reference §5.4–5.5).
+//! `create`: a container record in state `configured` with its own lock; lookup and listing
+//! (reference §5.4).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use rpod_state::{ContainerConfig, ContainerRecord, ContainerStatus, ErrorKind, StateError};
+use rpod_state::{ContainerConfig, ContainerRecord, ErrorKind, StateError};
 
 use crate::error::RuntimeError;
 use crate::names::{generate_id, random_name, validate_name};
@@ -213,107 +214,6 @@ impl Runtime {
         match failure {
             Some(e) => Err(e),
             None => Ok(()),
-        }
-    }
-
-    /// Removes a container and frees its lock. Refused while other containers depend on it,
-    /// while it is a pod's infra container, and (without `force`) while it runs.
-    /// Returns the removed container's ID.
-    pub fn remove_container(&self, id_or_name: &str, force: bool) -> Result<String, RuntimeError> {
-        self.check_valid()?;
-        let rec = self.state.lookup_container(id_or_name)?;
-        let id = rec.config.id.clone();
-        // Pod lock before container lock.
-        let pod = match &rec.config.pod {
-            Some(pod_id) => match self.state.pod(pod_id) {
-                Ok(p) => Some(p),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(e.into()),
-            },
-            None => None,
-        };
-        let pod_lock = match &pod {
-            Some(p) => Some(self.locks.retrieve(p.config.lock_id)?),
-            None => None,
-        };
-        let _pod_guard = match &pod_lock {
-            Some(l) => Some(l.lock()?),
-            None => None,
-        };
-        let lock = self.locks.retrieve(rec.config.lock_id)?;
-        let _guard = lock.lock()?;
-        // Re-read under the lock: another process may have changed or removed it.
-        let rec = self.state.container(&id)?;
-        if let Some(p) = &pod {
-            if rec.config.is_infra || p.state.infra_container_id == id {
-                return Err(RuntimeError::InfraContainer {
-                    id,
-                    pod: p.config.name.clone(),
-                });
-            }
-        }
-        let mut rec = rec;
-        self.container_view(&mut rec)?;
-        if matches!(
-            rec.state.status,
-            ContainerStatus::Running | ContainerStatus::Paused
-        ) && !force
-        {
-            return Err(RuntimeError::ContainerRunning {
-                id,
-                status: rec.state.status.to_string(),
-            });
-        }
-        let dependants = self.state.container_in_use(&id)?;
-        if !dependants.is_empty() {
-            return Err(RuntimeError::HasDependants { id, dependants });
-        }
-        let sessions = rec
-            .state
-            .exec_sessions
-            .values()
-            .filter(|s| s.pid > 0 && rpod_oci::process_alive(s.pid))
-            .count();
-        if sessions > 0 && !force {
-            return Err(RuntimeError::ExecSessions { id, sessions });
-        }
-        match rec.state.status {
-            ContainerStatus::Running | ContainerStatus::Paused => {
-                self.stop_locked(&mut rec, None)?;
-            }
-            ContainerStatus::Created | ContainerStatus::Stopped => {
-                self.cleanup_for_removal(&mut rec)?
-            }
-            _ => {}
-        }
-        match &rec.config.pod {
-            Some(pod_id) => self.state.remove_container_from_pod(pod_id, &id)?,
-            None => self.state.remove_container(&id)?,
-        }
-        // The record is gone; everything after this only logs, so the first error is not lost
-        // behind a half-removed container (libpod's order, §5.5).
-        self.teardown_container_files(&id);
-        if let Err(e) = lock.free() {
-            tracing::warn!(container = %id, lock = lock.id(), error = %e, "freeing the container's lock");
-        }
-        Ok(id)
-    }
-
-    /// `<static_dir>/containers/<id>`: the container's persistent files (log, bundle).
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.config.values.static_dir.join("containers").join(id)
-    }
-
-    /// Removes a container's directories; errors are logged. Its exit file stays (as with
-    /// libpod, until the tmp dir is wiped at reboot): a concurrent `wait` (`rpod run --rm`
-    /// racing conmon's `container cleanup --rm`) reads the exit code from it.
-    pub(crate) fn teardown_container_files(&self, id: &str) {
-        let _ = std::fs::remove_dir_all(self.config.values.run_root.join("containers").join(id));
-        let dir = self.container_dir(id);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(container = %id, path = %dir.display(), error = %e, "removing container files");
-            }
         }
     }
 }

@@ -1,0 +1,327 @@
+//! `init`: everything between a container record and a container created in the OCI runtime:
+//! the root filesystem (through the [`RootfsProvider`](crate::RootfsProvider) seam), the
+//! network namespace (through the [`NetworkBackend`](crate::NetworkBackend) seam), the OCI spec,
+//! and conmon + `runtime create`. A failed step undoes every step before it, in reverse, and
+//! every undo that fails is reported with the original error.
+
+use std::path::PathBuf;
+
+use rpod_oci::{CreateOptions, NsMode, SpecInput};
+use rpod_state::{ContainerRecord, ContainerStatus};
+
+use super::attach::AttachOptions;
+use crate::error::RuntimeError;
+use crate::network::{NetNamespace, NetworkMode, NetworkRequest, NetworkTeardown};
+use crate::rootfs::RootfsRequest;
+use crate::Runtime;
+
+/// How to undo one step.
+type Undo<'a> = Box<dyn FnOnce() -> Result<(), RuntimeError> + 'a>;
+
+/// Undo actions of the steps done so far, run in reverse when a later step fails.
+struct Rollback<'a> {
+    undo: Vec<(&'static str, Undo<'a>)>,
+}
+
+impl<'a> Rollback<'a> {
+    fn new() -> Self {
+        Rollback { undo: Vec::new() }
+    }
+
+    /// Registers how to undo the step just done.
+    fn push(&mut self, what: &'static str, f: impl FnOnce() -> Result<(), RuntimeError> + 'a) {
+        self.undo.push((what, Box::new(f)));
+    }
+
+    /// The steps succeeded: nothing is undone.
+    fn commit(mut self) {
+        self.undo.clear();
+    }
+
+    /// Undoes every step in reverse; `error` comes back with every undo that failed.
+    fn run(mut self, error: RuntimeError) -> RuntimeError {
+        let mut failures = Vec::new();
+        while let Some((what, f)) = self.undo.pop() {
+            if let Err(e) = f() {
+                failures.push(format!("{what}: {e}"));
+            }
+        }
+        if failures.is_empty() {
+            error
+        } else {
+            RuntimeError::RolledBack {
+                source: Box::new(error),
+                failures,
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// The exit command conmon runs after the container exits: `rpod … container cleanup
+    /// [--rm] <id>` with this runtime's paths, so cleanup happens even if the process that
+    /// started the container is gone.
+    fn exit_command(&self, id: &str, auto_remove: bool) -> Vec<String> {
+        let Some(bin) = self.cleanup_binary() else {
+            return Vec::new();
+        };
+        let v = &self.config.values;
+        let mut a = vec![bin.display().to_string()];
+        let mut push = |flag: &str, val: String| {
+            a.push(flag.to_owned());
+            a.push(val);
+        };
+        if let Some(path) = self
+            .config
+            .files
+            .iter()
+            .find(|f| f.kind == rpod_config::FileKind::LibpodConf)
+        {
+            if self.config.explicit_config_file {
+                push("--config", path.path.display().to_string());
+            }
+        }
+        push("--root", v.graph_root.display().to_string());
+        push("--runroot", v.run_root.display().to_string());
+        push("--tmpdir", v.tmp_dir.display().to_string());
+        push("--static-dir", v.static_dir.display().to_string());
+        push("--volumepath", v.volume_path.display().to_string());
+        push("--runtime", self.oci_runtime().path.display().to_string());
+        push("--conmon", self.conmon().path.display().to_string());
+        push("--cgroup-manager", v.cgroup_manager.to_string());
+        push("--num-locks", v.num_locks.to_string());
+        push("--lock-name", crate::locks::segment_name(&self.config));
+        push("--state-backend", v.state_backend.as_str().to_owned());
+        if !v.cgroup_parent.is_empty() {
+            push("--cgroup-parent", v.cgroup_parent.clone());
+        }
+        if !v.namespace.is_empty() {
+            push("--namespace", v.namespace.clone());
+        }
+        push("--log-level", "error".to_owned());
+        a.push("container".to_owned());
+        a.push("cleanup".to_owned());
+        if auto_remove {
+            a.push("--rm".to_owned());
+        }
+        a.push(id.to_owned());
+        a
+    }
+
+    /// `/proc/<pid>/ns/<kind>` of the running container `other` that `rec` shares a namespace
+    /// with.
+    fn join_path(
+        &self,
+        rec: &ContainerRecord,
+        other: &str,
+        kind: &str,
+    ) -> Result<PathBuf, RuntimeError> {
+        let mut dep = self.state.container(other)?;
+        self.sync_exit(&mut dep)?;
+        if dep.state.status != ContainerStatus::Running || dep.state.pid <= 0 {
+            return Err(RuntimeError::DependencyNotRunning {
+                id: rec.config.id.clone(),
+                dependency: other.to_owned(),
+            });
+        }
+        Ok(PathBuf::from(format!("/proc/{}/ns/{kind}", dep.state.pid)))
+    }
+
+    /// Namespaces other than the network's: new ones, except those the container shares with
+    /// another container (pod members join the infra container's), which must be running.
+    fn namespaces_for(&self, rec: &ContainerRecord) -> Result<rpod_oci::Namespaces, RuntimeError> {
+        let mut ns = rpod_oci::Namespaces::default();
+        let c = &rec.config;
+        let joins: [(&Option<String>, &str, &mut NsMode); 4] = [
+            (&c.ipc_ns_ctr, "ipc", &mut ns.ipc),
+            (&c.uts_ns_ctr, "uts", &mut ns.uts),
+            (&c.pid_ns_ctr, "pid", &mut ns.pid),
+            (&c.cgroup_ns_ctr, "cgroup", &mut ns.cgroup),
+        ];
+        for (other, kind, slot) in joins {
+            if let Some(other) = other {
+                *slot = NsMode::Join(self.join_path(rec, other, kind)?);
+            }
+        }
+        Ok(ns)
+    }
+
+    /// The network request for a container: join the container it shares the network with,
+    /// else its own (for now: new and empty) namespace.
+    fn network_request(&self, rec: &ContainerRecord) -> Result<NetworkRequest, RuntimeError> {
+        let c = &rec.config;
+        let mode = match &c.net_ns_ctr {
+            Some(other) => NetworkMode::Join {
+                container: other.clone(),
+                path: self.join_path(rec, other, "net")?,
+            },
+            None => NetworkMode::None,
+        };
+        Ok(NetworkRequest {
+            container_id: c.id.clone(),
+            container_name: c.name.clone(),
+            mode,
+            networks: c.networks.clone(),
+        })
+    }
+
+    /// What the rootfs seam is asked for, for this container.
+    pub(crate) fn rootfs_request(rec: &ContainerRecord) -> RootfsRequest {
+        RootfsRequest {
+            container_id: rec.config.id.clone(),
+            rootfs: PathBuf::from(&rec.config.rootfs),
+            is_infra: rec.config.is_infra,
+        }
+    }
+
+    /// What the network seam releases for this container: what its state recorded.
+    pub(crate) fn network_teardown(rec: &ContainerRecord) -> NetworkTeardown {
+        NetworkTeardown {
+            container_id: rec.config.id.clone(),
+            container_name: rec.config.name.clone(),
+            netns_path: rec.state.netns_path.clone(),
+            results: rec.state.network_results.clone(),
+        }
+    }
+
+    /// Prepares the root filesystem and the network, writes the OCI spec and runs conmon +
+    /// `runtime create` (the container is then created). On failure every step done is undone.
+    pub(crate) fn init(
+        &self,
+        rec: &mut ContainerRecord,
+        auto_remove: bool,
+        attach: AttachOptions,
+    ) -> Result<(), RuntimeError> {
+        let mut rollback = Rollback::new();
+        match self.init_steps(rec, auto_remove, attach, &mut rollback) {
+            Ok(()) => {
+                rollback.commit();
+                Ok(())
+            }
+            Err(e) => Err(rollback.run(e)),
+        }
+    }
+
+    fn init_steps<'a>(
+        &'a self,
+        rec: &mut ContainerRecord,
+        auto_remove: bool,
+        attach: AttachOptions,
+        rollback: &mut Rollback<'a>,
+    ) -> Result<(), RuntimeError> {
+        let id = rec.config.id.clone();
+        let bundle = self.container_dir(&id);
+        let run_dir = self.container_run_dir(&id);
+        for d in [&bundle, &run_dir] {
+            std::fs::create_dir_all(d).map_err(|source| RuntimeError::CreateDir {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        let namespaces = self.namespaces_for(rec)?;
+        let net_request = self.network_request(rec)?;
+
+        let rootfs_request = Self::rootfs_request(rec);
+        let rootfs = self.rootfs.prepare(&rootfs_request)?;
+        rollback.push("releasing the root filesystem", move || {
+            self.rootfs.release(&rootfs_request)
+        });
+
+        let net = self.network.setup(&net_request)?;
+        let teardown = NetworkTeardown {
+            container_id: id.clone(),
+            container_name: rec.config.name.clone(),
+            netns_path: net
+                .owned_netns
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            results: net.results.clone(),
+        };
+        rec.state.netns_path = teardown.netns_path.clone();
+        rec.state.network_results = net.results.clone();
+        rollback.push("tearing down the network", move || {
+            self.network.teardown(&teardown)
+        });
+
+        let c = &rec.config;
+        let mut input = SpecInput::new(&id, &rootfs, c.command.clone());
+        input.env = c.env.clone();
+        input.cwd = if c.working_dir.is_empty() {
+            "/".to_owned()
+        } else {
+            c.working_dir.clone()
+        };
+        input.user = c.user.clone();
+        input.terminal = c.terminal;
+        input.console_size = attach.console_size;
+        // A container that joins another's UTS namespace must not change its host name.
+        input.hostname =
+            Some(c.hostname.clone()).filter(|h| !h.is_empty() && c.uts_ns_ctr.is_none());
+        input.namespaces = namespaces;
+        input.namespaces.net = match net.namespace {
+            NetNamespace::New => NsMode::New,
+            NetNamespace::Path(p) => NsMode::Join(p),
+        };
+        input.cgroup_manager = crate::oci::oci_cgroup_manager(self.config.values.cgroup_manager);
+        input.cgroup_parent = self.cgroup_parent_for(rec)?;
+        input.rlimits = c
+            .rlimits
+            .iter()
+            .map(|r| rpod_oci::Rlimit {
+                name: r.kind.clone(),
+                soft: r.soft,
+                hard: r.hard,
+            })
+            .chain(input.rlimits.clone())
+            .collect();
+        // The user named by the container is looked up in the prepared root.
+        rpod_oci::write_spec_for(&bundle, &input)?;
+
+        let mut opts = CreateOptions::new(&id, &bundle);
+        opts.name = c.name.clone();
+        opts.pid_file = Some(run_dir.join("pidfile"));
+        opts.conmon_pid_file = Some(run_dir.join("conmon.pid"));
+        opts.log_path = Some(PathBuf::from(&c.log_path));
+        opts.exit_command = self.exit_command(&id, auto_remove);
+        opts.stdin = attach.stdin;
+        opts.terminal = c.terminal;
+        let oci = self.oci()?;
+        let delete_id = id.clone();
+        // Nothing may stay behind in the runtime, even after a half-done create.
+        rollback.push(
+            "deleting the container from the OCI runtime",
+            move || match oci.delete(&delete_id, true) {
+                Ok(()) | Err(rpod_oci::OciError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        );
+        let created = oci.create(&opts)?;
+        rec.state.status = ContainerStatus::Created;
+        rec.state.pid = created.pid;
+        rec.state.conmon_pid = created.conmon_pid.unwrap_or(0);
+        rec.state.exit_code = 0;
+        rec.state.oom_killed = false;
+        rec.state.finished = None;
+        self.state.save_container(&id, &rec.state)?;
+        Ok(())
+    }
+
+    /// The cgroup parent of a container: its pod's cgroup, else the configured default.
+    fn cgroup_parent_for(&self, rec: &ContainerRecord) -> Result<Option<String>, RuntimeError> {
+        if let Some(pod_id) = &rec.config.pod {
+            let pod = self.state.pod(pod_id)?;
+            let parent = if pod.config.cgroup_parent.is_empty() {
+                crate::cgroups::default_parent(&self.config)
+            } else {
+                pod.config.cgroup_parent.clone()
+            };
+            return Ok(Some(crate::cgroups::pod_cgroup(
+                self.config.values.cgroup_manager,
+                &parent,
+                pod_id,
+            )));
+        }
+        Ok(Some(crate::cgroups::default_parent(&self.config)))
+    }
+}
