@@ -13,7 +13,9 @@ use std::process::Stdio;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::{Section, BENCHMARKS_MD};
+use super::markdown::{self, Section};
+use super::report::{fmt_goal, git_rev, host_stamp, invocation, mark};
+use super::setup;
 use crate::util::{self, shell_join};
 
 /// The criterion section of BENCHMARKS.md.
@@ -51,7 +53,7 @@ pub struct BenchResult {
 
 /// Runs the criterion benches; with `--write`, updates BENCHMARKS.md.
 pub fn run(args: &super::BenchArgs) -> Result<()> {
-    let mut cmd = super::cargo()?;
+    let mut cmd = setup::cargo()?;
     cmd.args(CARGO_ARGS)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -84,9 +86,7 @@ pub fn run(args: &super::BenchArgs) -> Result<()> {
     let report = report(&results);
     println!("\n{report}");
     if args.write {
-        let path = util::repo_root().join(BENCHMARKS_MD);
-        super::write_section(&path, &SECTION, &report)?;
-        eprintln!("xtask bench: updated {}", path.display());
+        markdown::update(&SECTION, &report)?;
     }
     Ok(())
 }
@@ -144,31 +144,27 @@ fn to_ns(value: &str, unit: &str) -> Result<f64> {
 /// A nanosecond goal: `≤ 30 ns ✓` (met by `mid`) / `≤ 30 ns ✗`, or `–`.
 fn target_cell(id: &str, mid_ns: f64) -> String {
     match TARGETS_NS.iter().find(|(t, _)| *t == id) {
-        Some((_, goal)) => {
-            let mark = if mid_ns <= *goal { "✓" } else { "✗" };
-            format!("≤ {} ns {mark}", super::fmt_goal(*goal))
-        }
+        Some((_, goal)) => format!(
+            "≤ {} ns{}",
+            fmt_goal(*goal),
+            mark(Some(mid_ns), Some(*goal))
+        ),
         None => "–".to_string(),
     }
 }
 
 /// The markdown section.
 fn report(results: &[BenchResult]) -> String {
-    let invocation = std::env::args().skip(1).collect::<Vec<_>>();
-    let date = util::first_line_or_unknown("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let kernel = util::first_line_or_unknown("uname", &["-r"]);
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let rustc = util::first_line_or_unknown("rustc", &["--version"]);
     let mut out = format!(
-        "Command: `cargo xtask {}` (runs `cargo {}`)\n\n",
-        shell_join(&invocation),
+        "Command: `{}` (runs `cargo {}`)\n\n",
+        invocation(),
         shell_join(CARGO_ARGS)
     );
     out.push_str(&format!(
-        "Date: {date} · kernel `{kernel}` · {cores} cores · load average at the end \
-         (1/5/15 min): {} · rpod `{}` · {rustc}\n\n",
-        super::load_average(),
-        super::git_rev()
+        "{} · rpod `{}` · {rustc}\n\n",
+        host_stamp(),
+        git_rev()
     ));
     out.push_str("| bench | time (mid) | low – high | target |\n|---|---:|---|---|\n");
     for r in results {

@@ -104,7 +104,7 @@ impl Floor {
         for sub in ["bundle", "exits", "spec", "rootfs"] {
             fs::create_dir(floor.dir.join(sub))?;
         }
-        super::build_busybox_rootfs(&rootfs)?;
+        super::setup::build_busybox_rootfs(&rootfs)?;
 
         let spec = floor.dir.join("spec");
         util::run(Command::new(RUNC).arg("spec").arg("--bundle").arg(&spec))?;
@@ -147,9 +147,7 @@ impl Floor {
         sweep::kill_processes_mentioning(&self.dir.display().to_string(), Duration::from_secs(5));
         sweep::delete_runc_containers(|id, _| id.starts_with(&self.id_prefix));
         sweep::remove_cgroups(|name| name.starts_with(&self.id_prefix));
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            eprintln!("xtask bench: warning: removing {}: {e}", self.dir.display());
-        }
+        sweep::remove_dir(&self.dir);
     }
 }
 

@@ -8,10 +8,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use super::process::silenced;
 
 /// Where the cgroup hierarchies are mounted.
 const CGROUP_FS: &str = "/sys/fs/cgroup";
@@ -137,12 +139,7 @@ pub fn kill_processes_mentioning(needle: &str, grace: Duration) {
             "xtask bench: warning: killing left-over process {} ({})",
             p.pid, p.cmdline
         );
-        let _ = Command::new("kill")
-            .args(["-KILL", &p.pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = silenced(Command::new("kill").args(["-KILL", &p.pid.to_string()])).status();
     }
     if !left.is_empty() {
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -177,12 +174,7 @@ pub fn runc_containers(select: impl Fn(&str, &str) -> bool) -> Vec<String> {
 pub fn delete_runc_containers(select: impl Fn(&str, &str) -> bool) {
     for id in runc_containers(select) {
         eprintln!("xtask bench: warning: deleting left-over runc container {id}");
-        let status = Command::new(RUNC)
-            .args(["delete", "--force", &id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let status = silenced(Command::new(RUNC).args(["delete", "--force", &id])).status();
         if !status.is_ok_and(|s| s.success()) {
             eprintln!("xtask bench: warning: `runc delete --force {id}` failed");
         }
@@ -196,6 +188,13 @@ pub fn sweep_dir(dir: &Path) {
     let needle = dir.display().to_string();
     kill_processes_mentioning(&needle, Duration::from_secs(5));
     delete_runc_containers(|_, state| state.contains(&needle));
+}
+
+/// Removes the directory `dir` and everything in it; failures are warnings.
+pub fn remove_dir(dir: &Path) {
+    if let Err(e) = fs::remove_dir_all(dir) {
+        eprintln!("xtask bench: warning: removing {}: {e}", dir.display());
+    }
 }
 
 /// The PID in `name` = `prefix` + digits (+ optionally a `-`/`_` suffix).
