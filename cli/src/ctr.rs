@@ -221,19 +221,23 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
 /// `rpod rm`: podman's exit codes (1: a container did not exist; 2: one is running; 125: other);
 /// with `ignore`, names that do not exist (any more) are skipped silently.
 pub fn rm(rt: &Runtime, names: &[String], force: bool, ignore: bool) -> Result<u8> {
+    remove_each(names, ignore, |n| rt.remove_container(n, force))
+}
+
+/// Removes each of `names` with `remove`, printing the removed IDs; the worst exit code.
+pub fn remove_each(
+    names: &[String],
+    ignore: bool,
+    remove: impl Fn(&str) -> Result<String, RuntimeError>,
+) -> Result<u8> {
     let mut code = 0u8;
     for n in names {
-        match rt.remove_container(n, force) {
+        match remove(n) {
             Ok(id) => output::line(&id)?,
             Err(e) if ignore && e.is_not_found() => {}
             Err(e) => {
                 eprintln!("Error: {e}");
-                let c = match &e {
-                    e if e.is_not_found() => 1,
-                    RuntimeError::ContainerRunning { .. } => 2,
-                    _ => 125,
-                };
-                code = code.max(c);
+                code = code.max(e.rm_exit_code());
             }
         }
     }

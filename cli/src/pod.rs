@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use rpod::{timefmt, PodListing, PodSpec, PodStatus, Runtime, RuntimeError};
+use rpod::{timefmt, PodListing, PodSpec, PodStatus, Runtime};
 use serde_json::Value;
 
 use crate::commands::Format;
@@ -210,22 +210,7 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
             output::print_value(&v, true)?;
         }
         PodCommand::Rm { force, pods } => {
-            let mut code = 0u8;
-            for name in &pods {
-                match rt.remove_pod(name, force) {
-                    Ok(id) => output::line(&id)?,
-                    Err(e) => {
-                        eprintln!("Error: {e}");
-                        let c = match &e {
-                            e if e.is_not_found() => 1,
-                            RuntimeError::PodRunning { .. } => 2,
-                            _ => 125,
-                        };
-                        code = code.max(c);
-                    }
-                }
-            }
-            return Ok(code);
+            return crate::ctr::remove_each(&pods, false, |p| rt.remove_pod(p, force));
         }
     }
     Ok(0)

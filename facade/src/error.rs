@@ -23,6 +23,28 @@ impl RuntimeError {
         }
     }
 
+    /// podman's exit code for a failed `rm` or `pod rm`: 1 when the object does not exist, 2
+    /// when it runs (and force was not given), 125 otherwise.
+    pub fn rm_exit_code(&self) -> u8 {
+        match self {
+            e if e.is_not_found() => 1,
+            RuntimeError::ContainerRunning { .. } | RuntimeError::PodRunning { .. } => 2,
+            _ => 125,
+        }
+    }
+
+    /// `error`, with the undo steps that failed after it (if any).
+    pub(crate) fn with_failures(error: RuntimeError, failures: Vec<String>) -> RuntimeError {
+        if failures.is_empty() {
+            error
+        } else {
+            RuntimeError::RolledBack {
+                source: Box::new(error),
+                failures,
+            }
+        }
+    }
+
     /// Whether an ID prefix matched several containers or pods.
     pub fn is_ambiguous(&self) -> bool {
         matches!(self, RuntimeError::State(e) if e.kind() == rpod_state::ErrorKind::AmbiguousPrefix)

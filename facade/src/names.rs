@@ -154,6 +154,31 @@ pub fn random_name(attempt: u32) -> Result<String, RuntimeError> {
     Ok(name)
 }
 
+/// How many times a generated name is re-drawn after a collision before giving up.
+const NAME_ATTEMPTS: u32 = 64;
+
+/// Runs `add` with the given name, or with generated names until one is free (`add` fails with
+/// the state's name-in-use error for a taken one). `what` names the object in the error.
+pub(crate) fn add_named<T>(
+    given: Option<&str>,
+    what: &str,
+    mut add: impl FnMut(String) -> Result<T, rpod_state::StateError>,
+) -> Result<T, RuntimeError> {
+    if let Some(name) = given {
+        return Ok(add(name.to_owned())?);
+    }
+    for attempt in 0..NAME_ATTEMPTS {
+        match add(random_name(attempt)?) {
+            Ok(v) => return Ok(v),
+            Err(e) if e.kind() == rpod_state::ErrorKind::NameInUse => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(RuntimeError::InvalidSpec(format!(
+        "could not find a free {what} name in {NAME_ATTEMPTS} attempts"
+    )))
+}
+
 /// Checks a user-chosen container or pod name: 1 to 253 characters, starting with a letter or
 /// digit, followed by letters, digits, `_`, `.` or `-` (podman's rule).
 pub fn validate_name(name: &str) -> Result<(), RuntimeError> {

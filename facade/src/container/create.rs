@@ -5,14 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use rpod_state::{ContainerConfig, ContainerRecord, ErrorKind, StateError};
+use rpod_state::{ContainerConfig, ContainerRecord};
 
 use crate::error::RuntimeError;
-use crate::names::{generate_id, random_name, validate_name};
+use crate::names::{add_named, generate_id, validate_name};
 use crate::Runtime;
-
-/// How many times a generated name is re-drawn after a collision before giving up.
-const NAME_ATTEMPTS: u32 = 64;
 
 /// What a new container should be (the fields of `rpod create`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,11 +40,6 @@ pub struct ContainerSpec {
     pub auto_remove: bool,
     /// Give the process a terminal (`-t`).
     pub terminal: bool,
-}
-
-/// Whether a state error means "this name is taken".
-fn name_taken(e: &StateError) -> bool {
-    e.kind() == ErrorKind::NameInUse
 }
 
 impl Runtime {
@@ -157,30 +149,21 @@ impl Runtime {
     /// Adds the record; a generated name is re-drawn while it collides.
     fn add_with_name(
         &self,
-        mut config: ContainerConfig,
+        config: ContainerConfig,
         generated: bool,
     ) -> Result<ContainerRecord, RuntimeError> {
-        let given = config.name.clone();
-        for attempt in 0..NAME_ATTEMPTS {
-            if generated {
-                config.name = random_name(attempt)?;
-            } else {
-                config.name = given.clone();
-            }
-            let rec = ContainerRecord::new(config.clone());
-            let added = match &config.pod {
+        let given = (!generated).then(|| config.name.clone());
+        add_named(given.as_deref(), "container", |name| {
+            let rec = ContainerRecord::new(ContainerConfig {
+                name,
+                ..config.clone()
+            });
+            match &rec.config.pod {
                 Some(pod_id) => self.state.add_container_to_pod(pod_id, &rec),
                 None => self.state.add_container(&rec),
-            };
-            match added {
-                Ok(()) => return Ok(rec),
-                Err(e) if generated && name_taken(&e) => continue,
-                Err(e) => return Err(e.into()),
             }
-        }
-        Err(RuntimeError::InvalidSpec(format!(
-            "could not find a free container name in {NAME_ATTEMPTS} attempts"
-        )))
+            .map(|()| rec)
+        })
     }
 
     /// The container with this full ID, name or unique ID prefix.

@@ -46,14 +46,7 @@ impl<'a> Rollback<'a> {
                 failures.push(format!("{what}: {e}"));
             }
         }
-        if failures.is_empty() {
-            error
-        } else {
-            RuntimeError::RolledBack {
-                source: Box::new(error),
-                failures,
-            }
-        }
+        RuntimeError::with_failures(error, failures)
     }
 }
 

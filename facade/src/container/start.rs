@@ -209,13 +209,6 @@ impl Runtime {
         if let Err(e) = self.state.save_container(&id, &rec.state) {
             failures.push(format!("saving the container's state: {e}"));
         }
-        if failures.is_empty() {
-            error
-        } else {
-            RuntimeError::RolledBack {
-                source: Box::new(error),
-                failures,
-            }
-        }
+        RuntimeError::with_failures(error, failures)
     }
 }

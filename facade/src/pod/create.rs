@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use rpod_state::{ContainerConfig, ContainerRecord, ErrorKind, PodConfig, PodRecord, PodState};
+use rpod_state::{ContainerConfig, ContainerRecord, PodConfig, PodRecord, PodState};
 
 use crate::error::RuntimeError;
-use crate::names::{generate_id, random_name, validate_name};
+use crate::names::{add_named, generate_id, validate_name};
 use crate::Runtime;
 
 /// Namespaces a pod's members share by default (podman's default `--share`).
@@ -107,34 +107,27 @@ impl Runtime {
 
     fn add_pod_with_name(
         &self,
-        mut config: PodConfig,
+        config: PodConfig,
         name: Option<String>,
     ) -> Result<PodRecord, RuntimeError> {
-        for attempt in 0..64 {
-            config.name = match &name {
-                Some(n) => n.clone(),
-                None => random_name(attempt)?,
-            };
+        let cgroup_path = crate::cgroups::pod_cgroup(
+            self.config.values.cgroup_manager,
+            &config.cgroup_parent,
+            &config.id,
+        );
+        add_named(name.as_deref(), "pod", |name| {
             let rec = PodRecord {
-                config: config.clone(),
+                config: PodConfig {
+                    name,
+                    ..config.clone()
+                },
                 state: PodState {
-                    cgroup_path: crate::cgroups::pod_cgroup(
-                        self.config.values.cgroup_manager,
-                        &config.cgroup_parent,
-                        &config.id,
-                    ),
+                    cgroup_path: cgroup_path.clone(),
                     ..PodState::default()
                 },
             };
-            match self.state.add_pod(&rec) {
-                Ok(()) => return Ok(rec),
-                Err(e) if name.is_none() && e.kind() == ErrorKind::NameInUse => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(RuntimeError::InvalidSpec(
-            "could not find a free pod name in 64 attempts".into(),
-        ))
+            self.state.add_pod(&rec).map(|()| rec)
+        })
     }
 
     /// Adds the infra container record of `pod` and records it in the pod's state.

@@ -52,24 +52,47 @@ impl Runtime {
         }
     }
 
-    /// Starts a pod: the infra container first (building its root filesystem if needed), then
-    /// every member.
-    pub fn start_pod(&self, id_or_name: &str) -> Result<PodRecord, RuntimeError> {
+    /// Runs `f` on the pod under its lock; returns the pod as it is afterwards.
+    fn with_pod_locked(
+        &self,
+        id_or_name: &str,
+        f: impl FnOnce(&PodRecord) -> Result<(), RuntimeError>,
+    ) -> Result<PodRecord, RuntimeError> {
         self.check_valid()?;
         let pod = self.state.lookup_pod(id_or_name)?;
         let pod_lock = self.locks.retrieve(pod.config.lock_id)?;
         let _pod_guard = pod_lock.lock()?;
-        if !pod.state.infra_container_id.is_empty() {
-            self.start_impl(
-                &pod.state.infra_container_id,
-                StartRequest::under_pod_lock(),
-            )?;
-        }
-        self.each_member(&pod, false, |m| {
-            self.start_impl(&m.config.id, StartRequest::under_pod_lock())
-                .map(|_| ())
-        })?;
+        f(&pod)?;
         Ok(self.state.pod(&pod.config.id)?)
+    }
+
+    /// Runs `f` under the pod's lock on every member (in parallel, then the infra container),
+    /// each under its own lock with its record synced.
+    fn each_member_locked(
+        &self,
+        id_or_name: &str,
+        f: impl Fn(&mut ContainerRecord) -> Result<(), RuntimeError> + Sync,
+    ) -> Result<PodRecord, RuntimeError> {
+        self.with_pod_locked(id_or_name, |pod| {
+            self.each_member(pod, true, |m| self.with_container(&m.config.id, &f))
+        })
+    }
+
+    /// Starts a pod: the infra container first (building its root filesystem if needed), then
+    /// every member.
+    pub fn start_pod(&self, id_or_name: &str) -> Result<PodRecord, RuntimeError> {
+        self.with_pod_locked(id_or_name, |pod| {
+            if !pod.state.infra_container_id.is_empty() {
+                self.start_impl(
+                    &pod.state.infra_container_id,
+                    StartRequest::under_pod_lock(),
+                )?;
+            }
+            self.each_member(pod, false, |m| {
+                self.start_impl(&m.config.id, StartRequest::under_pod_lock())
+                    .map(|_| ())
+            })
+        })
     }
 
     /// Stops every running member of a pod in parallel, then the infra container.
@@ -78,38 +101,24 @@ impl Runtime {
         id_or_name: &str,
         timeout: Option<Duration>,
     ) -> Result<PodRecord, RuntimeError> {
-        self.check_valid()?;
-        let pod = self.state.lookup_pod(id_or_name)?;
-        let pod_lock = self.locks.retrieve(pod.config.lock_id)?;
-        let _pod_guard = pod_lock.lock()?;
-        self.each_member(&pod, true, |m| {
-            self.with_container(&m.config.id, |rec| {
-                if rec.state.status.can_stop() {
-                    self.stop_locked(rec, timeout).map(|_| ())
-                } else {
-                    Ok(())
-                }
-            })
-        })?;
-        Ok(self.state.pod(&pod.config.id)?)
+        self.each_member_locked(id_or_name, |rec| {
+            if rec.state.status.can_stop() {
+                self.stop_locked(rec, timeout).map(|_| ())
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Sends `signal` to every running container of the pod, infra container included.
     pub fn kill_pod(&self, id_or_name: &str, signal: i32) -> Result<PodRecord, RuntimeError> {
-        self.check_valid()?;
-        let pod = self.state.lookup_pod(id_or_name)?;
-        let pod_lock = self.locks.retrieve(pod.config.lock_id)?;
-        let _pod_guard = pod_lock.lock()?;
-        self.each_member(&pod, true, |m| {
-            self.with_container(&m.config.id, |rec| {
-                if rec.state.status.is_running() {
-                    Ok(self.oci()?.kill(&rec.config.id, signal, false)?)
-                } else {
-                    Ok(())
-                }
-            })
-        })?;
-        Ok(self.state.pod(&pod.config.id)?)
+        self.each_member_locked(id_or_name, |rec| {
+            if rec.state.status.is_running() {
+                Ok(self.oci()?.kill(&rec.config.id, signal, false)?)
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Stops the pod, then starts it again.
