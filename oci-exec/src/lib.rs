@@ -22,10 +22,12 @@
 //! [`OciRuntime::delete`].
 
 mod attach;
+mod conmon;
 mod error;
 mod exitcode;
 mod exitfile;
 mod logs;
+mod ocicli;
 mod runtime;
 mod select;
 mod spec;
@@ -33,6 +35,7 @@ mod sys;
 mod watch;
 
 pub use attach::{resize_terminal, AttachConn, AttachOutput};
+pub use conmon::{CreateOptions, Created, DEFAULT_CONMON_PATH, DEFAULT_CREATE_TIMEOUT};
 pub use error::{OciError, Result};
 pub use exitcode::{
     exit_code_for_create_error, EXIT_COMMAND_CANNOT_INVOKE, EXIT_COMMAND_NOT_FOUND,
@@ -46,11 +49,11 @@ pub use logs::{
     follow_log, format_entry, parse_log_line, parse_log_text, parse_rfc3339_nanos, read_log,
     LogEntry, LogJoiner, LogOptions, LogRecord, LogStream,
 };
-pub use runtime::{
-    last_error_in_json_log, process_alive, runtime_message_from_stderr, CreateOptions, Created,
-    ExecOptions, ExecOutput, ExecStdio, OciRuntime, RuntimeConfig, RuntimeState, RuntimeStatus,
-    DEFAULT_CONMON_PATH, DEFAULT_CREATE_TIMEOUT, DEFAULT_RUNTIME_PATH, KILL_TIMEOUT,
+pub use ocicli::{
+    last_error_in_json_log, runtime_message_from_stderr, ExecOptions, ExecOutput, ExecStdio,
+    RuntimeState, RuntimeStatus, DEFAULT_RUNTIME_PATH, KILL_TIMEOUT,
 };
+pub use runtime::{process_alive, OciRuntime, RuntimeConfig};
 pub use select::{
     cgroup_mode_from_mounts, check_runtime_suitable, choose_runtime, choose_runtime_for_mode,
     host_cgroup_mode, CgroupMode, RuntimeChoice,
