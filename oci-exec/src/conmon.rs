@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::cgroup::CgroupManager;
 use crate::error::{OciError, Result};
 use crate::exitfile;
 use crate::ocicli::{last_error_in_json_log, runtime_message_from_stderr};
 use crate::runtime::{status_text, OciRuntime};
-use crate::spec::CgroupManager;
 use crate::sys::ChildFds;
 
 /// Default time to wait for conmon's create report (libpod's `ContainerCreateTimeout`).

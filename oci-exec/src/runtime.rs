@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::cgroup::CgroupManager;
 use crate::conmon::{DEFAULT_CONMON_PATH, DEFAULT_CREATE_TIMEOUT};
 use crate::error::{OciError, Result};
 use crate::exitfile::{self, ExitInfo};
 use crate::ocicli::DEFAULT_RUNTIME_PATH;
-use crate::spec::CgroupManager;
 
 /// Static configuration of the runtime driver (plain data).
 #[derive(Debug, Clone, PartialEq, Eq)]

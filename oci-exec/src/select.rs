@@ -3,63 +3,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::cgroup::{host_cgroup_mode, CgroupMode};
 use crate::error::{OciError, Result};
-
-/// How cgroups are mounted on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupMode {
-    /// Legacy v1 controllers only.
-    V1,
-    /// v1 controllers plus a v2 hierarchy at `/sys/fs/cgroup/unified`.
-    Hybrid,
-    /// Unified v2 hierarchy at `/sys/fs/cgroup`.
-    V2,
-}
-
-impl std::fmt::Display for CgroupMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CgroupMode::V1 => "v1",
-            CgroupMode::Hybrid => "v1 hybrid",
-            CgroupMode::V2 => "v2",
-        })
-    }
-}
-
-/// Decide the cgroup mode from the text of `/proc/self/mounts`.
-pub fn cgroup_mode_from_mounts(mounts: &str) -> CgroupMode {
-    let mut unified_v2 = false;
-    let mut root_v2 = false;
-    for line in mounts.lines() {
-        let mut fields = line.split_whitespace();
-        let (_src, Some(target), Some(fstype)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if fstype == "cgroup2" {
-            if target == "/sys/fs/cgroup" {
-                root_v2 = true;
-            } else if target.starts_with("/sys/fs/cgroup/") {
-                unified_v2 = true;
-            }
-        }
-    }
-    if root_v2 {
-        CgroupMode::V2
-    } else if unified_v2 {
-        CgroupMode::Hybrid
-    } else {
-        CgroupMode::V1
-    }
-}
-
-/// The host's cgroup mode, read from `/proc/self/mounts` (V1 when unreadable).
-pub fn host_cgroup_mode() -> CgroupMode {
-    match std::fs::read_to_string("/proc/self/mounts") {
-        Ok(text) => cgroup_mode_from_mounts(&text),
-        Err(_) => CgroupMode::V1,
-    }
-}
 
 /// A runtime that was found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,18 +99,6 @@ pub fn check_runtime_suitable(choice: &RuntimeChoice, mode: CgroupMode) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HYBRID: &str = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
-    const V1: &str =
-        "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n";
-    const V2: &str = "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
-
-    #[test]
-    fn parses_modes() {
-        assert_eq!(cgroup_mode_from_mounts(HYBRID), CgroupMode::Hybrid);
-        assert_eq!(cgroup_mode_from_mounts(V1), CgroupMode::V1);
-        assert_eq!(cgroup_mode_from_mounts(V2), CgroupMode::V2);
-    }
 
     #[test]
     fn crun_refused_on_hybrid() {
