@@ -11,7 +11,6 @@
 
 #![deny(unsafe_code)]
 
-mod binaries;
 mod cgroups;
 mod containers;
 mod error;
@@ -24,10 +23,10 @@ mod pods;
 mod refresh;
 mod runtime;
 
-pub use binaries::Binary;
 pub use containers::ContainerSpec;
 pub use error::RuntimeError;
 pub use lifecycle::{AttachOptions, Attached, ExecResult, ExecSpec};
+pub use rpod_oci::Binary;
 
 pub use info::{
     ConmonInfo, Distribution, HostInfo, Info, OciRuntimeInfo, RegistriesInfo, StoreInfo,

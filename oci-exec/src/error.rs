@@ -21,6 +21,15 @@ pub enum OciError {
         searched: Vec<PathBuf>,
     },
 
+    /// No candidate path of a binary rpod needs (runtime, conmon) exists.
+    #[error("could not find a working {what} binary (configured options: [{}])", .candidates.join(", "))]
+    BinaryNotFound {
+        /// What was looked for: `OCI runtime "runc"`, `conmon`, ...
+        what: String,
+        /// The paths tried, in order.
+        candidates: Vec<String>,
+    },
+
     /// The runtime exists but cannot work on this host.
     #[error("{message}")]
     RuntimeUnsuitable {

@@ -1,8 +1,9 @@
 //! `rpod-oci`: rpod's OCI runtime layer.
 //!
 //! This crate **owns**:
-//! * finding and choosing the OCI runtime and checking it suits the host
-//!   ([`choose_runtime`], [`host_cgroup_mode`]; crun is refused on cgroups v1/hybrid);
+//! * finding the binaries it drives ([`find_binary`], [`Binary`]), choosing the
+//!   OCI runtime and checking it suits the host ([`choose_runtime`],
+//!   [`host_cgroup_mode`]; crun is refused on cgroups v1/hybrid);
 //! * OCI spec generation with the `oci-spec` builders ([`SpecInput`],
 //!   [`generate_spec`], atomic [`write_spec`]);
 //! * the conmon protocol (`--api-version 1`: sync/start pipes, one JSON
@@ -62,7 +63,10 @@ pub use ocicli::{
 };
 pub use rlimit::{clamp_rlimit, Rlimit};
 pub use runtime::{process_alive, OciRuntime, RuntimeConfig};
-pub use select::{check_runtime_suitable, choose_runtime, choose_runtime_for_mode, RuntimeChoice};
+pub use select::{
+    check_runtime_suitable, choose_runtime, choose_runtime_for_mode, find_binary, Binary,
+    RuntimeChoice,
+};
 pub use spec::{
     generate_spec, write_spec, write_spec_for, Namespaces, NsMode, SpecInput, UserMount,
     DEFAULT_CAPABILITIES, DEFAULT_PATH_ENV, DEFAULT_SHM_SIZE, MASKED_PATHS, READONLY_PATHS,
