@@ -1,34 +1,22 @@
-//! Time formatting without a date library: RFC 3339 in UTC and podman's "N minutes ago".
+//! Time formatting: RFC 3339 in UTC (calendar math by `jiff`) and podman's "N minutes ago".
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `2026-11-29T01:22:28.812260819Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, dd) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
+use jiff::civil::DateTime;
+use jiff::SignedDuration;
 
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// The Unix epoch as a UTC civil time.
+const EPOCH: DateTime = DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
+
+/// `2026-11-29T01:22:28.812260819Z`: always nine fraction digits. Times before the epoch show as
+/// the epoch; times after the year 9999 (beyond jiff's range) as its last nanosecond.
+pub fn rfc3339(t: SystemTime) -> String {
+    let since_epoch = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let utc = SignedDuration::try_from(since_epoch)
+        .ok()
+        .and_then(|d| EPOCH.checked_add(d).ok())
+        .unwrap_or(DateTime::MAX);
+    format!("{utc:.9}Z")
 }
 
 /// `Less than a second`, `5 seconds`, `About a minute`, `3 hours`… (docker's units).
@@ -65,6 +53,25 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert!(rfc3339(leap).starts_with("2000-02-29T00:00:00"));
+    }
+
+    #[test]
+    fn rfc3339_edges() {
+        let at = |secs: u64, nanos: u32| rfc3339(UNIX_EPOCH + Duration::new(secs, nanos));
+        // every fraction has nine digits, trailing zeros kept
+        assert_eq!(at(0, 1), "1970-01-01T00:00:00.000000001Z");
+        assert_eq!(at(0, 500_000_000), "1970-01-01T00:00:00.500000000Z");
+        assert_eq!(at(0, 999_999_999), "1970-01-01T00:00:00.999999999Z");
+        // leap days: 2024 and 2000 have one, 2100 does not
+        assert_eq!(at(1_709_251_199, 0), "2024-02-29T23:59:59.000000000Z");
+        assert_eq!(at(1_709_251_200, 0), "2024-03-01T00:00:00.000000000Z");
+        assert_eq!(at(4_107_542_399, 0), "2100-02-28T23:59:59.000000000Z");
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000000Z");
+        assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000000000Z");
+        assert_eq!(at(253_402_300_800, 0), "9999-12-31T23:59:59.999999999Z");
+        // before the epoch: clamped to it
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000000000Z");
     }
 
     #[test]
