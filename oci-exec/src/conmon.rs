@@ -229,22 +229,16 @@ impl OciRuntime {
         drop(child_fds);
         drop(sync_w);
         drop(start_r);
-        let mut child = spawned.map_err(|e| OciError::Spawn {
-            id: id.to_string(),
-            binary: self.cfg.conmon_path.clone(),
-            source: e,
-        })?;
+        let mut child = spawned.map_err(OciError::spawn(id, &self.cfg.conmon_path))?;
 
         let mut start = File::from(start_w);
         // If conmon already died, the write fails with EPIPE; the sync read reports it.
         let _ = start.write_all(&[0u8]);
         drop(start);
 
-        let status = child.wait().map_err(|e| OciError::Spawn {
-            id: id.to_string(),
-            binary: self.cfg.conmon_path.clone(),
-            source: e,
-        })?;
+        let status = child
+            .wait()
+            .map_err(OciError::spawn(id, &self.cfg.conmon_path))?;
 
         let line = match read_sync_line(sync_r, self.cfg.create_timeout) {
             Ok(l) => l,

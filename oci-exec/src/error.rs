@@ -1,6 +1,6 @@
 //! The crate's single error type.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Result alias used throughout the crate.
@@ -227,6 +227,12 @@ impl OciError {
 
     pub(crate) fn sys(context: &'static str, errno: nix::errno::Errno) -> Self {
         OciError::Sys { context, errno }
+    }
+
+    /// For `map_err`: `binary` could not be run (or waited for) for container `id`.
+    pub(crate) fn spawn(id: &str, binary: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let (id, binary) = (id.to_string(), binary.to_path_buf());
+        move |source| OciError::Spawn { id, binary, source }
     }
 
     /// The runtime's own message when this error carries one.

@@ -180,11 +180,9 @@ impl OciRuntime {
     fn run(&self, id: &str, op: &'static str, args: &[&str]) -> Result<std::process::Output> {
         let mut cmd = self.runtime_cmd();
         cmd.arg(op).args(args).stdin(Stdio::null());
-        let out = cmd.output().map_err(|e| OciError::Spawn {
-            id: id.to_string(),
-            binary: self.cfg.runtime_path.clone(),
-            source: e,
-        })?;
+        let out = cmd
+            .output()
+            .map_err(OciError::spawn(id, &self.cfg.runtime_path))?;
         if out.status.success() {
             return Ok(out);
         }
@@ -335,11 +333,9 @@ impl OciRuntime {
                 cmd.stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped());
-                let out = cmd.output().map_err(|e| OciError::Spawn {
-                    id: id.to_string(),
-                    binary: self.cfg.runtime_path.clone(),
-                    source: e,
-                })?;
+                let out = cmd
+                    .output()
+                    .map_err(OciError::spawn(id, &self.cfg.runtime_path))?;
                 (out.stdout, out.stderr, out.status)
             }
             ExecStdio::Inherit | ExecStdio::Null => {
@@ -348,11 +344,9 @@ impl OciRuntime {
                         .stdout(Stdio::null())
                         .stderr(Stdio::null());
                 }
-                let status = cmd.status().map_err(|e| OciError::Spawn {
-                    id: id.to_string(),
-                    binary: self.cfg.runtime_path.clone(),
-                    source: e,
-                })?;
+                let status = cmd
+                    .status()
+                    .map_err(OciError::spawn(id, &self.cfg.runtime_path))?;
                 (Vec::new(), Vec::new(), status)
             }
         };
