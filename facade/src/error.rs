@@ -56,6 +56,19 @@ impl RuntimeError {
     }
 }
 
+impl From<rpod_oci::OciError> for RuntimeError {
+    /// A binary that could not be found stays [`RuntimeError::BinaryNotFound`] (same message);
+    /// everything else is [`RuntimeError::Oci`].
+    fn from(e: rpod_oci::OciError) -> Self {
+        match e {
+            rpod_oci::OciError::BinaryNotFound { what, candidates } => {
+                RuntimeError::BinaryNotFound { what, candidates }
+            }
+            e => RuntimeError::Oci(e),
+        }
+    }
+}
+
 /// Anything the [`crate::Runtime`] can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -145,7 +158,7 @@ pub enum RuntimeError {
     },
     /// The OCI runtime or conmon failed; the message is the runtime's own.
     #[error(transparent)]
-    Oci(#[from] rpod_oci::OciError),
+    Oci(rpod_oci::OciError),
     /// The container's state does not allow the operation.
     #[error("cannot {action} container {id}: it is {status}")]
     InvalidState {

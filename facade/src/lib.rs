@@ -16,7 +16,6 @@
 
 #![deny(unsafe_code)]
 
-mod binaries;
 mod cgroups;
 mod container;
 mod error;
@@ -32,13 +31,14 @@ mod runtime;
 mod signal;
 pub mod timefmt;
 
-pub use binaries::Binary;
 pub use container::{
     parse_detach_keys, status_text, AttachOptions, Attached, ContainerFilter, ContainerInspect,
     ContainerListing, ContainerSpec, DetachFilter, ExecResult, ExecSpec, InspectConfig,
     InspectNetwork, InspectState, StatusRules, Streamed, DEFAULT_DETACH_KEYS,
 };
 pub use error::RuntimeError;
+pub use rpod_oci::Binary;
+
 pub use info::{
     ConmonInfo, Distribution, HostInfo, Info, OciRuntimeInfo, RegistriesInfo, StoreInfo,
 };

@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 
 use rpod_config::{Config, ConfigEnv, DbConfig, Registries, RuntimeOptions, StateBackend};
 use rpod_lock::LockManager;
+use rpod_oci::{find_binary, Binary};
 use rpod_state::State;
 
-use crate::binaries::{find_binary, Binary};
 use crate::container::StatusRules;
 use crate::error::RuntimeError;
 use crate::info::{self, Info, RegistriesInfo};

@@ -58,6 +58,25 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_edges() {
+        let at = |secs: u64, nanos: u32| rfc3339(UNIX_EPOCH + Duration::new(secs, nanos));
+        // every fraction has nine digits, trailing zeros kept
+        assert_eq!(at(0, 1), "1970-01-01T00:00:00.000000001Z");
+        assert_eq!(at(0, 500_000_000), "1970-01-01T00:00:00.500000000Z");
+        assert_eq!(at(0, 999_999_999), "1970-01-01T00:00:00.999999999Z");
+        // leap days: 2024 and 2000 have one, 2100 does not
+        assert_eq!(at(1_709_251_199, 0), "2024-02-29T23:59:59.000000000Z");
+        assert_eq!(at(1_709_251_200, 0), "2024-03-01T00:00:00.000000000Z");
+        assert_eq!(at(4_107_542_399, 0), "2100-02-28T23:59:59.000000000Z");
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000000Z");
+        assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000000000Z");
+        assert_eq!(at(253_402_300_800, 0), "9999-12-31T23:59:59.999999999Z");
+        // before the epoch: clamped to it
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
     fn humanises() {
         assert_eq!(human_duration(Duration::from_secs(0)), "Less than a second");
         assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");

@@ -1,6 +1,6 @@
 //! The crate's single error type.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Result alias used throughout the crate.
@@ -19,6 +19,15 @@ pub enum OciError {
         name: String,
         /// Every path that was tried.
         searched: Vec<PathBuf>,
+    },
+
+    /// No candidate path of a binary rpod needs (runtime, conmon) exists.
+    #[error("could not find a working {what} binary (configured options: [{}])", .candidates.join(", "))]
+    BinaryNotFound {
+        /// What was looked for: `OCI runtime "runc"`, `conmon`, ...
+        what: String,
+        /// The paths tried, in order.
+        candidates: Vec<String>,
     },
 
     /// The runtime exists but cannot work on this host.
@@ -218,6 +227,12 @@ impl OciError {
 
     pub(crate) fn sys(context: &'static str, errno: nix::errno::Errno) -> Self {
         OciError::Sys { context, errno }
+    }
+
+    /// For `map_err`: `binary` could not be run (or waited for) for container `id`.
+    pub(crate) fn spawn(id: &str, binary: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let (id, binary) = (id.to_string(), binary.to_path_buf());
+        move |source| OciError::Spawn { id, binary, source }
     }
 
     /// The runtime's own message when this error carries one.

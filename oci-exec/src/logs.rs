@@ -93,17 +93,11 @@ pub fn parse_log_line(line: &str) -> Option<LogRecord> {
     })
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parse an RFC3339 (nano) timestamp into nanoseconds since the Unix epoch.
+/// Parse an RFC 3339 (nano) timestamp as conmon writes it into k8s-file logs
+/// (`2026-11-29T01:22:28.812260819+00:00`; `Z`/`z`, `t` or a space also
+/// accepted, fraction digits past nanoseconds ignored) into nanoseconds since
+/// the Unix epoch. `None` when the text does not have that shape or names no
+/// real date and time.
 pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
     let b = s.as_bytes();
     if b.len() < 20
@@ -114,10 +108,12 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let small = |r: std::ops::Range<usize>| i8::try_from(num(r)?).ok();
+    let year = i16::try_from(num(0..4)?).ok()?;
+    let (month, day) = (small(5..7)?, small(8..10)?);
+    let (hour, minute, second) = (small(11..13)?, small(14..16)?, small(17..19)?);
     let mut i = 19;
-    let mut frac: i128 = 0;
+    let mut nanos: i32 = 0;
     if b.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
@@ -125,23 +121,15 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
             i += 1;
         }
         let digits = s.get(start..i)?;
-        let mut n = 0i128;
-        for (k, c) in digits.bytes().enumerate() {
-            if k < 9 {
-                n = n * 10 + i128::from(c - b'0');
-            }
+        for k in 0..9 {
+            let digit = digits.as_bytes().get(k).map_or(0, |c| c - b'0');
+            nanos = nanos * 10 + i32::from(digit);
         }
-        for _ in digits.len()..9 {
-            n *= 10;
-        }
-        frac = n;
     }
     let offset_secs: i64 = match b.get(i) {
         Some(b'Z') | Some(b'z') => 0,
         Some(sign @ (b'+' | b'-')) => {
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            let o = oh * 3600 + om * 60;
+            let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
             if *sign == b'-' {
                 -o
             } else {
@@ -150,9 +138,10 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
-    Some(i128::from(secs) * 1_000_000_000 + frac)
+    let civil = jiff::civil::DateTime::new(year, month, day, hour, minute, second, nanos).ok()?;
+    let offset = jiff::tz::Offset::from_seconds(i32::try_from(offset_secs).ok()?).ok()?;
+    let at = offset.to_timestamp(civil).ok()?;
+    Some(at.as_nanosecond())
 }
 
 /// Rejoins partial records into entries, per stream.
@@ -488,5 +477,36 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let _ = t.join();
         assert_eq!(got, vec!["two", "three"]);
+    }
+
+    #[test]
+    fn timestamp_fractions() {
+        let n = parse_rfc3339_nanos;
+        assert_eq!(n("1970-01-01T00:00:00.000000001Z"), Some(1));
+        assert_eq!(n("1970-01-01T00:00:00.812260819Z"), Some(812_260_819));
+        assert_eq!(n("1970-01-01T00:00:00.12Z"), Some(120_000_000));
+        // digits past nanoseconds are dropped, not rounded
+        assert_eq!(n("1970-01-01T00:00:00.9999999999Z"), Some(999_999_999));
+        assert_eq!(n("1970-01-01T00:00:00.Z"), Some(0));
+        assert_eq!(n("1969-12-31T23:59:59.5Z"), Some(-500_000_000));
+    }
+
+    #[test]
+    fn timestamp_calendar_and_offsets() {
+        let n = parse_rfc3339_nanos;
+        let s = |secs: i128| Some(secs * 1_000_000_000);
+        assert_eq!(n("2024-02-29T00:00:00Z"), s(1_709_164_800));
+        assert_eq!(n("2000-02-29T23:59:59+00:00"), s(951_868_799));
+        // no Feb 29 in common years, centuries included: not a time at all
+        assert_eq!(n("2100-02-29T00:00:00Z"), None);
+        assert_eq!(n("2026-02-29T00:00:00Z"), None);
+        assert_eq!(n("2026-13-01T00:00:00Z"), None);
+        // negative and positive offsets, lowercase and space separators
+        assert_eq!(n("2026-11-29T01:22:28-05:30"), s(1_795_935_148));
+        assert_eq!(n("2026-01-01T00:00:00+14:00"), s(1_767_175_200));
+        assert_eq!(n("2026-11-29t06:52:28z"), s(1_795_935_148));
+        assert_eq!(n("2026-11-29 06:52:28Z"), s(1_795_935_148));
+        assert_eq!(n("2026-11-29T06:52:28"), None);
+        assert_eq!(n("2026-11-29T06:52:28+05"), None);
     }
 }

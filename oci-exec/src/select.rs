@@ -1,73 +1,57 @@
-//! Finding and choosing the OCI runtime binary, and host suitability checks.
+//! Finding the binaries rpod drives (the OCI runtime, conmon) and asking them
+//! for their versions; choosing the OCI runtime and checking it suits the host.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
+use serde::Serialize;
+
+use crate::cgroup::{host_cgroup_mode, CgroupMode};
 use crate::error::{OciError, Result};
 
-/// How cgroups are mounted on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupMode {
-    /// Legacy v1 controllers only.
-    V1,
-    /// v1 controllers plus a v2 hierarchy at `/sys/fs/cgroup/unified`.
-    Hybrid,
-    /// Unified v2 hierarchy at `/sys/fs/cgroup`.
-    V2,
-}
-
-impl std::fmt::Display for CgroupMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CgroupMode::V1 => "v1",
-            CgroupMode::Hybrid => "v1 hybrid",
-            CgroupMode::V2 => "v2",
-        })
-    }
-}
-
-/// Decide the cgroup mode from the text of `/proc/self/mounts`.
-pub fn cgroup_mode_from_mounts(mounts: &str) -> CgroupMode {
-    let mut unified_v2 = false;
-    let mut root_v2 = false;
-    for line in mounts.lines() {
-        let mut fields = line.split_whitespace();
-        let (_src, Some(target), Some(fstype)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if fstype == "cgroup2" {
-            if target == "/sys/fs/cgroup" {
-                root_v2 = true;
-            } else if target.starts_with("/sys/fs/cgroup/") {
-                unified_v2 = true;
-            }
-        }
-    }
-    if root_v2 {
-        CgroupMode::V2
-    } else if unified_v2 {
-        CgroupMode::Hybrid
-    } else {
-        CgroupMode::V1
-    }
-}
-
-/// The host's cgroup mode, read from `/proc/self/mounts` (V1 when unreadable).
-pub fn host_cgroup_mode() -> CgroupMode {
-    match std::fs::read_to_string("/proc/self/mounts") {
-        Ok(text) => cgroup_mode_from_mounts(&text),
-        Err(_) => CgroupMode::V1,
-    }
-}
-
-/// A runtime that was found on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuntimeChoice {
-    /// Runtime name (`runc`, `crun`, or the file name of an absolute path).
+/// A binary rpod drives, found on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Binary {
+    /// The name it is known by (`runc`, `crun`, `conmon`, or the file name of
+    /// an absolute path).
     pub name: String,
-    /// Absolute path of the executable.
+    /// The path found.
     pub path: PathBuf,
+}
+
+impl Binary {
+    /// The first line of `<path> --version`, or `None` if it cannot be run.
+    pub fn version(&self) -> Option<String> {
+        let out = Command::new(&self.path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().next().map(|l| l.trim().to_owned())
+    }
+}
+
+/// A runtime that was chosen (same shape as any other found [`Binary`]).
+pub type RuntimeChoice = Binary;
+
+/// The first candidate that exists and is not a directory (libpod's rule);
+/// [`OciError::BinaryNotFound`] naming `what` and every candidate otherwise.
+pub fn find_binary(what: &str, name: &str, candidates: &[String]) -> Result<Binary> {
+    candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.metadata().map(|m| !m.is_dir()).unwrap_or(false))
+        .map(|p| Binary {
+            name: name.to_owned(),
+            path: p.to_owned(),
+        })
+        .ok_or_else(|| OciError::BinaryNotFound {
+            what: what.to_owned(),
+            candidates: candidates.to_vec(),
+        })
 }
 
 fn is_executable_file(path: &Path) -> bool {
@@ -155,18 +139,6 @@ pub fn check_runtime_suitable(choice: &RuntimeChoice, mode: CgroupMode) -> Resul
 mod tests {
     use super::*;
 
-    const HYBRID: &str = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
-    const V1: &str =
-        "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n";
-    const V2: &str = "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
-
-    #[test]
-    fn parses_modes() {
-        assert_eq!(cgroup_mode_from_mounts(HYBRID), CgroupMode::Hybrid);
-        assert_eq!(cgroup_mode_from_mounts(V1), CgroupMode::V1);
-        assert_eq!(cgroup_mode_from_mounts(V2), CgroupMode::V2);
-    }
-
     #[test]
     fn crun_refused_on_hybrid() {
         let c = RuntimeChoice {
@@ -209,5 +181,30 @@ mod tests {
             choose_runtime_for_mode("nope", &rt, CgroupMode::V2),
             Err(OciError::RuntimeNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn skips_missing_and_directories() {
+        let dir = tempfile::tempdir().ok();
+        let Some(dir) = dir else { return };
+        let file = dir.path().join("bin");
+        std::fs::write(&file, b"").ok();
+        let c = vec![
+            "/nonexistent/x".to_owned(),
+            dir.path().display().to_string(),
+            file.display().to_string(),
+        ];
+        let b = find_binary("conmon", "conmon", &c).ok();
+        assert_eq!(b.map(|b| b.path), Some(file));
+    }
+
+    #[test]
+    fn names_the_candidates_when_none_exists() {
+        let err = find_binary("conmon", "conmon", &["/nonexistent/a".to_owned()]);
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            msg,
+            "could not find a working conmon binary (configured options: [/nonexistent/a])"
+        );
     }
 }

@@ -9,19 +9,18 @@ use std::str::FromStr;
 use oci_spec::runtime::{
     BoxBuilder, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
     LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
+use crate::cgroup::{cgroup_path, CgroupManager};
 use crate::error::{OciError, Result};
+use crate::rlimit::{build_rlimits, Rlimit};
+use crate::user::resolve_user;
 
 /// Default `PATH` put into the container environment when none is given.
 pub const DEFAULT_PATH_ENV: &str =
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Default cgroup parent for the `cgroupfs` manager.
-pub const DEFAULT_CGROUPFS_PARENT: &str = "/rpod_parent";
-/// Default cgroup parent (slice) for the `systemd` manager.
-pub const DEFAULT_SYSTEMD_PARENT: &str = "machine.slice";
 /// Default size of `/dev/shm` (64 MiB).
 pub const DEFAULT_SHM_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -103,27 +102,6 @@ impl Default for Namespaces {
             cgroup: NsMode::Host,
         }
     }
-}
-
-/// cgroup manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CgroupManager {
-    /// Plain cgroupfs paths (`<parent>/libpod-<id>`).
-    #[default]
-    Cgroupfs,
-    /// systemd slices (`<slice>:libpod:<id>`).
-    Systemd,
-}
-
-/// One resource limit request (`name` like `nofile` or `RLIMIT_NOFILE`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rlimit {
-    /// Limit name: `nofile`, `RLIMIT_NOFILE`, `nproc`, ...
-    pub name: String,
-    /// Soft limit.
-    pub soft: u64,
-    /// Hard limit.
-    pub hard: u64,
 }
 
 /// An extra mount requested by the user (volumes, bind mounts, tmpfs).
@@ -227,189 +205,6 @@ impl SpecInput {
             annotations: Vec::new(),
         }
     }
-}
-
-/// The cgroup path written to the spec for a container:
-/// cgroupfs `<parent>/libpod-<id>` (default parent [`DEFAULT_CGROUPFS_PARENT`]),
-/// systemd `<slice>:libpod:<id>` (default [`DEFAULT_SYSTEMD_PARENT`]).
-pub fn cgroup_path(manager: CgroupManager, parent: Option<&str>, id: &str) -> Result<String> {
-    match manager {
-        CgroupManager::Cgroupfs => {
-            let parent = parent.unwrap_or(DEFAULT_CGROUPFS_PARENT);
-            let trimmed = parent.trim_end_matches('/');
-            if trimmed.ends_with(".slice") {
-                return Err(OciError::InvalidArgument(format!(
-                    "systemd slice {parent:?} received as cgroup parent when using cgroupfs"
-                )));
-            }
-            if trimmed.is_empty() {
-                return Ok(format!("/libpod-{id}"));
-            }
-            let lead = if trimmed.starts_with('/') { "" } else { "/" };
-            Ok(format!("{lead}{trimmed}/libpod-{id}"))
-        }
-        CgroupManager::Systemd => {
-            let parent = parent.unwrap_or(DEFAULT_SYSTEMD_PARENT);
-            let base = parent
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or(parent);
-            if !base.ends_with(".slice") || base.len() < 6 {
-                return Err(OciError::InvalidArgument(format!(
-                    "did not receive systemd slice as cgroup parent when using systemd to manage cgroups: {parent:?}"
-                )));
-            }
-            Ok(format!("{base}:libpod:{id}"))
-        }
-    }
-}
-
-fn rlimit_type(name: &str) -> Result<PosixRlimitType> {
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("RLIMIT_") {
-        upper
-    } else {
-        format!("RLIMIT_{upper}")
-    };
-    PosixRlimitType::from_str(&full)
-        .map_err(|_| OciError::InvalidArgument(format!("unknown rlimit {name:?}")))
-}
-
-fn nix_resource(t: PosixRlimitType) -> Option<nix::sys::resource::Resource> {
-    use nix::sys::resource::Resource as R;
-    Some(match t {
-        PosixRlimitType::RlimitCpu => R::RLIMIT_CPU,
-        PosixRlimitType::RlimitFsize => R::RLIMIT_FSIZE,
-        PosixRlimitType::RlimitData => R::RLIMIT_DATA,
-        PosixRlimitType::RlimitStack => R::RLIMIT_STACK,
-        PosixRlimitType::RlimitCore => R::RLIMIT_CORE,
-        PosixRlimitType::RlimitRss => R::RLIMIT_RSS,
-        PosixRlimitType::RlimitNproc => R::RLIMIT_NPROC,
-        PosixRlimitType::RlimitNofile => R::RLIMIT_NOFILE,
-        PosixRlimitType::RlimitMemlock => R::RLIMIT_MEMLOCK,
-        PosixRlimitType::RlimitAs => R::RLIMIT_AS,
-        PosixRlimitType::RlimitLocks => R::RLIMIT_LOCKS,
-        PosixRlimitType::RlimitSigpending => R::RLIMIT_SIGPENDING,
-        PosixRlimitType::RlimitMsgqueue => R::RLIMIT_MSGQUEUE,
-        PosixRlimitType::RlimitNice => R::RLIMIT_NICE,
-        PosixRlimitType::RlimitRtprio => R::RLIMIT_RTPRIO,
-        PosixRlimitType::RlimitRttime => R::RLIMIT_RTTIME,
-    })
-}
-
-/// Clamp a requested limit pair to the caller's hard limit `max_hard`
-/// (the container can never get more than the caller has).
-pub fn clamp_rlimit(soft: u64, hard: u64, max_hard: u64) -> (u64, u64) {
-    let hard = hard.min(max_hard);
-    let soft = soft.min(hard);
-    (soft, hard)
-}
-
-fn build_rlimits(input: &[Rlimit]) -> Result<Vec<PosixRlimit>> {
-    let mut out = Vec::with_capacity(input.len());
-    for r in input {
-        let typ = rlimit_type(&r.name)?;
-        let max_hard = match nix_resource(typ) {
-            Some(res) => {
-                nix::sys::resource::getrlimit(res)
-                    .map_err(|e| OciError::sys("getrlimit", e))?
-                    .1
-            }
-            None => u64::MAX,
-        };
-        let (soft, hard) = clamp_rlimit(r.soft, r.hard, max_hard);
-        out.push(
-            PosixRlimitBuilder::default()
-                .typ(typ)
-                .soft(soft)
-                .hard(hard)
-                .build()?,
-        );
-    }
-    Ok(out)
-}
-
-/// A resolved process user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedUser {
-    /// User ID.
-    pub uid: u32,
-    /// Group ID.
-    pub gid: u32,
-    /// Home directory from `/etc/passwd` (when found).
-    pub home: Option<String>,
-}
-
-fn read_db(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
-}
-
-/// Resolve a user spec (`""`, `uid`, `uid:gid`, `name`, `name:group`, ...)
-/// against the rootfs' `/etc/passwd` and `/etc/group`.
-pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<ResolvedUser> {
-    let passwd_path = rootfs.join("etc/passwd");
-    let group_path = rootfs.join("etc/group");
-    let (user_part, group_part) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let user_part = if user_part.is_empty() { "0" } else { user_part };
-    let passwd = read_db(&passwd_path);
-    // passwd entry: name:x:uid:gid:gecos:home:shell
-    let entry = passwd.as_deref().and_then(|text| {
-        text.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 4 {
-                return None;
-            }
-            let matches = if user_part.parse::<u32>().is_ok() {
-                f[2] == user_part
-            } else {
-                f[0] == user_part
-            };
-            if !matches {
-                return None;
-            }
-            let uid = f[2].parse::<u32>().ok()?;
-            let gid = f[3].parse::<u32>().ok()?;
-            Some((uid, gid, f.get(5).map(|h| h.to_string())))
-        })
-    });
-    let (uid, default_gid, home) = match (user_part.parse::<u32>(), entry) {
-        (_, Some((uid, gid, home))) => (uid, gid, home),
-        (Ok(uid), None) => (uid, 0, None),
-        (Err(_), None) => {
-            return Err(OciError::UserNotFound {
-                user: spec.to_string(),
-                file: passwd_path,
-                reason: "no matching entries in passwd file".into(),
-            })
-        }
-    };
-    let gid = match group_part {
-        None | Some("") => default_gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => read_db(&group_path)
-                .and_then(|text| {
-                    text.lines().find_map(|l| {
-                        let f: Vec<&str> = l.split(':').collect();
-                        if f.len() >= 3 && f[0] == g {
-                            f[2].parse::<u32>().ok()
-                        } else {
-                            None
-                        }
-                    })
-                })
-                .ok_or_else(|| OciError::UserNotFound {
-                    user: spec.to_string(),
-                    file: group_path.clone(),
-                    reason: format!("no group {g:?}"),
-                })?,
-        },
-    };
-    Ok(ResolvedUser { uid, gid, home })
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
@@ -711,70 +506,7 @@ pub fn write_spec_for(bundle: &Path, input: &SpecInput) -> Result<Spec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rootfs() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let etc = d.path().join("etc");
-        std::fs::create_dir_all(&etc).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(
-            etc.join("passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nweb:x:1000:1001:web:/home/web:/bin/sh\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(
-            etc.join("group"),
-            "root:x:0:\nnogroup:x:65534:\nwebg:x:1001:\nstaff:x:50:\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        d
-    }
-
-    #[test]
-    fn clamp() {
-        assert_eq!(clamp_rlimit(1_048_576, 1_048_576, 20000), (20000, 20000));
-        assert_eq!(clamp_rlimit(100, 200, 20000), (100, 200));
-        assert_eq!(clamp_rlimit(30000, 10, 20000), (10, 10));
-        assert_eq!(clamp_rlimit(5, u64::MAX, u64::MAX), (5, u64::MAX));
-    }
-
-    #[test]
-    fn rlimits_never_exceed_caller() {
-        let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let r = build_rlimits(&[Rlimit {
-            name: "nofile".into(),
-            soft: u64::MAX - 1,
-            hard: u64::MAX - 1,
-        }])
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r[0].typ(), PosixRlimitType::RlimitNofile);
-        assert!(r[0].hard() <= hard);
-        assert!(r[0].soft() <= r[0].hard());
-        assert!(build_rlimits(&[Rlimit {
-            name: "bogus".into(),
-            soft: 1,
-            hard: 1
-        }])
-        .is_err());
-    }
-
-    #[test]
-    fn cgroup_paths() {
-        let c = |m, p: Option<&str>| cgroup_path(m, p, "abc").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c(CgroupManager::Cgroupfs, None), "/rpod_parent/libpod-abc");
-        assert_eq!(c(CgroupManager::Cgroupfs, Some("/x/y/")), "/x/y/libpod-abc");
-        assert_eq!(c(CgroupManager::Cgroupfs, Some("x")), "/x/libpod-abc");
-        assert_eq!(c(CgroupManager::Systemd, None), "machine.slice:libpod:abc");
-        assert_eq!(
-            c(
-                CgroupManager::Systemd,
-                Some("machine.slice/machine-pod.slice")
-            ),
-            "machine-pod.slice:libpod:abc"
-        );
-        assert!(cgroup_path(CgroupManager::Cgroupfs, Some("machine.slice"), "a").is_err());
-        assert!(cgroup_path(CgroupManager::Systemd, Some("/foo"), "a").is_err());
-    }
+    use crate::user::tests::rootfs;
 
     #[test]
     fn namespaces_and_mounts() {
@@ -838,21 +570,6 @@ mod tests {
         assert!(sys["options"].to_string().contains("\"ro\""));
         assert!(!v["linux"]["namespaces"].to_string().contains("network"));
         assert!(v["mounts"].to_string().contains("size=1024k"));
-    }
-
-    #[test]
-    fn users() {
-        let r = rootfs();
-        let u = |s: &str| resolve_user(r.path(), s).unwrap_or_else(|e| panic!("{s}: {e}"));
-        assert_eq!((u("").uid, u("").gid), (0, 0));
-        assert_eq!((u("web").uid, u("web").gid), (1000, 1001));
-        assert_eq!(u("web").home.as_deref(), Some("/home/web"));
-        assert_eq!((u("web:staff").uid, u("web:staff").gid), (1000, 50));
-        assert_eq!((u("1000").uid, u("1000").gid), (1000, 1001));
-        assert_eq!((u("1234:5").uid, u("1234:5").gid), (1234, 5));
-        assert_eq!((u("1234").uid, u("1234").gid), (1234, 0));
-        assert!(resolve_user(r.path(), "nosuch").is_err());
-        assert!(resolve_user(r.path(), "web:nosuch").is_err());
     }
 
     #[test]

@@ -82,20 +82,6 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     out
 }
 
-pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            // state is the field after the ")" of comm
-            let state = s
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X"))
-        }
-        Err(_) => false,
-    }
-}
-
 /// One test container: own tempdir with rootfs, bundle, exit dir; cleaned up
 /// on drop even when the test fails.
 pub struct TestCtr {
@@ -190,10 +176,10 @@ impl TestCtr {
         if let Some(pid) = self.conmon_pid {
             // conmon exits right after writing the exit file; give it a moment.
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while pid_alive(pid) && std::time::Instant::now() < deadline {
+            while rpod_oci::process_alive(pid) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            assert!(!pid_alive(pid), "conmon {pid} still alive");
+            assert!(!rpod_oci::process_alive(pid), "conmon {pid} still alive");
         }
     }
 }
@@ -205,7 +191,7 @@ impl Drop for TestCtr {
             .stderr(std::process::Stdio::null())
             .status();
         if let Some(pid) = self.conmon_pid.or_else(|| self.rt.conmon_pid(&self.opts())) {
-            if pid_alive(pid) {
+            if rpod_oci::process_alive(pid) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
