@@ -10,7 +10,8 @@
 //! LMDB allows one environment per file per process (heed returns `EnvAlreadyOpened` for a second open). This
 //! module keeps a process-wide registry (`canonical path → Weak<SharedEnv>`): every [`LmdbState`] on the same
 //! file shares one environment, which is closed when the last handle is closed or dropped. Each handle has its
-//! own namespace and its own closed flag.
+//! own namespace (fixed when it is made) and its own closed flag; [`State::view`] makes another handle on the
+//! same environment.
 //!
 //! # Transactions and map growth
 //! Every read is one read transaction; every mutation is exactly one write transaction, so a process killed at
@@ -528,7 +529,8 @@ impl WriteTables for Writer<'_, '_> {
 /// LMDB allows one environment per file per process (heed returns `EnvAlreadyOpened` for a second open). This
 /// module keeps a process-wide registry (`canonical path → Weak<SharedEnv>`): every [`LmdbState`] on the same
 /// file shares one environment, which is closed when the last handle is closed or dropped. Each handle has its
-/// own namespace and its own closed flag.
+/// own namespace (fixed when it is made: [`with_namespace`](LmdbState::with_namespace), [`State::view`]) and its
+/// own closed flag.
 ///
 /// # Transactions and map growth
 /// Every read is one read transaction; every mutation is exactly one write transaction, so a process killed at
@@ -545,8 +547,10 @@ impl WriteTables for Writer<'_, '_> {
 #[derive(Debug)]
 pub struct LmdbState {
     path: PathBuf,
+    /// The shared environment; `None` once this handle is closed.
     shared: RwLock<Option<Arc<SharedEnv>>>,
-    namespace: RwLock<String>,
+    /// Fixed at creation ([`with_namespace`](Self::with_namespace), [`State::view`]).
+    namespace: String,
 }
 
 impl LmdbState {
@@ -608,8 +612,18 @@ impl LmdbState {
         Ok(LmdbState {
             path,
             shared: RwLock::new(Some(shared)),
-            namespace: RwLock::new(String::new()),
+            namespace: String::new(),
         })
+    }
+
+    /// The same handle restricted to `namespace` (`""` = every namespace); see the
+    /// [namespace rules](State#namespaces). Use [`State::view`] for a second handle on the same file.
+    #[must_use]
+    pub fn with_namespace(self, namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            ..self
+        }
     }
 
     /// The database file.
@@ -630,23 +644,15 @@ impl LmdbState {
             .ok_or(StateError::DbClosed)
     }
 
-    fn ns(&self) -> String {
-        self.namespace
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn with_read<T>(&self, f: impl FnOnce(&dyn ReadTables, &str) -> Result<T>) -> Result<T> {
+        self.env()?.view(|r| f(r, &self.namespace))
     }
 
-    fn view<T>(&self, f: impl FnOnce(&dyn ReadTables, &str) -> Result<T>) -> Result<T> {
-        let env = self.env()?;
-        let ns = self.ns();
-        env.view(|r| f(r, &ns))
-    }
-
-    fn update<T>(&self, mut f: impl FnMut(&mut dyn WriteTables, &str) -> Result<T>) -> Result<T> {
-        let env = self.env()?;
-        let ns = self.ns();
-        env.update(|w| f(w, &ns))
+    fn with_write<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn WriteTables, &str) -> Result<T>,
+    ) -> Result<T> {
+        self.env()?.update(|w| f(w, &self.namespace))
     }
 }
 
@@ -660,34 +666,36 @@ impl State for LmdbState {
     }
 
     fn refresh(&self) -> Result<()> {
-        self.update(|w, _| logic::refresh(w))
+        self.with_write(|w, _| logic::refresh(w))
     }
 
     fn get_db_config(&self) -> Result<DbConfig> {
-        self.view(|r, _| logic::get_db_config(r))
+        self.with_read(|r, _| logic::get_db_config(r))
     }
 
     fn validate_db_config(&self, ours: &DbConfig) -> Result<()> {
         // Every rpod command validates at start-up; only the first one on a new database has
         // anything to write, so check in a read transaction and take the writer lock only then.
         if self
-            .view(|r, _| logic::db_config_missing(r, ours))?
+            .with_read(|r, _| logic::db_config_missing(r, ours))?
             .is_empty()
         {
             return Ok(());
         }
-        self.update(|w, _| logic::validate_db_config(w, ours))
-    }
-
-    fn set_namespace(&self, ns: &str) -> Result<()> {
-        self.env()?;
-        *self.namespace.write().unwrap_or_else(|e| e.into_inner()) = ns.to_string();
-        Ok(())
+        self.with_write(|w, _| logic::validate_db_config(w, ours))
     }
 
     fn namespace(&self) -> Result<String> {
         self.env()?;
-        Ok(self.ns())
+        Ok(self.namespace.clone())
+    }
+
+    fn view(&self, namespace: &str) -> Result<Box<dyn State>> {
+        Ok(Box::new(LmdbState {
+            path: self.path.clone(),
+            shared: RwLock::new(Some(self.env()?)),
+            namespace: namespace.to_string(),
+        }))
     }
 
     state_record_methods!();
