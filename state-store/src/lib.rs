@@ -92,9 +92,25 @@ mod delegate {
         };
     }
 
-    /// Invokes [`delegate_state_methods`] with every record method of the trait.
+    /// Invokes [`delegate_state_methods`] with every record method of the trait, and defines the
+    /// methods that only need the backend's `handle` ([`Handle`](crate::handle::Handle)): `close`,
+    /// `refresh` and `namespace`.
     macro_rules! state_record_methods {
         () => {
+            fn close(&self) -> $crate::error::Result<()> {
+                self.handle.close();
+                Ok(())
+            }
+
+            fn refresh(&self) -> $crate::error::Result<()> {
+                self.with_write(|w, _| $crate::logic::refresh(w))
+            }
+
+            fn namespace(&self) -> $crate::error::Result<String> {
+                self.handle.data()?;
+                Ok(self.handle.namespace().to_string())
+            }
+
             delegate_state_methods! {
                 view container(id: &str) -> ContainerRecord;
                 view lookup_container(id_or_name: &str) -> ContainerRecord;
@@ -128,6 +144,7 @@ mod delegate {
 }
 
 mod error;
+mod handle;
 mod lmdb;
 mod logic;
 mod memory;

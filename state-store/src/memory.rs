@@ -6,8 +6,9 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::error::{Result, StateError};
-use crate::logic::{self, ReadTables, ScanFn, Table, WriteTables};
+use crate::error::Result;
+use crate::handle::Handle;
+use crate::logic::{ReadTables, ScanFn, Table, WriteTables};
 use crate::records::{
     ContainerConfig, ContainerRecord, ContainerState, DbConfig, PodConfig, PodRecord, PodState,
 };
@@ -109,9 +110,7 @@ impl WriteTables for Txn<'_> {
 /// its own namespace (fixed at creation) and its own closed flag.
 #[derive(Debug)]
 pub struct InMemoryState {
-    /// The shared tables; `None` once this handle is closed.
-    tables: RwLock<Option<Arc<RwLock<Tables>>>>,
-    namespace: String,
+    handle: Handle<RwLock<Tables>>,
 }
 
 impl Default for InMemoryState {
@@ -124,8 +123,7 @@ impl InMemoryState {
     /// An empty state that sees every namespace.
     pub fn new() -> Self {
         Self {
-            tables: RwLock::new(Some(Arc::default())),
-            namespace: String::new(),
+            handle: Handle::new(Arc::default()),
         }
     }
 
@@ -134,35 +132,26 @@ impl InMemoryState {
     #[must_use]
     pub fn with_namespace(self, namespace: &str) -> Self {
         Self {
-            namespace: namespace.to_string(),
-            ..self
-        }
-    }
-
-    /// The shared tables (`DbClosed` once this handle is closed).
-    fn data(&self) -> Result<Arc<RwLock<Tables>>> {
-        // A poisoned lock only means another thread panicked mid-operation; the undo log ran or the maps are
-        // consistent per operation, so keep going (here and below).
-        match &*self.tables.read().unwrap_or_else(|e| e.into_inner()) {
-            Some(data) => Ok(Arc::clone(data)),
-            None => Err(StateError::DbClosed),
+            handle: self.handle.with_namespace(namespace),
         }
     }
 
     fn with_read<T>(&self, f: impl FnOnce(&Tables, &str) -> Result<T>) -> Result<T> {
-        let data = self.data()?;
+        let data = self.handle.data()?;
+        // A poisoned lock only means another thread panicked mid-operation; the undo log ran or the maps are
+        // consistent per operation, so keep going (here and below).
         let g = data.read().unwrap_or_else(|e| e.into_inner());
-        f(&g, &self.namespace)
+        f(&g, self.handle.namespace())
     }
 
     fn with_write<T>(&self, f: impl FnOnce(&mut dyn WriteTables, &str) -> Result<T>) -> Result<T> {
-        let data = self.data()?;
+        let data = self.handle.data()?;
         let mut g = data.write().unwrap_or_else(|e| e.into_inner());
         let mut txn = Txn {
             tables: &mut g,
             undo: Vec::new(),
         };
-        match f(&mut txn, &self.namespace) {
+        match f(&mut txn, self.handle.namespace()) {
             Ok(v) => Ok(v),
             Err(e) => {
                 txn.rollback();
@@ -173,37 +162,19 @@ impl InMemoryState {
 }
 
 impl State for InMemoryState {
-    fn close(&self) -> Result<()> {
-        self.tables
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        Ok(())
-    }
-
-    fn refresh(&self) -> Result<()> {
-        self.with_write(|w, _| logic::refresh(w))
-    }
-
     fn get_db_config(&self) -> Result<DbConfig> {
-        self.data()?;
+        self.handle.data()?;
         Ok(DbConfig::default())
     }
 
     fn validate_db_config(&self, _ours: &DbConfig) -> Result<()> {
-        self.data()?;
+        self.handle.data()?;
         Ok(())
-    }
-
-    fn namespace(&self) -> Result<String> {
-        self.data()?;
-        Ok(self.namespace.clone())
     }
 
     fn view(&self, namespace: &str) -> Result<Box<dyn State>> {
         Ok(Box::new(InMemoryState {
-            tables: RwLock::new(Some(self.data()?)),
-            namespace: namespace.to_string(),
+            handle: self.handle.view(namespace)?,
         }))
     }
 
