@@ -80,7 +80,7 @@ impl Runtime {
             return Ok(oci.as_ref());
         }
         let oci = self.build_oci()?;
-        Ok(self.oci.get_or_init(|| Box::new(oci)).as_ref())
+        Ok(self.oci.get_or_init(|| std::sync::Arc::new(oci)).as_ref())
     }
 
     fn build_oci(&self) -> Result<OciRuntime, RuntimeError> {

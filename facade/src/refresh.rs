@@ -50,11 +50,7 @@ impl Runtime {
             ),
             None => {}
         }
-        let ns = self.state.namespace()?;
-        self.state.set_namespace("")?;
-        let result = self.refresh_all(reserve_locks);
-        self.state.set_namespace(&ns)?;
-        result
+        self.all_namespaces()?.refresh_all(reserve_locks)
     }
 
     fn refresh_all(&self, reserve_locks: bool) -> Result<(), RuntimeError> {
@@ -117,35 +113,30 @@ impl Runtime {
     /// are gone, so every object's lock ID is reserved again before anything can hand one out
     /// twice.
     pub(crate) fn reserve_after_segment_loss(&self) -> Result<(), RuntimeError> {
-        let ns = self.state.namespace()?;
-        self.state.set_namespace("")?;
-        let result = (|| {
-            let mut reserver = Reserver::default();
-            for c in self.state.all_containers()? {
-                reserver.reserve(
-                    self.locks.as_ref(),
-                    c.config.lock_id,
-                    format!("container {}", c.config.id),
-                )?;
-            }
-            for p in self.state.all_pods()? {
-                reserver.reserve(
-                    self.locks.as_ref(),
-                    p.config.lock_id,
-                    format!("pod {}", p.config.id),
-                )?;
-            }
-            if reserver.count > 0 {
-                tracing::warn!(
-                    "the lock table was missing and has been recreated; the lock IDs of {} \
-                     containers and pods were reserved again",
-                    reserver.count
-                );
-            }
-            reserver.finish()
-        })();
-        self.state.set_namespace(&ns)?;
-        result
+        let all = self.state.view("")?;
+        let mut reserver = Reserver::default();
+        for c in all.all_containers()? {
+            reserver.reserve(
+                self.locks.as_ref(),
+                c.config.lock_id,
+                format!("container {}", c.config.id),
+            )?;
+        }
+        for p in all.all_pods()? {
+            reserver.reserve(
+                self.locks.as_ref(),
+                p.config.lock_id,
+                format!("pod {}", p.config.id),
+            )?;
+        }
+        if reserver.count > 0 {
+            tracing::warn!(
+                "the lock table was missing and has been recreated; the lock IDs of {} \
+                 containers and pods were reserved again",
+                reserver.count
+            );
+        }
+        reserver.finish()
     }
 }
 

@@ -80,7 +80,7 @@ pub struct Runtime {
     conmon: Binary,
     pub(crate) locks: Arc<dyn LockManager>,
     pub(crate) state: Box<dyn State>,
-    pub(crate) oci: OnceLock<Box<dyn OciDriver>>,
+    pub(crate) oci: OnceLock<Arc<dyn OciDriver>>,
     pub(crate) network: Arc<dyn NetworkBackend>,
     pub(crate) rootfs: Arc<dyn RootfsProvider>,
     cleanup_bin: Option<PathBuf>,
@@ -94,7 +94,7 @@ pub struct RuntimeBuilder {
     options: RuntimeOptions,
     network: Option<Arc<dyn NetworkBackend>>,
     rootfs: Option<Arc<dyn RootfsProvider>>,
-    oci: Option<Box<dyn OciDriver>>,
+    oci: Option<Arc<dyn OciDriver>>,
     renumber: bool,
 }
 
@@ -124,7 +124,7 @@ impl RuntimeBuilder {
 
     /// The OCI driver to use instead of conmon + runc (unit tests).
     #[cfg(test)]
-    pub(crate) fn oci_driver(mut self, driver: Box<dyn OciDriver>) -> Self {
+    pub(crate) fn oci_driver(mut self, driver: Arc<dyn OciDriver>) -> Self {
         self.oci = Some(driver);
         self
     }
@@ -235,7 +235,6 @@ impl Runtime {
         // Paths stored in the database win over defaults; explicit values must match them.
         config.apply_db_config(&from_state_db(&state.get_db_config()?))?;
         state.validate_db_config(&to_state_db(&config.db_config()))?;
-        state.set_namespace(&config.values.namespace)?;
         create_dir(&config.values.tmp_dir, 0o751)?;
         // Processes sharing a tmp dir create the lock table one at a time; processes with
         // different tmp dirs racing on one segment name are handled by the lock manager.
@@ -295,26 +294,38 @@ impl Runtime {
     /// Gives every container, then every pod, a freshly allocated lock (libpod's
     /// `renumberLocks`), in every namespace.
     fn renumber_objects(&self) -> Result<(), RuntimeError> {
-        let ns = self.state.namespace()?;
-        self.state.set_namespace("")?;
-        let result = (|| {
-            self.locks.free_all()?;
-            for c in self.state.all_containers()? {
-                let lock = self.locks.allocate()?;
-                let mut cfg = c.config;
-                cfg.lock_id = lock.id();
-                self.state.rewrite_container_config(&cfg.id, &cfg)?;
-            }
-            for p in self.state.all_pods()? {
-                let lock = self.locks.allocate()?;
-                let mut cfg = p.config;
-                cfg.lock_id = lock.id();
-                self.state.rewrite_pod_config(&cfg.id, &cfg)?;
-            }
-            Ok(())
-        })();
-        self.state.set_namespace(&ns)?;
-        result
+        let all = self.state.view("")?;
+        self.locks.free_all()?;
+        for c in all.all_containers()? {
+            let lock = self.locks.allocate()?;
+            let mut cfg = c.config;
+            cfg.lock_id = lock.id();
+            all.rewrite_container_config(&cfg.id, &cfg)?;
+        }
+        for p in all.all_pods()? {
+            let lock = self.locks.allocate()?;
+            let mut cfg = p.config;
+            cfg.lock_id = lock.id();
+            all.rewrite_pod_config(&cfg.id, &cfg)?;
+        }
+        Ok(())
+    }
+
+    /// This runtime working on a view of its state that sees every namespace (the same
+    /// configuration, binaries and locks), for operations over all of them.
+    pub(crate) fn all_namespaces(&self) -> Result<Runtime, RuntimeError> {
+        Ok(Runtime {
+            config: self.config.clone(),
+            oci_runtime: self.oci_runtime.clone(),
+            conmon: self.conmon.clone(),
+            locks: Arc::clone(&self.locks),
+            state: self.state.view("")?,
+            oci: self.oci.clone(),
+            network: Arc::clone(&self.network),
+            rootfs: Arc::clone(&self.rootfs),
+            cleanup_bin: self.cleanup_bin.clone(),
+            valid: AtomicBool::new(self.valid.load(Ordering::Acquire)),
+        })
     }
 
     /// Uses `bin` (an `rpod` executable) as the cleanup command conmon runs when a container
@@ -352,20 +363,19 @@ impl Runtime {
         self.check_valid()?;
         let mut errors = Vec::new();
         if force {
-            let ns = self.state.namespace()?;
-            self.state.set_namespace("")?;
-            let running: Vec<String> = self
+            let all = self.all_namespaces()?;
+            let running: Vec<String> = all
                 .state
                 .all_containers()?
                 .into_iter()
                 .filter_map(|mut c| {
-                    self.container_view(&mut c).ok()?;
+                    all.container_view(&mut c).ok()?;
                     c.state.status.is_running_or_paused().then_some(c.config.id)
                 })
                 .collect();
             // Members before infra containers, whose namespaces they use.
             let (infra, others): (Vec<String>, Vec<String>) = running.into_iter().partition(|id| {
-                self.state
+                all.state
                     .container(id)
                     .map(|c| c.config.is_infra)
                     .unwrap_or(false)
@@ -375,8 +385,9 @@ impl Runtime {
                     let handles: Vec<_> = batch
                         .iter()
                         .map(|id| {
+                            let all = &all;
                             s.spawn(move || {
-                                match self
+                                match all
                                     .stop_container(id, Some(std::time::Duration::from_secs(10)))
                                 {
                                     Ok(_)
@@ -393,7 +404,6 @@ impl Runtime {
                         .collect::<Vec<_>>()
                 }));
             }
-            let _ = self.state.set_namespace(&ns);
         }
         self.valid.store(false, Ordering::Release);
         self.state.close()?;
@@ -409,9 +419,9 @@ impl Runtime {
 
     /// `rpod system reset --force`: removes every container and pod of this root (all
     /// namespaces), the state database, the lock table and rpod's directories.
-    pub fn reset(self) -> Result<(), RuntimeError> {
+    pub fn reset(mut self) -> Result<(), RuntimeError> {
         self.check_valid()?;
-        self.state.set_namespace("")?;
+        self.state = self.state.view("")?;
         let mut errors: Vec<String> = Vec::new();
         for p in self.state.all_pods()? {
             if let Err(e) = self.remove_pod(&p.config.id, true) {
@@ -472,10 +482,15 @@ impl Runtime {
 /// Opens the configured state backend (creating the static dir for LMDB).
 fn open_state(config: &Config) -> Result<Box<dyn State>, RuntimeError> {
     Ok(match config.values.state_backend {
-        StateBackend::Memory => Box::new(rpod_state::InMemoryState::new()),
+        StateBackend::Memory => {
+            Box::new(rpod_state::InMemoryState::new().with_namespace(&config.values.namespace))
+        }
         StateBackend::Lmdb => {
             create_dir(&config.values.static_dir, 0o700)?;
-            Box::new(rpod_state::LmdbState::open(&config.values.static_dir)?)
+            Box::new(
+                rpod_state::LmdbState::open(&config.values.static_dir)?
+                    .with_namespace(&config.values.namespace),
+            )
         }
     })
 }

@@ -3,18 +3,21 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `2026-11-29T01:22:28.812260819Z` (times before the epoch print as the epoch).
+use jiff::civil::DateTime;
+use jiff::SignedDuration;
+
+/// The Unix epoch as a UTC civil time.
+const EPOCH: DateTime = DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
+
+/// `2026-11-29T01:22:28.812260819Z`: always nine fraction digits. Times before the epoch show as
+/// the epoch; times after the year 9999 (beyond jiff's range) as its last nanosecond.
 pub fn rfc3339(t: SystemTime) -> String {
-    let t = if t < UNIX_EPOCH { UNIX_EPOCH } else { t };
-    match jiff::Timestamp::try_from(t) {
-        Ok(ts) => format!(
-            "{}.{:09}Z",
-            ts.strftime("%Y-%m-%dT%H:%M:%S"),
-            ts.subsec_nanosecond()
-        ),
-        // Beyond jiff's range (year 9999): the largest time it can print.
-        Err(_) => "9999-12-31T23:59:59.999999999Z".to_owned(),
-    }
+    let since_epoch = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let utc = SignedDuration::try_from(since_epoch)
+        .ok()
+        .and_then(|d| EPOCH.checked_add(d).ok())
+        .unwrap_or(DateTime::MAX);
+    format!("{utc:.9}Z")
 }
 
 /// `Less than a second`, `5 seconds`, `About a minute`, `3 hours`… (docker's units).

@@ -13,9 +13,10 @@
 //! It takes no container or pod **locks** (the `rpod-lock` crate; callers hold the object's lock around
 //! update/save as libpod does), talks to no **OCI runtime**, network or storage, and does not **discover
 //! configuration** (which static directory, which namespace, which paths to validate). The `rpod` facade
-//! composes these: `Runtime::new` opens [`LmdbState::open`]`(static_dir)`, reads [`State::get_db_config`] to
-//! fill paths the user did not set, calls [`State::validate_db_config`] and [`State::set_namespace`], and
-//! holds the result as `Box<dyn State>`.
+//! composes these: `Runtime::new` opens [`LmdbState::open`]`(static_dir)` restricted to the configured
+//! namespace ([`LmdbState::with_namespace`]), reads [`State::get_db_config`] to fill paths the user did not
+//! set, calls [`State::validate_db_config`], and holds the result as `Box<dyn State>`; operations over every
+//! namespace (refresh, renumbering, reset) work on a [`State::view`]`("")` of it.
 //!
 //! ## Semantics
 //! Both backends run one implementation of the rules (a private module written over abstract sorted tables),
@@ -70,8 +71,8 @@
 #[macro_use]
 mod delegate {
     /// The [`State`](crate::State) methods that are the same for every backend: each runs one
-    /// `logic` function in a read view or a write transaction of the backend (`self.view` /
-    /// `self.update`, which supply the tables and the handle's namespace). Expanded inside each
+    /// `logic` function in a read snapshot or a write transaction of the backend (`self.with_read` /
+    /// `self.with_write`, which supply the tables and the handle's namespace). Expanded inside each
     /// backend's `impl State`, so the rules exist once.
     macro_rules! delegate_state_methods {
         (
@@ -80,20 +81,36 @@ mod delegate {
         ) => {
             $(
                 fn $vname(&self, $($varg: $vty),*) -> $crate::error::Result<$vret> {
-                    self.view(|r, ns| $crate::logic::$vname(r, ns, $($varg),*))
+                    self.with_read(|r, ns| $crate::logic::$vname(r, ns, $($varg),*))
                 }
             )*
             $(
                 fn $uname(&self, $($uarg: $uty),*) -> $crate::error::Result<()> {
-                    self.update(|w, ns| $crate::logic::$uname(w, ns, $($uarg),*))
+                    self.with_write(|w, ns| $crate::logic::$uname(w, ns, $($uarg),*))
                 }
             )*
         };
     }
 
-    /// Invokes [`delegate_state_methods`] with every record method of the trait.
+    /// Invokes [`delegate_state_methods`] with every record method of the trait, and defines the
+    /// methods that only need the backend's `handle` ([`Handle`](crate::handle::Handle)): `close`,
+    /// `refresh` and `namespace`.
     macro_rules! state_record_methods {
         () => {
+            fn close(&self) -> $crate::error::Result<()> {
+                self.handle.close();
+                Ok(())
+            }
+
+            fn refresh(&self) -> $crate::error::Result<()> {
+                self.with_write(|w, _| $crate::logic::refresh(w))
+            }
+
+            fn namespace(&self) -> $crate::error::Result<String> {
+                self.handle.data()?;
+                Ok(self.handle.namespace().to_string())
+            }
+
             delegate_state_methods! {
                 view container(id: &str) -> ContainerRecord;
                 view lookup_container(id_or_name: &str) -> ContainerRecord;
@@ -127,6 +144,7 @@ mod delegate {
 }
 
 mod error;
+mod handle;
 mod lmdb;
 mod logic;
 mod memory;

@@ -4,10 +4,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
-use crate::error::{Result, StateError};
-use crate::logic::{self, ReadTables, ScanFn, Table, WriteTables};
+use crate::error::Result;
+use crate::handle::Handle;
+use crate::logic::{ReadTables, ScanFn, Table, WriteTables};
 use crate::records::{
     ContainerConfig, ContainerRecord, ContainerState, DbConfig, PodConfig, PodRecord, PodState,
 };
@@ -100,59 +101,57 @@ impl WriteTables for Txn<'_> {
     }
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    tables: Tables,
-    namespace: String,
-    closed: bool,
+/// The state kept in memory. It applies exactly the same rules as [`LmdbState`](crate::LmdbState) (both run
+/// the crate's shared rule code), stores the same record encoding, and forgets everything when the last
+/// handle on the data is closed or dropped. [`State::get_db_config`] returns an empty [`DbConfig`] and
+/// [`State::validate_db_config`] accepts anything, as in libpod.
+///
+/// The tables sit behind one `RwLock` shared by this handle and its [views](State::view); each handle has
+/// its own namespace (fixed at creation) and its own closed flag.
+#[derive(Debug)]
+pub struct InMemoryState {
+    handle: Handle<RwLock<Tables>>,
 }
 
-/// The state kept in memory, behind one `RwLock`. It applies exactly the same rules as
-/// [`LmdbState`](crate::LmdbState) (both run the crate's shared rule code), stores the same record encoding, and
-/// forgets everything when dropped. [`State::get_db_config`] returns an empty [`DbConfig`] and
-/// [`State::validate_db_config`] accepts anything, as in libpod.
-#[derive(Debug, Default)]
-pub struct InMemoryState {
-    inner: RwLock<Inner>,
+impl Default for InMemoryState {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl InMemoryState {
-    /// An empty state.
+    /// An empty state that sees every namespace.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            handle: Handle::new(Arc::default()),
+        }
     }
 
-    fn read(&self) -> Result<RwLockReadGuard<'_, Inner>> {
+    /// The same handle restricted to `namespace` (`""` = every namespace); see the
+    /// [namespace rules](State#namespaces). Use [`State::view`] for a second handle on the same data.
+    #[must_use]
+    pub fn with_namespace(self, namespace: &str) -> Self {
+        Self {
+            handle: self.handle.with_namespace(namespace),
+        }
+    }
+
+    fn with_read<T>(&self, f: impl FnOnce(&Tables, &str) -> Result<T>) -> Result<T> {
+        let data = self.handle.data()?;
         // A poisoned lock only means another thread panicked mid-operation; the undo log ran or the maps are
-        // consistent per operation, so keep going.
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        if g.closed {
-            return Err(StateError::DbClosed);
-        }
-        Ok(g)
+        // consistent per operation, so keep going (here and below).
+        let g = data.read().unwrap_or_else(|e| e.into_inner());
+        f(&g, self.handle.namespace())
     }
 
-    fn write_guard(&self) -> Result<RwLockWriteGuard<'_, Inner>> {
-        let g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if g.closed {
-            return Err(StateError::DbClosed);
-        }
-        Ok(g)
-    }
-
-    fn view<T>(&self, f: impl FnOnce(&Tables, &str) -> Result<T>) -> Result<T> {
-        let g = self.read()?;
-        f(&g.tables, &g.namespace)
-    }
-
-    fn update<T>(&self, f: impl FnOnce(&mut dyn WriteTables, &str) -> Result<T>) -> Result<T> {
-        let mut g = self.write_guard()?;
-        let inner = &mut *g;
+    fn with_write<T>(&self, f: impl FnOnce(&mut dyn WriteTables, &str) -> Result<T>) -> Result<T> {
+        let data = self.handle.data()?;
+        let mut g = data.write().unwrap_or_else(|e| e.into_inner());
         let mut txn = Txn {
-            tables: &mut inner.tables,
+            tables: &mut g,
             undo: Vec::new(),
         };
-        match f(&mut txn, &inner.namespace) {
+        match f(&mut txn, self.handle.namespace()) {
             Ok(v) => Ok(v),
             Err(e) => {
                 txn.rollback();
@@ -163,34 +162,20 @@ impl InMemoryState {
 }
 
 impl State for InMemoryState {
-    fn close(&self) -> Result<()> {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        g.closed = true;
-        g.tables = Tables::default();
-        Ok(())
-    }
-
-    fn refresh(&self) -> Result<()> {
-        self.update(|w, _| logic::refresh(w))
-    }
-
     fn get_db_config(&self) -> Result<DbConfig> {
-        drop(self.read()?);
+        self.handle.data()?;
         Ok(DbConfig::default())
     }
 
     fn validate_db_config(&self, _ours: &DbConfig) -> Result<()> {
-        drop(self.read()?);
+        self.handle.data()?;
         Ok(())
     }
 
-    fn set_namespace(&self, ns: &str) -> Result<()> {
-        self.write_guard()?.namespace = ns.to_string();
-        Ok(())
-    }
-
-    fn namespace(&self) -> Result<String> {
-        Ok(self.read()?.namespace.clone())
+    fn view(&self, namespace: &str) -> Result<Box<dyn State>> {
+        Ok(Box::new(InMemoryState {
+            handle: self.handle.view(namespace)?,
+        }))
     }
 
     state_record_methods!();

@@ -18,10 +18,16 @@ use crate::records::{
 /// must be non-empty, at most 255 bytes long and contain no `/`; a name must be non-empty and at most 255 bytes.
 ///
 /// # Namespaces
-/// With a namespace set ([`set_namespace`](Self::set_namespace)), objects outside it give
-/// [`NsMismatch`](crate::ErrorKind::NsMismatch) from the by-ID operations (get, update, save, remove, in-use,
-/// rewrite, membership), `false` from `has_*`, are skipped by `all_*` and the lookups, and adding one is refused.
-/// [`refresh`](Self::refresh) ignores the namespace. The empty namespace means "see everything".
+/// Every handle has a namespace filter, fixed when the handle is made and never changed afterwards: `""`
+/// (see everything) from [`LmdbState::open`](crate::LmdbState::open) and
+/// [`InMemoryState::new`](crate::InMemoryState::new), another one through their `with_namespace` builders,
+/// and [`view`](Self::view) gives a further handle on the same data with any other filter. A thread that
+/// needs another namespace (every namespace, for a bulk operation) takes a view instead of changing a
+/// handle that other threads share.
+///
+/// With a namespace, objects outside it give [`NsMismatch`](crate::ErrorKind::NsMismatch) from the by-ID
+/// operations (get, update, save, remove, in-use, rewrite, membership), `false` from `has_*`, are skipped by
+/// `all_*` and the lookups, and adding one is refused. [`refresh`](Self::refresh) ignores the namespace.
 ///
 /// # Lookup
 /// [`lookup_container`](Self::lookup_container) and [`lookup_pod`](Self::lookup_pod) try, in order: a full ID,
@@ -31,8 +37,10 @@ use crate::records::{
 pub trait State: Send + Sync {
     // ----- lifecycle -----
 
-    /// Close the state. Every later call fails with [`DbClosed`](crate::ErrorKind::DbClosed). Closing twice is
-    /// fine. The LMDB environment is closed when the last handle on it in this process is closed or dropped.
+    /// Close this handle. Every later call on it fails with [`DbClosed`](crate::ErrorKind::DbClosed); other
+    /// handles and views on the same data are unaffected. Closing twice is fine. The data (the LMDB
+    /// environment, the in-memory tables) is released when the last handle on it in this process is closed
+    /// or dropped.
     fn close(&self) -> Result<()>;
 
     /// Reset per-boot state after a reboot, for every container and pod regardless of the namespace (libpod
@@ -47,11 +55,14 @@ pub trait State: Send + Sync {
     /// [`DbMismatch`](crate::ErrorKind::DbMismatch). The in-memory state validates nothing.
     fn validate_db_config(&self, ours: &DbConfig) -> Result<()>;
 
-    /// Restrict this handle to a namespace (`""` = all). Only this handle is affected.
-    fn set_namespace(&self, ns: &str) -> Result<()>;
-
-    /// The namespace this handle is restricted to (`""` = none).
+    /// The namespace this handle is restricted to (`""` = none). It is fixed for the handle's lifetime.
     fn namespace(&self) -> Result<String>;
+
+    /// Another handle on the same data (for LMDB: the same environment) that sees `namespace` (`""` = every
+    /// namespace) instead of this handle's namespace; a view of a view sees just `namespace`. This handle is
+    /// unchanged. The view has its own closed flag: closing it leaves this handle open, and the reverse.
+    /// Fails with [`DbClosed`](crate::ErrorKind::DbClosed) once this handle is closed.
+    fn view(&self, namespace: &str) -> Result<Box<dyn State>>;
 
     // ----- containers -----
 

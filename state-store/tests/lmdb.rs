@@ -59,7 +59,6 @@ fn data_persists_across_close_and_reopen() {
         s.add_container_to_pod("p1", &ContainerRecord::new(c))
             .unwrap();
         s.add_container(&ctr("c2", "db")).unwrap();
-        s.set_namespace("").unwrap();
         s.close().unwrap();
         assert_eq!(s.container("c1").unwrap_err().kind(), ErrorKind::DbClosed);
     }
@@ -88,13 +87,14 @@ fn two_handles_share_one_environment() {
     assert_eq!(a.all_containers().unwrap().len(), 2);
 
     // Namespaces are per handle.
-    b.set_namespace("other").unwrap();
+    let b = b.with_namespace("other");
     assert!(!b.has_container("c1").unwrap());
     assert!(a.has_container("c1").unwrap());
 
     // Closing one handle leaves the other working; a third open reuses the environment.
     a.close().unwrap();
     assert!(b.all_containers().unwrap().is_empty());
+    assert_eq!(b.view("").unwrap().all_containers().unwrap().len(), 2);
     let c = LmdbState::open_file(dir.path().join(DB_FILE_NAME)).unwrap();
     assert_eq!(c.all_containers().unwrap().len(), 2);
 

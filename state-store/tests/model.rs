@@ -50,7 +50,8 @@ enum Op {
     RemovePod(usize),
     RemoveCtrFromPod(usize, usize),
     RemovePodCtrs(usize),
-    SetNs(usize),
+    /// Go on with a view of the current handle restricted to namespace `NSS[n]`.
+    View(usize),
     LookupCtr(String),
     LookupPod(String),
     GetCtr(usize),
@@ -160,7 +161,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => pod_id().prop_map(Op::RemovePod),
         4 => (pod_id(), ctr_id()).prop_map(|(p, c)| Op::RemoveCtrFromPod(p, c)),
         2 => pod_id().prop_map(Op::RemovePodCtrs),
-        1 => (0..NSS.len()).prop_map(Op::SetNs),
+        1 => (0..NSS.len()).prop_map(Op::View),
         5 => lookup_string().prop_map(Op::LookupCtr),
         4 => lookup_string().prop_map(Op::LookupPod),
         2 => id().prop_map(Op::GetCtr),
@@ -501,7 +502,7 @@ impl Model {
                 }
                 Ok(Out::Unit)
             }
-            Op::SetNs(n) => {
+            Op::View(n) => {
                 self.ns = NSS[*n].to_string();
                 Ok(Out::Unit)
             }
@@ -614,7 +615,8 @@ fn ids(v: Vec<ContainerRecord>) -> Out {
     Out::Ids(v.into_iter().map(|r| r.config.id).collect())
 }
 
-fn apply(s: &dyn State, op: &Op) -> R {
+/// Applies `op` to the backend through the handle `s`; [`Op::View`] replaces the handle with a view of it.
+fn apply(s: &mut Box<dyn State>, op: &Op) -> R {
     let unit = |r: Result<(), StateError>| kind(r).map(|()| Out::Unit);
     match op {
         Op::AddCtr { pod_arg, .. } => {
@@ -634,7 +636,10 @@ fn apply(s: &dyn State, op: &Op) -> R {
         Op::RemovePod(i) => unit(s.remove_pod(IDS[*i])),
         Op::RemoveCtrFromPod(p, c) => unit(s.remove_container_from_pod(IDS[*p], IDS[*c])),
         Op::RemovePodCtrs(p) => unit(s.remove_pod_containers(IDS[*p])),
-        Op::SetNs(n) => unit(s.set_namespace(NSS[*n])),
+        Op::View(n) => {
+            *s = kind(s.view(NSS[*n]))?;
+            Ok(Out::Unit)
+        }
         Op::LookupCtr(x) => kind(s.lookup_container(x)).map(|r| Out::Id(r.config.id)),
         Op::LookupPod(x) => kind(s.lookup_pod(x)).map(|r| Out::Id(r.config.id)),
         Op::GetCtr(i) => kind(s.container(IDS[*i])).map(|r| Out::Id(r.config.id)),
@@ -670,13 +675,14 @@ proptest! {
     #[test]
     fn backends_agree_with_model(ops in ops()) {
         let dir = fast_tempdir();
-        let lmdb = LmdbState::open(dir.path()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let mem = InMemoryState::new();
+        let mut lmdb: Box<dyn State> =
+            Box::new(LmdbState::open(dir.path()).map_err(|e| TestCaseError::fail(e.to_string()))?);
+        let mut mem: Box<dyn State> = Box::new(InMemoryState::new());
         let mut model = Model::default();
         for (i, op) in ops.iter().enumerate() {
             let want = model.apply(op);
-            let got_mem = apply(&mem, op);
-            let got_lmdb = apply(&lmdb, op);
+            let got_mem = apply(&mut mem, op);
+            let got_lmdb = apply(&mut lmdb, op);
             prop_assert_eq!(&got_mem, &want, "in-memory differs from the model at step {} ({:?})", i, op);
             prop_assert_eq!(&got_lmdb, &want, "LMDB differs from the model at step {} ({:?})", i, op);
         }

@@ -195,8 +195,11 @@ fn namespaces() {
         c.namespace = "red".into();
         s.add_container(&ContainerRecord::new(c)).unwrap();
         s.add_container(&ctr("n1", "plain")).unwrap();
-        s.set_namespace("blue").unwrap();
+        let all = s;
+        let blue = all.view("blue").unwrap();
+        let s = &*blue;
         assert_eq!(s.namespace().unwrap(), "blue");
+        assert_eq!(all.namespace().unwrap(), "");
         assert_eq!(s.container("r1").unwrap_err().kind(), ErrorKind::NsMismatch);
         assert!(!s.has_container("r1").unwrap());
         assert_eq!(
@@ -222,11 +225,61 @@ fn namespaces() {
             s.update_container("r1").unwrap_err().kind(),
             ErrorKind::NsMismatch
         );
-        s.set_namespace("red").unwrap();
-        assert_eq!(s.lookup_container("r").unwrap().id(), "r1");
-        assert_eq!(s.all_containers().unwrap().len(), 1);
-        s.set_namespace("").unwrap();
-        assert_eq!(s.all_containers().unwrap().len(), 2);
+        // A view of a view has just the namespace asked for.
+        let red = s.view("red").unwrap();
+        assert_eq!(red.lookup_container("r").unwrap().id(), "r1");
+        assert_eq!(red.all_containers().unwrap().len(), 1);
+        assert_eq!(red.view("").unwrap().all_containers().unwrap().len(), 2);
+        assert_eq!(all.all_containers().unwrap().len(), 2);
+        // Views share the data: what one adds, the others see.
+        red.add_container(&ContainerRecord::new({
+            let mut c = ContainerConfig::new("r2", "red-two");
+            c.namespace = "red".into();
+            c
+        }))
+        .unwrap();
+        assert!(all.has_container("r2").unwrap());
+        assert!(!s.has_container("r2").unwrap());
+    });
+}
+
+/// Two threads sharing one handle each work through their own view: neither sees the other's namespace, at
+/// no point (a handle-wide namespace switch would show up here), and a view of "" sees everything.
+#[test]
+fn views_in_two_threads_do_not_see_each_other() {
+    backends(|s| {
+        let rounds = 40;
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|scope| {
+            for ns in ["red", "blue"] {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let view = s.view(ns).unwrap();
+                    barrier.wait();
+                    for i in 0..rounds {
+                        let mut c = ContainerConfig::new(format!("{ns}-{i}"), format!("{ns}{i}"));
+                        c.namespace = ns.into();
+                        view.add_container(&ContainerRecord::new(c)).unwrap();
+                        let seen = view.all_containers().unwrap();
+                        assert_eq!(seen.len(), i + 1, "{ns} sees {seen:?}");
+                        assert!(seen.iter().all(|c| c.config.namespace == ns), "{seen:?}");
+                        assert_eq!(view.namespace().unwrap(), ns);
+                    }
+                });
+            }
+        });
+        assert_eq!(s.namespace().unwrap(), "");
+        let all = s.view("").unwrap();
+        assert_eq!(all.all_containers().unwrap().len(), 2 * rounds);
+        assert_eq!(s.all_containers().unwrap().len(), 2 * rounds);
+        assert_eq!(
+            all.view("red")
+                .unwrap()
+                .container("blue-0")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NsMismatch
+        );
     });
 }
 
@@ -274,9 +327,7 @@ fn refresh_resets_per_boot_state() {
             },
         )
         .unwrap();
-        s.set_namespace("elsewhere").unwrap(); // refresh ignores the namespace
-        s.refresh().unwrap();
-        s.set_namespace("").unwrap();
+        s.view("elsewhere").unwrap().refresh().unwrap(); // refresh ignores the namespace
 
         let a = s.update_container("a").unwrap();
         assert_eq!(a.status, ContainerStatus::Configured);
@@ -315,6 +366,7 @@ fn rewrite_config_and_close() {
             s.rewrite_container_config("a", &cfg).unwrap_err().kind(),
             ErrorKind::InvalidArg
         );
+        let view = s.view("").unwrap();
         s.close().unwrap();
         s.close().unwrap();
         assert_eq!(s.all_containers().unwrap_err().kind(), ErrorKind::DbClosed);
@@ -323,7 +375,15 @@ fn rewrite_config_and_close() {
             ErrorKind::DbClosed
         );
         assert_eq!(
-            s.set_namespace("x").unwrap_err().kind(),
+            s.view("x").err().map(|e| e.kind()),
+            Some(ErrorKind::DbClosed)
+        );
+        assert_eq!(s.namespace().unwrap_err().kind(), ErrorKind::DbClosed);
+        // A view taken before has its own closed flag and still sees the data.
+        assert_eq!(view.container("a").unwrap().config.lock_id, 77);
+        view.close().unwrap();
+        assert_eq!(
+            view.all_containers().unwrap_err().kind(),
             ErrorKind::DbClosed
         );
     });

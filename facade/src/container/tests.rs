@@ -191,7 +191,7 @@ fn harness() -> Harness {
         .rootfs_provider(Arc::new(FakeRootfs {
             calls: calls.clone(),
         }))
-        .oci_driver(Box::new(FakeOci {
+        .oci_driver(Arc::new(FakeOci {
             calls: calls.clone(),
             fail_create: Arc::clone(&fail_create),
         }))
