@@ -29,6 +29,7 @@ mod refresh;
 mod rootfs;
 mod runtime;
 mod signal;
+mod system;
 pub mod timefmt;
 
 pub use container::{
@@ -53,8 +54,9 @@ pub use pod::{
 };
 pub use refresh::ALIVE_FILE;
 pub use rootfs::{DefaultRootfs, DirectoryRootfs, InfraRootfs, RootfsProvider, RootfsRequest};
-pub use runtime::{load_config, reset_unreadable, Runtime, RuntimeBuilder, STATE_FILE};
+pub use runtime::{load_config, Runtime, RuntimeBuilder, STATE_FILE};
 pub use signal::parse_signal;
+pub use system::reset_unreadable;
 
 /// Log entries of a container, as [`Runtime::logs`] returns them.
 pub use rpod_oci::{format_entry, LogEntry, LogStream};

@@ -12,7 +12,6 @@ use rpod_lock::LockManager;
 use rpod_oci::{find_binary, Binary};
 use rpod_state::State;
 
-use crate::container::StatusRules;
 use crate::error::RuntimeError;
 use crate::info::{self, Info, RegistriesInfo};
 use crate::locks::{self, AliveLock, LockReport};
@@ -84,7 +83,7 @@ pub struct Runtime {
     pub(crate) network: Arc<dyn NetworkBackend>,
     pub(crate) rootfs: Arc<dyn RootfsProvider>,
     cleanup_bin: Option<PathBuf>,
-    valid: AtomicBool,
+    pub(crate) valid: AtomicBool,
 }
 
 /// Builds a [`Runtime`] with a chosen environment and seams (see [`Runtime::builder`]).
@@ -355,89 +354,6 @@ impl Runtime {
         }
     }
 
-    /// Marks the runtime unusable (later calls fail with [`RuntimeError::Stopped`]) and closes
-    /// the state. With `force`, first stops every running container (10 s timeout each, all in
-    /// parallel); without, containers keep running (there is no daemon). Stop errors are
-    /// collected and returned after the runtime is shut down.
-    pub fn shutdown(&self, force: bool) -> Result<(), RuntimeError> {
-        self.check_valid()?;
-        let mut errors = Vec::new();
-        if force {
-            let all = self.all_namespaces()?;
-            let running: Vec<String> = all
-                .state
-                .all_containers()?
-                .into_iter()
-                .filter_map(|mut c| {
-                    all.container_view(&mut c).ok()?;
-                    c.state.status.is_running_or_paused().then_some(c.config.id)
-                })
-                .collect();
-            // Members before infra containers, whose namespaces they use.
-            let (infra, others): (Vec<String>, Vec<String>) = running.into_iter().partition(|id| {
-                all.state
-                    .container(id)
-                    .map(|c| c.config.is_infra)
-                    .unwrap_or(false)
-            });
-            for batch in [others, infra] {
-                errors.extend(std::thread::scope(|s| {
-                    let handles: Vec<_> = batch
-                        .iter()
-                        .map(|id| {
-                            let all = &all;
-                            s.spawn(move || {
-                                match all
-                                    .stop_container(id, Some(std::time::Duration::from_secs(10)))
-                                {
-                                    Ok(_)
-                                    | Err(RuntimeError::InvalidState { .. })
-                                    | Err(RuntimeError::AlreadyStopped { .. }) => None,
-                                    Err(e) => Some(format!("stopping container {id}: {e}")),
-                                }
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .filter_map(|h| h.join().unwrap_or(Some("stop thread panicked".to_owned())))
-                        .collect::<Vec<_>>()
-                }));
-            }
-        }
-        self.valid.store(false, Ordering::Release);
-        self.state.close()?;
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(RuntimeError::InvalidSpec(format!(
-                "shutdown: {}",
-                errors.join("; ")
-            )))
-        }
-    }
-
-    /// `rpod system reset --force`: removes every container and pod of this root (all
-    /// namespaces), the state database, the lock table and rpod's directories.
-    pub fn reset(mut self) -> Result<(), RuntimeError> {
-        self.check_valid()?;
-        self.state = self.state.view("")?;
-        let mut errors: Vec<String> = Vec::new();
-        for p in self.state.all_pods()? {
-            if let Err(e) = self.remove_pod(&p.config.id, true) {
-                errors.push(format!("removing pod {}: {e}", p.config.id));
-            }
-        }
-        for c in self.state.all_containers()? {
-            if let Err(e) = self.remove_container(&c.config.id, true) {
-                errors.push(format!("removing container {}: {e}", c.config.id));
-            }
-        }
-        self.shutdown(false)?;
-        remove_state_files(&self.config, &mut errors);
-        reset_result(errors)
-    }
-
     /// A copy of the effective configuration.
     pub fn config(&self) -> Config {
         self.config.clone()
@@ -495,47 +411,6 @@ fn open_state(config: &Config) -> Result<Box<dyn State>, RuntimeError> {
     })
 }
 
-/// `rpod system reset --force` for a root whose state cannot be opened (a damaged database):
-/// removes the database, rpod's directories and the lock segment without reading them. Containers
-/// that may still run are not stopped (nothing records them any more); the error says so.
-pub fn reset_unreadable(env: &ConfigEnv, options: &RuntimeOptions) -> Result<(), RuntimeError> {
-    let config = Config::load(env, options)?;
-    let mut errors = Vec::new();
-    remove_state_files(&config, &mut errors);
-    reset_result(errors)
-}
-
-/// A reset goes on after errors; they are reported together at the end.
-fn reset_result(errors: Vec<String>) -> Result<(), RuntimeError> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(RuntimeError::InvalidSpec(format!(
-            "reset finished with errors: {}",
-            errors.join("; ")
-        )))
-    }
-}
-
-/// Removes the state database, rpod's per-root directories and the lock segment.
-fn remove_state_files(config: &Config, errors: &mut Vec<String>) {
-    let v = &config.values;
-    if v.state_backend == StateBackend::Lmdb {
-        let name = locks::segment_name(config);
-        let _ = rpod_lock::ShmLockManager::unlink(&name);
-    }
-    for path in [
-        v.static_dir.join(STATE_FILE),
-        v.static_dir.join(format!("{STATE_FILE}-lock")),
-        v.static_dir.join("containers"),
-        v.static_dir.join("infra-rootfs"),
-        v.tmp_dir.clone(),
-        v.run_root.clone(),
-    ] {
-        remove_path(&path, errors);
-    }
-}
-
 /// This executable if it is `rpod`, else `rpod` found on `$PATH`.
 fn default_cleanup_binary() -> Option<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
@@ -547,19 +422,6 @@ fn default_cleanup_binary() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join("rpod"))
         .find(|p| p.is_file())
-}
-
-fn remove_path(path: &Path, errors: &mut Vec<String>) {
-    let result = if path.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
-    if let Err(e) = result {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            errors.push(format!("removing {}: {e}", path.display()));
-        }
-    }
 }
 
 /// Creates `path` (and missing parents) with `mode`; an existing directory keeps its mode.
