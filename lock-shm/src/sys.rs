@@ -204,7 +204,7 @@ impl Mapping {
     fn array_ptr<T>(&self, offset: usize, count: usize) -> Option<*mut T> {
         let bytes = count.checked_mul(size_of::<T>())?;
         let end = offset.checked_add(bytes)?;
-        if end > self.raw.len() || offset % align_of::<T>() != 0 {
+        if end > self.raw.len() || !offset.is_multiple_of(align_of::<T>()) {
             return None;
         }
         // SAFETY: `offset + bytes <= len`, so the result stays inside the mapping (one past the end at most).
