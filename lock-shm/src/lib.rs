@@ -44,8 +44,8 @@ pub use error::{LockError, SegmentOp};
 pub use manager::{HeldLock, Lock, LockCounts, LockGuard, LockManager};
 pub use memory::InMemoryLockManager;
 pub use naming::{
-    default_segment_name, segment_path, validate_segment_name, DEFAULT_NUM_LOCKS,
-    DEFAULT_ROOTLESS_SEGMENT_PREFIX, DEFAULT_SEGMENT_NAME, MAX_SEGMENT_NAME_LEN,
+    default_segment_name, segment_path, validate_segment_name, DEFAULT_ROOTLESS_SEGMENT_PREFIX,
+    DEFAULT_SEGMENT_NAME, MAX_SEGMENT_NAME_LEN,
 };
 pub use nix::errno::Errno;
 pub use shm::{ShmLockManager, MAX_LOCKS};

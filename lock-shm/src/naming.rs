@@ -11,9 +11,6 @@ pub const DEFAULT_SEGMENT_NAME: &str = "/rpod_lock";
 /// Prefix of the segment name used by a rootless user with the default `tmp_dir` (followed by the UID).
 pub const DEFAULT_ROOTLESS_SEGMENT_PREFIX: &str = "/rpod_rootless_lock_";
 
-/// Default number of locks (as in libpod).
-pub const DEFAULT_NUM_LOCKS: u32 = 2048;
-
 /// Longest name accepted by [`validate_segment_name`] (`NAME_MAX`).
 pub const MAX_SEGMENT_NAME_LEN: usize = 255;
 
