@@ -80,9 +80,19 @@ impl CreateArgs {
                 self.network
             );
         }
+        let mut env = Vec::with_capacity(self.env.len());
         for e in &self.env {
-            if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
-                bail!("invalid environment variable {e:?}: use KEY=VALUE");
+            match e.split_once('=') {
+                Some((k, _)) if !k.is_empty() && !k.contains('\0') && !e.contains('\0') => {
+                    env.push(e.clone())
+                }
+                // `-e NAME` copies the caller's value, and is skipped when it has none (podman).
+                None if !e.is_empty() && !e.contains('\0') => {
+                    if let Ok(v) = std::env::var(e) {
+                        env.push(format!("{e}={v}"));
+                    }
+                }
+                _ => bail!("invalid environment variable {e:?}: use KEY=VALUE or KEY"),
             }
         }
         Ok(ContainerSpec {
@@ -90,7 +100,7 @@ impl CreateArgs {
             pod: self.pod.clone(),
             rootfs: self.rootfs.clone(),
             command: self.command.clone(),
-            env: self.env.clone(),
+            env,
             labels: parse_kv(&self.labels, "label")?,
             working_dir: self.workdir.clone(),
             user: self.user.clone(),

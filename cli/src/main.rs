@@ -18,6 +18,9 @@ use clap::Parser;
 const EXIT_RPOD_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
+    // Files rpod and the conmon/runc it starts create are never group- or world-writable,
+    // whatever umask the caller has (podman sets the same).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let cli = match commands::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

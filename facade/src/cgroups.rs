@@ -32,7 +32,7 @@ pub fn pod_cgroup(manager: CgroupManager, parent: &str, pod_id: &str) -> String 
 }
 
 /// The directories of cgroupfs path `cgroup` in every mounted hierarchy.
-fn hierarchy_dirs(cgroup: &str) -> Vec<PathBuf> {
+pub(crate) fn hierarchy_dirs(cgroup: &str) -> Vec<PathBuf> {
     let rel = cgroup.trim_start_matches('/');
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rpod_oci::{CreateOptions, Created, ExecOptions, ExecOutput, OciError, OciRuntime};
+use rpod_oci::{
+    CreateOptions, Created, ExecOptions, ExecOutput, OciError, OciRuntime, RuntimeState,
+};
 
 use crate::error::RuntimeError;
 use crate::Runtime;
@@ -27,6 +29,8 @@ pub(crate) trait OciDriver: Send + Sync + std::fmt::Debug {
     fn delete(&self, id: &str, force: bool) -> Result<(), OciError>;
     /// `runtime pause`.
     fn pause(&self, id: &str) -> Result<(), OciError>;
+    /// `runtime state`: what the runtime knows of the container.
+    fn state(&self, id: &str) -> Result<RuntimeState, OciError>;
     /// `runtime resume`.
     fn resume(&self, id: &str) -> Result<(), OciError>;
     /// Stop signal, up to `timeout`, then SIGKILL; the exit code.
@@ -54,6 +58,9 @@ impl OciDriver for OciRuntime {
     }
     fn pause(&self, id: &str) -> Result<(), OciError> {
         OciRuntime::pause(self, id)
+    }
+    fn state(&self, id: &str) -> Result<RuntimeState, OciError> {
+        OciRuntime::state(self, id)
     }
     fn resume(&self, id: &str) -> Result<(), OciError> {
         OciRuntime::resume(self, id)

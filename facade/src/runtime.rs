@@ -425,7 +425,7 @@ fn default_cleanup_binary() -> Option<PathBuf> {
 }
 
 /// Creates `path` (and missing parents) with `mode`; an existing directory keeps its mode.
-fn create_dir(path: &Path, mode: u32) -> Result<(), RuntimeError> {
+pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<(), RuntimeError> {
     let err = |source| RuntimeError::CreateDir {
         path: path.to_owned(),
         source,

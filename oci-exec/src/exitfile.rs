@@ -74,7 +74,8 @@ pub fn wait_exit_info(
     bundle: Option<&Path>,
     timeout: Option<Duration>,
 ) -> Result<Option<ExitInfo>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout beyond what the clock can represent means no timeout.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     crate::watch::wait_for(&[exit_dir], deadline, || {
         read_exit_file(exit_dir, id, bundle)
     })

@@ -473,7 +473,7 @@ pub fn generate_spec(input: &SpecInput) -> Result<Spec> {
 }
 
 /// Write `spec` to `<bundle>/config.json` atomically (temp file in the
-/// bundle, fsync, rename; mode 0644).
+/// bundle, fsync, rename; mode 0600: it holds the container's environment).
 pub fn write_spec(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let target = bundle.join("config.json");
@@ -486,7 +486,7 @@ pub fn write_spec(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     tmp.write_all(&json)
         .map_err(|e| OciError::io("writing", tmp.path().to_path_buf(), e))?;
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| OciError::io("chmod", tmp.path().to_path_buf(), e))?;
     tmp.as_file()
         .sync_all()

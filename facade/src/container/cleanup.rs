@@ -23,6 +23,9 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let id = rec.config.id.clone();
         super::status::require(rec, !rec.state.status.is_running_or_paused(), "clean up")?;
+        if self.interrupted_init(rec) {
+            self.reap_interrupted(rec)?;
+        }
         let initialised = rec.state.status.runtime_knows();
         if initialised {
             let oci = self.oci()?;

@@ -205,12 +205,24 @@ impl Runtime {
         let id = rec.config.id.clone();
         let bundle = self.container_dir(&id);
         let run_dir = self.container_run_dir(&id);
-        for d in [&bundle, &run_dir] {
-            std::fs::create_dir_all(d).map_err(|source| RuntimeError::CreateDir {
-                path: d.clone(),
-                source,
-            })?;
+        if self.interrupted_init(rec) {
+            self.reap_interrupted(rec)?;
         }
+        for d in [&bundle, &run_dir] {
+            crate::runtime::create_dir(d, 0o700)?;
+        }
+        // The run directory marks an init in progress (see `reap`): gone when it is undone.
+        let marker = run_dir.clone();
+        rollback.push(
+            "removing the run directory",
+            move || match std::fs::remove_dir_all(&marker) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Remove {
+                    path: marker,
+                    source: e,
+                }),
+                _ => Ok(()),
+            },
+        );
         let namespaces = self.namespaces_for(rec)?;
         let net_request = self.network_request(rec)?;
 
@@ -301,7 +313,10 @@ impl Runtime {
     }
 
     /// The cgroup parent of a container: its pod's cgroup, else the configured default.
-    fn cgroup_parent_for(&self, rec: &ContainerRecord) -> Result<Option<String>, RuntimeError> {
+    pub(crate) fn cgroup_parent_for(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<Option<String>, RuntimeError> {
         if let Some(pod_id) = &rec.config.pod {
             let pod = self.state.pod(pod_id)?;
             let parent = if pod.config.cgroup_parent.is_empty() {

@@ -16,6 +16,7 @@ mod inspect;
 mod kill;
 mod logs;
 mod pause;
+mod reap;
 mod remove;
 mod restart;
 mod start;
@@ -26,7 +27,9 @@ mod wait;
 #[cfg(test)]
 mod tests;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use rpod_state::{ContainerRecord, ContainerStatus};
 
@@ -151,9 +154,10 @@ impl Runtime {
         self.with_container(&rec.config.id, f)
     }
 
-    /// Removes a container's directories; errors are logged. Its exit file stays (as with
-    /// libpod, until the tmp dir is wiped at reboot): a concurrent `wait` (`rpod run --rm`
-    /// racing conmon's `container cleanup --rm`) reads the exit code from it.
+    /// Removes a container's directories; errors are logged. Its exit code is kept for late
+    /// waiters (`rpod run --rm` racing conmon's `container cleanup --rm`): the exit file moves
+    /// to `<tmp_dir>/exits/removed/<id>`, where files older than [`REMOVED_EXIT_KEEP`] are
+    /// pruned at every removal (podman keeps removed containers' exit codes for a while, too).
     pub(crate) fn teardown_container_files(&self, id: &str) {
         let _ = std::fs::remove_dir_all(self.container_run_dir(id));
         let dir = self.container_dir(id);
@@ -162,5 +166,62 @@ impl Runtime {
                 tracing::warn!(container = %id, path = %dir.display(), error = %e, "removing container files");
             }
         }
+        self.keep_removed_exit_code(id);
+    }
+
+    /// `<tmp_dir>/exits/removed`: exit files of removed containers, kept for a while.
+    pub(crate) fn removed_exits_dir(&self) -> PathBuf {
+        self.exits_dir().join("removed")
+    }
+
+    /// Moves a removed container's exit file (current or retired) to the removed ones, and
+    /// prunes those kept longer than [`REMOVED_EXIT_KEEP`].
+    fn keep_removed_exit_code(&self, id: &str) {
+        let exits = self.exits_dir();
+        let removed = self.removed_exits_dir();
+        let newest = [exits.join(id), exits.join(format!("{id}-old"))]
+            .into_iter()
+            .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+            .max_by_key(|(t, _)| *t);
+        for p in [exits.join(id), exits.join(format!("{id}-old"))] {
+            if newest.as_ref().is_some_and(|(_, n)| *n == p) {
+                continue;
+            }
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some((_, path)) = newest {
+            let dest = removed.join(id);
+            let kept = std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&removed)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
+                .and_then(|()| std::fs::rename(&path, &dest))
+                // The age counts from the removal.
+                .and_then(|()| std::fs::File::open(&dest)?.set_modified(SystemTime::now()));
+            if let Err(e) = kept {
+                tracing::debug!(container = %id, error = %e, "keeping the exit code of a removed container");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&removed) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > REMOVED_EXIT_KEEP)
+                .unwrap_or(true);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
+
+/// How long the exit code of a removed container is kept for late waiters.
+pub(crate) const REMOVED_EXIT_KEEP: std::time::Duration = std::time::Duration::from_secs(60);

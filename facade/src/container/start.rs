@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use rpod_oci::AttachConn;
+use rpod_oci::{AttachConn, OciError, RuntimeStatus};
 use rpod_state::{ContainerRecord, ContainerStatus};
 
 use super::attach::{AttachOptions, Attached};
@@ -161,6 +161,14 @@ impl Runtime {
         require(rec, status.can_start(), "start")?;
         let auto_remove = request.auto_remove || rec.config.auto_remove;
         let id = rec.config.id.clone();
+        if status == ContainerStatus::Created {
+            // Created by an earlier process, which may have been killed after `runtime start`
+            // but before saving: ask the runtime what became of it.
+            if let Some(started) = self.reconcile_created(rec)? {
+                return Ok(started);
+            }
+        }
+        let status = rec.state.status;
         if status.needs_init() {
             if status.runtime_knows() {
                 self.cleanup_locked(rec, true)?;
@@ -190,6 +198,48 @@ impl Runtime {
             conn,
             log,
         })
+    }
+
+    /// Brings a `created` record in line with the runtime: a container the runtime already
+    /// runs is adopted (returned as started), one that ran and exited is recorded as stopped,
+    /// one the runtime does not know is taken back to configured; the caller then starts,
+    /// or initialises and starts, as the new status says.
+    fn reconcile_created(
+        &self,
+        rec: &mut ContainerRecord,
+    ) -> Result<Option<Started>, RuntimeError> {
+        let id = rec.config.id.clone();
+        match self.oci()?.state(&id) {
+            Ok(st) => match st.status {
+                RuntimeStatus::Created | RuntimeStatus::Creating => return Ok(None),
+                RuntimeStatus::Running | RuntimeStatus::Paused => {
+                    tracing::warn!(container = %id, "an earlier start of this container was interrupted after it started; adopting it");
+                    rec.state.status = if st.status == RuntimeStatus::Paused {
+                        ContainerStatus::Paused
+                    } else {
+                        ContainerStatus::Running
+                    };
+                    rec.state.pid = st.pid;
+                    rec.state.started.get_or_insert_with(SystemTime::now);
+                    self.state.save_container(&id, &rec.state)?;
+                    return Ok(Some(Started {
+                        record: rec.clone(),
+                        conn: None,
+                        log: None,
+                    }));
+                }
+                RuntimeStatus::Stopped => {
+                    rec.state.status = ContainerStatus::Stopped;
+                    self.sync_exit(rec)?;
+                }
+            },
+            Err(OciError::NotFound { .. }) => {
+                rec.state.status = ContainerStatus::Stopped;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.state.save_container(&id, &rec.state)?;
+        Ok(None)
     }
 
     /// A created container that could not be started: it is deleted from the runtime and

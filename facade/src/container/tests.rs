@@ -87,6 +87,13 @@ impl OciDriver for FakeOci {
         self.calls.push("oci.pause");
         Ok(())
     }
+    fn state(&self, id: &str) -> Result<rpod_oci::RuntimeState, OciError> {
+        self.calls.push("oci.state");
+        Err(OciError::NotFound {
+            id: id.to_owned(),
+            runtime: PathBuf::from("fake-runc"),
+        })
+    }
     fn resume(&self, _id: &str) -> Result<(), OciError> {
         self.calls.push("oci.resume");
         Ok(())

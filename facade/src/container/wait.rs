@@ -34,7 +34,8 @@ impl Runtime {
             // The exit file may be retired (cleanup) or the record removed (`--rm`) by another
             // process between our read and the wait: re-check the record now and then instead
             // of waiting for a file that will not come.
-            let deadline = timeout.map(|t| std::time::Instant::now() + t);
+            // A timeout beyond what the clock can represent means no timeout.
+            let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
             loop {
                 let mut slice = Duration::from_millis(500);
                 if let Some(d) = deadline {
@@ -77,11 +78,13 @@ impl Runtime {
             return None;
         }
         let exits = self.exits_dir();
-        [id.to_owned(), format!("{id}-old")].iter().find_map(|f| {
-            rpod_oci::read_exit_file(&exits, f, None)
-                .ok()
-                .flatten()
-                .map(|i| i.code)
-        })
+        [id.to_owned(), format!("{id}-old"), format!("removed/{id}")]
+            .iter()
+            .find_map(|f| {
+                rpod_oci::read_exit_file(&exits, f, None)
+                    .ok()
+                    .flatten()
+                    .map(|i| i.code)
+            })
     }
 }

@@ -1,0 +1,166 @@
+//! Recovery of a container whose init was interrupted (rpod killed between writing the run
+//! directory and saving the created state): conmon, an in-flight `runtime create` and the
+//! runtime's container may exist while the record still says `configured`. Before such a
+//! container is initialised again, cleaned up or removed, whatever the runtime has of it is
+//! killed and deleted.
+//!
+//! The marker is the per-boot run directory `<run_root>/containers/<id>`: init creates it
+//! before conmon starts, and every cleanup removes it, so a container at rest with a run
+//! directory was interrupted. Without one, nothing here costs more than a `stat`.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rpod_state::ContainerRecord;
+
+use crate::error::RuntimeError;
+use crate::Runtime;
+
+/// PIDs of the processes whose command line names `id` (conmon, `runtime create`), except
+/// this process.
+fn processes_naming(id: &str) -> Vec<i32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmd| {
+                    cmd.split(|b| *b == 0)
+                        .any(|arg| contains(arg, id.as_bytes()))
+                })
+                .unwrap_or(false)
+        })
+        .filter_map(|pid| i32::try_from(pid).ok())
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// SIGKILL to every process in the cgroup directories of `cgroup` (every hierarchy), until
+/// they are empty or `patience` has passed (a killed process leaves its cgroup only once it
+/// is gone). Returns whether they are empty.
+fn kill_cgroup(cgroup: &str, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        let mut any = false;
+        for dir in crate::cgroups::hierarchy_dirs(cgroup) {
+            let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+                continue;
+            };
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                any = true;
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        if !any {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Runtime {
+    /// Whether `rec` is at rest but an init of it was interrupted (see the module docs).
+    pub(crate) fn interrupted_init(&self, rec: &ContainerRecord) -> bool {
+        use super::status::StatusRules;
+        !rec.state.status.runtime_knows()
+            && !rec.state.status.is_running_or_paused()
+            && self.container_run_dir(&rec.config.id).exists()
+    }
+
+    /// Kills and deletes what an interrupted init left in the runtime (caller holds the
+    /// container's lock): conmon and `runtime create` (found by the container ID on their
+    /// command lines), the runtime's container, processes left in its cgroup, and conmon's
+    /// files. Goes on after errors; returns them all.
+    pub(crate) fn reap_interrupted(&self, rec: &ContainerRecord) -> Result<(), RuntimeError> {
+        let id = &rec.config.id;
+        tracing::warn!(container = %id, "an earlier start of this container was interrupted; deleting what the runtime has of it");
+        let mut failures = Vec::new();
+        // conmon first (it would run the exit command and restart nothing), then an in-flight
+        // create, which may still be making the runtime's container.
+        for pid in processes_naming(id) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let cgroup = self.container_cgroup(rec);
+        match self.oci().map(|oci| oci.delete(id, true)) {
+            Ok(Ok(()) | Err(rpod_oci::OciError::NotFound { .. })) => {}
+            Ok(Err(e)) => failures.push(format!("deleting it from the OCI runtime: {e}")),
+            Err(e) => failures.push(e.to_string()),
+        }
+        if let Ok(oci) = self.oci() {
+            if let Err(e) = oci.remove_conmon_files(id, &self.container_dir(id)) {
+                failures.push(format!("removing conmon's files: {e}"));
+            }
+        }
+        // What the runtime did not know of (a `runc init` whose create was cut short).
+        if let Some(cg) = &cgroup {
+            if !kill_cgroup(cg, Duration::from_secs(5)) {
+                failures.push(format!("processes are left in cgroup {cg}"));
+            } else if self.config.values.cgroup_manager == rpod_config::CgroupManager::Cgroupfs {
+                // An emptied cgroup can stay busy for a moment while its last tasks are
+                // released.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let mut errors = crate::cgroups::remove_cgroupfs(cg);
+                while !errors.is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                    errors = crate::cgroups::remove_cgroupfs(cg);
+                }
+                failures.extend(errors);
+            }
+        }
+        let run_dir = self.container_run_dir(id);
+        if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                failures.push(format!("removing {}: {e}", run_dir.display()));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Cleanup {
+                id: id.clone(),
+                failures,
+            })
+        }
+    }
+
+    /// The container's own cgroup (as the OCI spec names it), if it can be computed.
+    fn container_cgroup(&self, rec: &ContainerRecord) -> Option<String> {
+        let parent = self.cgroup_parent_for(rec).ok().flatten();
+        let manager = crate::oci::oci_cgroup_manager(self.config.values.cgroup_manager);
+        rpod_oci::cgroup_path(manager, parent.as_deref(), &rec.config.id).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_processes_by_argument() {
+        // This test's own process is excluded; a child whose arguments name a marker is found.
+        let marker = format!("rpod-reap-test-{}", std::process::id());
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 5", &marker])
+            .spawn();
+        let Ok(mut child) = child else { return };
+        let found = processes_naming(&marker);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            found.contains(&i32::try_from(child.id()).unwrap_or(-1)),
+            "{found:?}"
+        );
+        assert!(!contains(b"abc", b""));
+    }
+}
