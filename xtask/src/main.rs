@@ -10,12 +10,16 @@
 //!   their results into `BENCHMARKS.md` too).
 //! - `demo`: the README's main job: a real pod (web server + client) on the
 //!   embedded defaults, in its own root, then cleaned up.
+//! - `faults`: the fault-injection run: `rpod` killed at random points of
+//!   every mutating verb, then invariants checked; `--damage` runs the
+//!   damaged-state scenarios.
 
 mod bench;
 mod ci;
 mod containers_conf;
 mod demo;
 mod deps;
+mod faults;
 mod util;
 
 use std::process::ExitCode;
@@ -41,6 +45,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run a real pod with a web server and a client container, then clean up.
     Demo,
+    /// Kill rpod at random points of every mutating verb and check that
+    /// nothing is left inconsistent; `--damage`: damaged-state scenarios.
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
         Cmd::Ci(args) => ci::run(args),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Demo => demo::run(),
+        Cmd::Faults(args) => faults::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
