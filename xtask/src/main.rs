@@ -2,8 +2,9 @@
 //!
 //! - `deps`: check (and, as root, apt-get install) the Debian packages the
 //!   tests and benchmarks need; `--with-podman` adds podman.
-//! - `ci`: deps, then `cargo fmt --check`, clippy, rustdoc and tests, failing
-//!   on the first broken step (this is what `.ci/run` runs).
+//! - `ci`: deps, then `cargo fmt --check`, clippy, rustdoc, tests and a
+//!   short fault-injection round, failing on the first broken step (this is
+//!   what `.ci/run` runs).
 //! - `bench`: whole-command benchmarks of rpod against podman (hyperfine +
 //!   GNU time), optionally written into `BENCHMARKS.md`; `--criterion` runs
 //!   the libraries' criterion benches instead (`--criterion --write` writes
@@ -39,7 +40,7 @@ struct Cli {
 enum Cmd {
     /// Check/install the Debian packages needed by tests and benchmarks.
     Deps(deps::DepsArgs),
-    /// Run the CI pipeline: deps, fmt, clippy, doc, test.
+    /// Run the CI pipeline: deps, fmt, clippy, doc, test, faults.
     Ci(ci::CiArgs),
     /// Benchmark whole rpod commands against podman.
     Bench(bench::BenchArgs),

@@ -72,13 +72,16 @@ impl Outcome {
         self.ending == Ending::Code(101) || self.stderr.contains("panicked")
     }
 
-    /// The first line of stderr, for messages.
+    /// The line of stderr that explains a failure: the first `Error:`
+    /// line, else the first non-empty one.
     pub fn first_err_line(&self) -> &str {
+        let mut lines = self.stderr.lines().map(str::trim);
         self.stderr
             .lines()
-            .find(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .find(|l| l.starts_with("Error"))
+            .or_else(|| lines.find(|l| !l.is_empty()))
             .unwrap_or("")
-            .trim()
     }
 }
 
@@ -201,6 +204,11 @@ mod tests {
         assert_eq!(done.ending, Ending::Code(3));
         assert_eq!(done.stdout, "hi\n");
         assert_eq!(done.first_err_line(), "oops");
+        let warned = run(
+            Command::new("sh").args(["-c", "echo 'WARN x' >&2; echo 'Error: y' >&2"]),
+            "sh",
+        )?;
+        assert_eq!(warned.first_err_line(), "Error: y");
         let killed = run_killed(
             Command::new("sleep").arg("5"),
             "sleep 5",

@@ -75,6 +75,25 @@ pub struct FaultsArgs {
     pub write: Option<PathBuf>,
 }
 
+impl FaultsArgs {
+    /// The short round `cargo xtask ci` runs: 30 trials, 2 calibration runs
+    /// per verb, report only (see `ci.rs`).
+    pub fn ci() -> FaultsArgs {
+        FaultsArgs {
+            trials: 30,
+            seed: None,
+            verbs: None,
+            trial: None,
+            delay_ms: None,
+            samples: 2,
+            release: false,
+            damage: false,
+            report_only: true,
+            write: None,
+        }
+    }
+}
+
 /// Runs `cargo xtask faults`.
 pub fn run(args: &FaultsArgs) -> Result<()> {
     let verbs = trials::select(args.verbs.as_deref()).map_err(anyhow::Error::msg)?;
