@@ -6,7 +6,9 @@
 //! the tmp dir wiped), then runs `ps -a`, `create`, `rm -f c1`,
 //! `system reset --force` and `ps -a` again, recording each exit code,
 //! signal deaths (e.g. SIGBUS from a truncated mapping), hangs and panics,
-//! and whether stderr names the damaged file. The run fails only on a
+//! whether stderr names the damaged file, whether the first `ps -a` still
+//! lists the containers, and what the reset left on the host (orphan
+//! conmon, cgroups, ... as the fault trials check). The run fails only on a
 //! panic, a signal death or a hang (unless `--report-only`).
 
 use std::fmt::Write as _;
@@ -17,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use super::killer::{Ending, Outcome};
-use super::observe::args;
+use super::observe::{self, args};
 use super::sandbox::{Round, Sandbox};
 use super::schedule::Rng;
 use super::{write_markdown, FaultsArgs};
@@ -107,6 +109,10 @@ struct Row {
     name: &'static str,
     outcomes: Vec<Outcome>,
     names_file: bool,
+    /// Whether the first `ps -a` still lists `c1` and `c2` (when it works).
+    records_kept: Option<bool>,
+    /// Kinds of leftover found after the reset (orphan conmon, ...).
+    left: Vec<&'static str>,
     setup_error: Option<String>,
 }
 
@@ -166,6 +172,8 @@ fn scenario(
         name,
         outcomes: Vec::new(),
         names_file: false,
+        records_kept: None,
+        left: Vec::new(),
         setup_error: None,
     };
     let long = "trap 'exit 0' TERM; sleep 1000 & wait";
@@ -238,6 +246,18 @@ fn scenario(
         }
         row.outcomes.push(o);
     }
+    row.records_kept = row
+        .outcomes
+        .first()
+        .filter(|o| o.ok())
+        .map(|o| o.stdout.contains("c1") && o.stdout.contains("c2"));
+    let mut left: Vec<&'static str> = observe::check(&sb, &round.segment_prefix(), "after reset")
+        .iter()
+        .map(|v| v.kind.name())
+        .collect();
+    left.sort_unstable();
+    left.dedup();
+    row.left = left;
     Ok(row)
 }
 
@@ -267,8 +287,15 @@ pub fn run(round: &Round, opts: &FaultsArgs) -> Result<()> {
     for (name, _) in COMMANDS {
         let _ = write!(text, " {name} |");
     }
-    let _ = writeln!(text, " stderr names the file | reset ok |");
-    let _ = writeln!(text, "|---|{}---|---|", "---|".repeat(COMMANDS.len()));
+    let _ = writeln!(
+        text,
+        " stderr names the file | reset ok | first `ps -a` lists c1, c2 | left after reset |"
+    );
+    let _ = writeln!(
+        text,
+        "|---|{}---|---|---|---|",
+        "---|".repeat(COMMANDS.len())
+    );
     let mut fatal_rows = 0;
     let mut details = String::new();
     for row in &rows {
@@ -287,11 +314,18 @@ pub fn run(round: &Round, opts: &FaultsArgs) -> Result<()> {
             let _ = write!(text, " {} |", cell(o));
         }
         let reset_ok = row.outcomes.get(3).is_some_and(Outcome::ok);
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let kept = row.records_kept.map_or("-", yes);
+        let left = if row.left.is_empty() {
+            "nothing".to_string()
+        } else {
+            row.left.join(", ")
+        };
         let _ = writeln!(
             text,
-            " {} | {} |",
-            if row.names_file { "yes" } else { "no" },
-            if reset_ok { "yes" } else { "no" }
+            " {} | {} | {kept} | {left} |",
+            yes(row.names_file),
+            yes(reset_ok)
         );
         if row.outcomes.iter().any(fatal) {
             fatal_rows += 1;
@@ -314,6 +348,7 @@ pub fn run(round: &Round, opts: &FaultsArgs) -> Result<()> {
             "\nFailed commands (first line of stderr):\n\n{details}"
         );
     }
+    let text = round.hide_paths(&text);
     println!("\n{text}");
     if let Some(path) = &opts.write {
         write_markdown(path, "Damaged state", opts, &text)?;

@@ -171,7 +171,7 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     if args.release {
         replay.push_str(" --release");
     }
-    let text = report::markdown(&report::Round {
+    let text = round.hide_paths(&report::markdown(&report::Round {
         seed,
         verbs: used
             .iter()
@@ -180,7 +180,7 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
         baseline: &baseline,
         trials: &results,
         replay: &replay,
-    });
+    }));
     println!("\n{text}");
     println!("xtask faults: done in {}", util::fmt_secs(start.elapsed()));
     if let Some(path) = &args.write {

@@ -73,6 +73,14 @@ impl Round {
         Sandbox::new(self, tag)
     }
 
+    /// `text` with the round's directory shown as `$ROUND` and its PID as
+    /// `<pid>`, for reports.
+    pub fn hide_paths(&self, text: &str) -> String {
+        let pid = std::process::id().to_string();
+        text.replace(&self.dir.display().to_string(), "$ROUND")
+            .replace(&self.name, &self.name.replace(&pid, "<pid>"))
+    }
+
     /// The file names (in /dev/shm) of this round's lock segments.
     pub fn segment_prefix(&self) -> String {
         format!("{}_", self.name)
