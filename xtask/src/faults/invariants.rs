@@ -49,6 +49,8 @@ pub enum Kind {
     RetryFailed,
     /// Removing the trial's objects (`rm -f`, `pod rm -f`) failed.
     RemoveFailed,
+    /// `system reset --force` at the end of the trial failed.
+    ResetFailed,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
             Kind::ForeignSegment => "foreign lock segment",
             Kind::RetryFailed => "next verb failed",
             Kind::RemoveFailed => "rm -f failed",
+            Kind::ResetFailed => "system reset failed",
         }
     }
 

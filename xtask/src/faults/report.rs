@@ -56,7 +56,7 @@ fn trial_label(t: &TrialResult) -> String {
                 format!("ended first: {}", t.ending.short())
             }
         ),
-        None => format!("baseline run of {} (not killed)", t.verb),
+        None => format!("run of {} without a kill", t.verb),
     }
 }
 
@@ -187,10 +187,40 @@ pub fn markdown(round: &Round<'_>) -> String {
         }
     }
 
+    // The baseline runs, folded: kind, phase, how many runs, which verbs.
+    let mut folded: BTreeMap<(Kind, &str), Vec<&str>> = BTreeMap::new();
+    for t in round.baseline {
+        let mut seen: Vec<(Kind, &str)> = t.violations.iter().map(|v| (v.kind, v.phase)).collect();
+        seen.sort();
+        seen.dedup();
+        for key in seen {
+            folded.entry(key).or_default().push(t.verb);
+        }
+    }
+    if !folded.is_empty() {
+        let _ = writeln!(
+            out,
+            "
+Without a kill (the runs that measured the durations):
+"
+        );
+        for ((kind, phase), verbs) in &folded {
+            let mut names = verbs.clone();
+            names.sort_unstable();
+            names.dedup();
+            let _ = writeln!(
+                out,
+                "- {} ({phase}): {} of {} runs ({})",
+                kind.name(),
+                verbs.len(),
+                round.baseline.len(),
+                names.join(", ")
+            );
+        }
+    }
     let failures: Vec<&TrialResult> = round
-        .baseline
+        .trials
         .iter()
-        .chain(round.trials)
         .filter(|t| !t.violations.is_empty())
         .collect();
     if !failures.is_empty() {

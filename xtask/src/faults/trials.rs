@@ -3,7 +3,8 @@
 //! delay, the verb a user runs next (the verb again; its target state
 //! counts as success when the retry is refused because the first run got
 //! there), then `rm -f`/`pod rm -f` of everything, with the invariants
-//! checked after the next verb and after the removal.
+//! checked after the next verb and after the removal, and finally
+//! `system reset --force` (which must work too).
 
 use std::time::Duration;
 
@@ -410,6 +411,22 @@ pub fn run_trial(
         });
     }
     v.extend(observe::check(&sb, &prefix, "after remove"));
+
+    // Last, what the sandbox's clean-up relies on first.
+    let o = sb.rpod(&args(&["system", "reset", "--force"]))?;
+    v.extend(check_outcome(&o, "reset"));
+    if !o.ok() {
+        v.push(Violation {
+            kind: Kind::ResetFailed,
+            phase: "reset",
+            detail: format!(
+                "`{}` ({}): {}",
+                o.line,
+                o.ending.short(),
+                o.first_err_line()
+            ),
+        });
+    }
     Ok(result)
 }
 
