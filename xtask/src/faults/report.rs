@@ -27,6 +27,10 @@ pub struct Round<'a> {
 }
 
 fn ms(d: Duration) -> String {
+    if d.is_zero() {
+        // Not measured (`--delay-ms`).
+        return "-".into();
+    }
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
@@ -235,11 +239,45 @@ Without a kill (the runs that measured the durations):
     out
 }
 
+/// The title of a file [`replace_section`] writes from scratch.
+const FILE_TITLE: &str = "# Reliability\n\nWritten by `cargo xtask faults --write`; each section is replaced by the run that made it.\n";
+
+/// `existing` (a markdown file, possibly empty) with the section between
+/// the `<!-- faults: KEY -->` markers replaced by `section`, or with it
+/// appended when there is none.
+pub fn replace_section(existing: &str, key: &str, section: &str) -> String {
+    let begin = format!("<!-- faults: {key} -->");
+    let end = format!("<!-- /faults: {key} -->");
+    let block = format!("{begin}\n{}\n{end}", section.trim_end());
+    if let (Some(b), Some(e)) = (existing.find(&begin), existing.find(&end)) {
+        if b < e {
+            return format!("{}{block}{}", &existing[..b], &existing[e + end.len()..]);
+        }
+    }
+    let head = if existing.trim().is_empty() {
+        FILE_TITLE.to_string()
+    } else {
+        existing.trim_end().to_string() + "\n"
+    };
+    format!("{head}\n{block}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::faults::invariants::Violation;
     use crate::faults::schedule::{KillMode, TrialPlan};
+
+    #[test]
+    fn sections() {
+        let one = replace_section("", "Kills", "## Kills\n\nA\n");
+        assert!(one.starts_with("# Reliability"));
+        let two = replace_section(&one, "Damage", "## Damage\n\nB\n");
+        let three = replace_section(&two, "Kills", "## Kills\n\nC\n");
+        assert!(three.contains("C") && three.contains("B") && !three.contains("\nA\n"));
+        assert_eq!(three.matches("<!-- faults: Kills -->").count(), 1);
+        assert_eq!(replace_section(&three, "Kills", "## Kills\n\nC\n"), three);
+    }
 
     #[test]
     fn table_and_list() {
