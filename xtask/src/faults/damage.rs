@@ -321,12 +321,10 @@ pub fn run(round: &Round, opts: &FaultsArgs) -> Result<()> {
         } else {
             row.left.join(", ")
         };
-        let _ = writeln!(
-            text,
-            " {} | {} | {kept} | {left} |",
-            yes(row.names_file),
-            yes(reset_ok)
-        );
+        // Only a failing command is expected to name the file.
+        let any_failed = row.outcomes.iter().any(|o| !o.ok());
+        let names = if any_failed { yes(row.names_file) } else { "-" };
+        let _ = writeln!(text, " {names} | {} | {kept} | {left} |", yes(reset_ok));
         if row.outcomes.iter().any(fatal) {
             fatal_rows += 1;
         }
