@@ -34,10 +34,10 @@ mod process;
 mod report;
 mod runner;
 mod setup;
-mod sweep;
+pub(crate) mod sweep;
 mod table;
 
-pub(crate) use setup::build_busybox_rootfs;
+pub(crate) use setup::{build_busybox_rootfs, cargo};
 
 use crate::containers_conf;
 use crate::deps::{self, DepsArgs};

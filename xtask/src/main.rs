@@ -2,20 +2,25 @@
 //!
 //! - `deps`: check (and, as root, apt-get install) the Debian packages the
 //!   tests and benchmarks need; `--with-podman` adds podman.
-//! - `ci`: deps, then `cargo fmt --check`, clippy, rustdoc and tests, failing
-//!   on the first broken step (this is what `.ci/run` runs).
+//! - `ci`: deps, then `cargo fmt --check`, clippy, rustdoc, tests and a
+//!   short fault-injection round, failing on the first broken step (this is
+//!   what `.ci/run` runs).
 //! - `bench`: whole-command benchmarks of rpod against podman (hyperfine +
 //!   GNU time), optionally written into `BENCHMARKS.md`; `--criterion` runs
 //!   the libraries' criterion benches instead (`--criterion --write` writes
 //!   their results into `BENCHMARKS.md` too).
 //! - `demo`: the README's main job: a real pod (web server + client) on the
 //!   embedded defaults, in its own root, then cleaned up.
+//! - `faults`: the fault-injection run: `rpod` killed at random points of
+//!   every mutating verb, then invariants checked; `--damage` runs the
+//!   damaged-state scenarios.
 
 mod bench;
 mod ci;
 mod containers_conf;
 mod demo;
 mod deps;
+mod faults;
 mod util;
 
 use std::process::ExitCode;
@@ -35,12 +40,15 @@ struct Cli {
 enum Cmd {
     /// Check/install the Debian packages needed by tests and benchmarks.
     Deps(deps::DepsArgs),
-    /// Run the CI pipeline: deps, fmt, clippy, doc, test.
+    /// Run the CI pipeline: deps, fmt, clippy, doc, test, faults.
     Ci(ci::CiArgs),
     /// Benchmark whole rpod commands against podman.
     Bench(bench::BenchArgs),
     /// Run a real pod with a web server and a client container, then clean up.
     Demo,
+    /// Kill rpod at random points of every mutating verb and check that
+    /// nothing is left inconsistent; `--damage`: damaged-state scenarios.
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +58,7 @@ fn main() -> ExitCode {
         Cmd::Ci(args) => ci::run(args),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Demo => demo::run(),
+        Cmd::Faults(args) => faults::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,7 +68,7 @@ pub(super) fn build_rpod() -> Result<PathBuf> {
 
 /// [`util::cargo`], honouring `CARGO_TARGET_DIR` (a relative one is taken,
 /// as cargo does, from the directory `cargo xtask` was started in).
-pub(super) fn cargo() -> Result<Command> {
+pub(crate) fn cargo() -> Result<Command> {
     let mut cmd = util::cargo();
     if let Some(target_dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         let target_dir = PathBuf::from(target_dir);

@@ -1,0 +1,345 @@
+//! Taking a [`Snapshot`] of one sandbox: rpod's records (`ps -a`, `pod ps`,
+//! `system locks`, all as JSON) and what is on the host (conmon and
+//! `runc init` processes, runc state dirs, cgroups, exit files, lock
+//! segments), and [`check`], which waits for the sandbox to settle and
+//! evaluates the invariants on it.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::Value;
+
+use super::invariants::{self, cgroup_id, CtrRecord, Expect, PodRecord, Snapshot, Violation};
+use super::killer::Outcome;
+use super::sandbox::{Sandbox, DEV_SHM};
+use crate::bench::sweep;
+
+/// How long exit commands (`rpod container cleanup`) may still be running
+/// when we look.
+const QUIESCE: Duration = Duration::from_secs(5);
+/// How long transient leftovers (an exiting conmon, ...) may take to go.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// `args` as owned strings.
+pub fn args(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_string()).collect()
+}
+
+/// Runs a JSON query; on failure records it in `errors`.
+fn query(
+    sb: &Sandbox,
+    argv: &[&str],
+    outcomes: &mut Vec<Outcome>,
+    errors: &mut Vec<String>,
+) -> Option<Value> {
+    let outcome = match sb.rpod(&args(argv)) {
+        Ok(o) => o,
+        Err(e) => {
+            errors.push(format!("{e:#}"));
+            return None;
+        }
+    };
+    let value = if outcome.ok() {
+        match serde_json::from_str::<Value>(&outcome.stdout) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push(format!("`{}`: bad JSON: {e}", outcome.line));
+                None
+            }
+        }
+    } else {
+        errors.push(format!(
+            "`{}` ({}): {}",
+            outcome.line,
+            outcome.ending.short(),
+            outcome.first_err_line()
+        ));
+        None
+    };
+    outcomes.push(outcome);
+    value
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// The container records (infra included) of `ps -a --format json`.
+pub fn parse_containers(v: &Value) -> Vec<CtrRecord> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| CtrRecord {
+                    id: str_of(c, "Id"),
+                    name: c["Names"][0].as_str().unwrap_or_default().to_string(),
+                    state: str_of(c, "State"),
+                    pod: str_of(c, "Pod"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pod records of `pod ps --format json`.
+pub fn parse_pods(v: &Value) -> Vec<PodRecord> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| PodRecord {
+                    id: str_of(p, "Id"),
+                    name: str_of(p, "Name"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The records only (for the retry's target-state checks).
+pub fn records(sb: &Sandbox) -> Result<(Vec<CtrRecord>, Vec<PodRecord>), String> {
+    let (mut outcomes, mut errors) = (Vec::new(), Vec::new());
+    let ctrs = query(
+        sb,
+        &["ps", "-a", "--format", "json"],
+        &mut outcomes,
+        &mut errors,
+    );
+    let pods = query(
+        sb,
+        &["pod", "ps", "--format", "json"],
+        &mut outcomes,
+        &mut errors,
+    );
+    match (ctrs, pods) {
+        (Some(c), Some(p)) => Ok((parse_containers(&c), parse_pods(&p))),
+        _ => Err(errors.join("; ")),
+    }
+}
+
+/// A process: PID and arguments.
+struct Proc {
+    pid: u32,
+    argv: Vec<String>,
+}
+
+fn processes() -> Vec<Proc> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = String::from_utf8_lossy(&raw)
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        if !argv.is_empty() {
+            found.push(Proc { pid, argv });
+        }
+    }
+    found
+}
+
+fn basename(arg: &str) -> &str {
+    arg.rsplit('/').next().unwrap_or(arg)
+}
+
+/// The container ID in the cgroup paths of `pid` under `rel`, if any:
+/// `Some("")` when the process is under `rel` but no ID is found.
+fn cgroup_container(pid: u32, rel: &str) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let needle = format!("/{rel}/");
+    let mut under = false;
+    for line in text.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        if let Some(pos) = path.find(&needle) {
+            under = true;
+            let rest = &path[pos + needle.len()..];
+            if let Some(id) = rest.rsplit('/').find_map(cgroup_id) {
+                return Some(id.to_string());
+            }
+        }
+    }
+    under.then(String::new)
+}
+
+/// The processes (other than conmon) mentioning the sandbox's directory:
+/// exit commands and stray `rpod` runs still at work.
+fn busy(sb: &Sandbox) -> usize {
+    let needle = sb.dir.display().to_string();
+    processes()
+        .iter()
+        .filter(|p| basename(&p.argv[0]) != "conmon" && p.argv.iter().any(|a| a.contains(&needle)))
+        .count()
+}
+
+/// Relative paths of every directory under `dir`.
+fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            walk(&entry.path(), &path, out);
+            out.push(path);
+        }
+    }
+}
+
+/// A snapshot of `sb` and the outcomes of the rpod queries it ran.
+pub fn snapshot(sb: &Sandbox, round_prefix: &str) -> (Snapshot, Vec<Outcome>) {
+    let mut snap = Snapshot::default();
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    let ctrs = query(
+        sb,
+        &["ps", "-a", "--format", "json"],
+        &mut outcomes,
+        &mut errors,
+    );
+    let pods = query(
+        sb,
+        &["pod", "ps", "--format", "json"],
+        &mut outcomes,
+        &mut errors,
+    );
+    let locks = query(
+        sb,
+        &["system", "locks", "--format", "json"],
+        &mut outcomes,
+        &mut errors,
+    );
+    if let Some(v) = &ctrs {
+        snap.containers = parse_containers(v);
+    }
+    if let Some(v) = &pods {
+        snap.pods = parse_pods(v);
+    }
+    match locks.as_ref().map(|v| v["held"].as_u64()) {
+        Some(Some(held)) => snap.locks_held = held,
+        Some(None) => errors.push("`rpod system locks --format json` has no `held`".into()),
+        None => {}
+    }
+    snap.query_errors = errors;
+
+    let needle = sb.dir.display().to_string();
+    for p in processes() {
+        match basename(&p.argv[0]) {
+            "conmon" if p.argv.iter().any(|a| a.contains(&needle)) => {
+                let id = p
+                    .argv
+                    .iter()
+                    .position(|a| a == "-c")
+                    .and_then(|i| p.argv.get(i + 1))
+                    .cloned()
+                    .unwrap_or_default();
+                snap.conmons.push((p.pid, id));
+            }
+            "runc" if p.argv.get(1).is_some_and(|a| a == "init") => {
+                if let Some(id) = cgroup_container(p.pid, &sb.cgroup_rel) {
+                    snap.runc_inits.push((p.pid, id));
+                }
+            }
+            _ => {}
+        }
+    }
+    snap.runc_states = sweep::runc_containers(|_, state| state.contains(&needle));
+    for dir in sb.cgroup_dirs() {
+        walk(&dir, "", &mut snap.cgroups);
+    }
+    snap.cgroups.sort();
+    snap.cgroups.dedup();
+    if let Ok(entries) = fs::read_dir(sb.tmp().join("exits")) {
+        snap.exit_files = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        snap.exit_files.sort();
+    }
+    if let Ok(entries) = fs::read_dir(DEV_SHM) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_file()) && name.starts_with(round_prefix) {
+                snap.segments.push(name);
+            }
+        }
+    }
+    if sb.default_segment().exists() {
+        snap.segments.push(
+            sb.default_segment()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+    }
+    snap.segments.sort();
+    (snap, outcomes)
+}
+
+/// Waits for the sandbox to settle (exit commands done, transient
+/// leftovers gone, for a bounded time), then returns the violations of the
+/// invariants (and of the queries' own endings), tagged with `phase`.
+pub fn check(sb: &Sandbox, round_prefix: &str, phase: &'static str) -> Vec<Violation> {
+    let expect = Expect {
+        own_segment: sb.lock_name.trim_start_matches('/').to_string(),
+    };
+    let start = Instant::now();
+    while busy(sb) > 0 && start.elapsed() < QUIESCE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now();
+    loop {
+        let (snap, outcomes) = snapshot(sb, round_prefix);
+        let mut found: Vec<Violation> = outcomes
+            .iter()
+            .flat_map(|o| invariants::check_outcome(o, phase))
+            .collect();
+        found.extend(invariants::evaluate(&snap, &expect, phase));
+        let transient = found.iter().any(|v| v.kind.settles());
+        if !transient || start.elapsed() >= SETTLE {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cli_json() {
+        let ps: Value = serde_json::json!([
+            {"Id": "a1", "Names": ["t"], "State": "running", "Pod": "", "IsInfra": false},
+            {"Id": "b2", "Names": ["p-infra"], "State": "exited", "Pod": "c3", "IsInfra": true}
+        ]);
+        let ctrs = parse_containers(&ps);
+        assert_eq!(ctrs.len(), 2);
+        assert_eq!(ctrs[1].name, "p-infra");
+        assert_eq!(ctrs[1].pod, "c3");
+        let pods = parse_pods(&serde_json::json!([{"Id": "c3", "Name": "p"}]));
+        assert_eq!(pods[0].name, "p");
+        assert!(parse_pods(&serde_json::json!({})).is_empty());
+    }
+}
