@@ -271,8 +271,11 @@ pub fn snapshot(sb: &Sandbox, round_prefix: &str) -> (Snapshot, Vec<Outcome>) {
     snap.cgroups.sort();
     snap.cgroups.dedup();
     if let Ok(entries) = fs::read_dir(sb.tmp().join("exits")) {
+        // Exit codes of removed containers wait in `exits/removed/` for late waiters and
+        // are pruned there after a minute: only files directly in `exits/` need an owner.
         snap.exit_files = entries
             .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         snap.exit_files.sort();
