@@ -7,6 +7,16 @@ use std::process::Command;
 
 use rpod::{ConfigEnv, Runtime, RuntimeError, RuntimeOptions};
 
+/// A new container that runs `true` in `/`.
+fn new_true_container(rt: &Runtime) -> rpod::ContainerRecord {
+    let spec = rpod::ContainerSpec {
+        rootfs: "/".into(),
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    rt.new_container(spec).unwrap()
+}
+
 struct Sandbox {
     dir: tempfile::TempDir,
     lock_name: String,
@@ -66,13 +76,7 @@ fn runtime_creates_dirs_and_lock_segment() {
     lock.free().unwrap();
     // A second runtime on the same tmp dir shares the table.
     let rt2 = Runtime::with_env(&sb.env(), sb.options().num_locks(100)).unwrap();
-    let c = rt2
-        .new_container(rpod::ContainerSpec {
-            rootfs: "/".into(),
-            command: vec!["true".into()],
-            ..Default::default()
-        })
-        .unwrap();
+    let c = new_true_container(&rt2);
     assert_eq!(rt.lock_report().unwrap().held, 1);
     rt.remove_container(&c.config.id, false).unwrap();
     assert_eq!(rt2.lock_report().unwrap().held, 0);
@@ -156,13 +160,7 @@ fn child() -> bool {
         .tmp_dir(base.join("tmp"))
         .lock_name(name);
     let rt = Runtime::with_env(&ConfigEnv::sandboxed(&base), opts).unwrap();
-    let c = rt
-        .new_container(rpod::ContainerSpec {
-            rootfs: "/".into(),
-            command: vec!["true".into()],
-            ..Default::default()
-        })
-        .unwrap();
+    let c = new_true_container(&rt);
     println!("ALLOCATED {}", c.config.lock_id);
     true
 }

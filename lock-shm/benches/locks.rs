@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use rpod_lock::{InMemoryLockManager, Lock, LockManager, ShmLockManager};
 
 const CHILD_ENV: &str = "RPOD_LOCK_BENCH_CHILD";
@@ -124,6 +125,29 @@ impl Drop for Helper {
     }
 }
 
+/// Times the leader's side of the baton protocol (see [`BATON_LOCKS`]) as `name`: each step
+/// releases `held[i]` and takes lock `i + 2` (mod 3) with `acquire`.
+fn bench_leader<G>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    held: &mut [Option<G>; 3],
+    mut acquire: impl FnMut(usize) -> G,
+) {
+    let mut k = 0usize;
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let i = k % 3;
+                held[i] = None;
+                held[(i + 2) % 3] = Some(acquire((i + 2) % 3));
+                k += 1;
+            }
+            start.elapsed()
+        })
+    });
+}
+
 fn handoff(c: &mut Criterion) {
     let mut group = c.benchmark_group("handoff_round_trip");
 
@@ -154,18 +178,8 @@ fn handoff(c: &mut Criterion) {
             None,
         ];
         ready_rx.recv().unwrap();
-        let mut k = 0usize;
-        group.bench_function("std_mutex_two_threads", |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let i = k % 3;
-                    held[i] = None;
-                    held[(i + 2) % 3] = Some(mutexes[(i + 2) % 3].lock().unwrap());
-                    k += 1;
-                }
-                start.elapsed()
-            })
+        bench_leader(&mut group, "std_mutex_two_threads", &mut held, |j| {
+            mutexes[j].lock().unwrap()
         });
         stop.store(1, Ordering::Relaxed);
         // held drops here, letting the follower run into the stop flag
@@ -198,18 +212,8 @@ fn handoff(c: &mut Criterion) {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "READY");
-    let mut k = 0usize;
-    group.bench_function("shm_two_processes", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let i = k % 3;
-                held[i] = None;
-                held[(i + 2) % 3] = Some(locks[(i + 2) % 3].lock().unwrap());
-                k += 1;
-            }
-            start.elapsed()
-        })
+    bench_leader(&mut group, "shm_two_processes", &mut held, |j| {
+        locks[j].lock().unwrap()
     });
     drop(helper); // SIGKILL while it waits or holds: exactly what robust mutexes are for
     drop(held);

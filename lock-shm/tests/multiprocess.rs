@@ -10,14 +10,14 @@ mod common;
 use std::fs::File;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{capture_logs, child_env, child_role, report, spawn_child, TestSegment};
+use common::{capture_logs, child_env, child_role, report, spawn_child, ChildProc, TestSegment};
 use memmap2::{MmapOptions, MmapRaw};
 use nix::fcntl::OFlag;
 use nix::sys::mman::shm_open;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use rpod_lock::{LockError, LockManager, ShmLockManager};
+use rpod_lock::{Lock, LockError, LockManager, ShmLockManager};
 
 /// A `u64` in its own shared memory segment, incremented non-atomically.
 struct SharedCounter {
@@ -119,22 +119,49 @@ fn hold_lock_forever() {
     std::thread::sleep(Duration::from_secs(120));
 }
 
-#[test]
-fn killed_holder_is_recovered() {
+/// In the `hold` child of `test`: holds lock `RPOD_LOCK_ID` until killed, then `None`. In the test
+/// itself: creates a 32-lock segment, allocates a lock in it with `allocate`, and starts the child,
+/// waiting until it holds that lock; returns the segment, its manager, the lock, the child and its
+/// PID.
+fn start_holder(
+    test: &str,
+    allocate: impl FnOnce(&ShmLockManager) -> Lock,
+) -> Option<(TestSegment, ShmLockManager, Lock, ChildProc, i32)> {
     if child_role().as_deref() == Some("hold") {
-        return hold_lock_forever();
+        hold_lock_forever();
+        return None;
     }
     let segment = TestSegment::new();
     let manager = ShmLockManager::create(&segment.name, 32).unwrap();
-    let _ = manager.allocate().unwrap();
-    let lock = manager.allocate().unwrap();
+    let lock = allocate(&manager);
     let envs = [
         ("RPOD_LOCK_SEGMENT", segment.name.clone()),
         ("RPOD_LOCK_ID", lock.id().to_string()),
     ];
-    let mut child = spawn_child("killed_holder_is_recovered", "hold", &envs);
+    let mut child = spawn_child(test, "hold", &envs);
     let pid = child.pid();
     assert_eq!(child.next_report(), format!("LOCKED {pid}"));
+    Some((segment, manager, lock, child, pid))
+}
+
+/// SIGKILLs `pid` from another thread after 200 ms.
+fn kill_soon(pid: i32) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    })
+}
+
+#[test]
+fn killed_holder_is_recovered() {
+    let Some((_segment, manager, lock, mut child, pid)) =
+        start_holder("killed_holder_is_recovered", |m| {
+            m.allocate().unwrap();
+            m.allocate().unwrap()
+        })
+    else {
+        return;
+    };
     assert_eq!(lock.holder_pid(), Some(pid));
     assert!(lock.try_lock().unwrap().is_none());
     assert_eq!(
@@ -169,19 +196,13 @@ fn killed_holder_is_recovered() {
 
 #[test]
 fn live_holder_times_out_with_its_pid() {
-    if child_role().as_deref() == Some("hold") {
-        return hold_lock_forever();
-    }
-    let segment = TestSegment::new();
-    let manager = ShmLockManager::open_or_create(&segment.name, 32).unwrap();
-    let lock = manager.allocate_given(7).unwrap();
-    let envs = [
-        ("RPOD_LOCK_SEGMENT", segment.name.clone()),
-        ("RPOD_LOCK_ID", "7".to_owned()),
-    ];
-    let mut child = spawn_child("live_holder_times_out_with_its_pid", "hold", &envs);
-    let pid = child.pid();
-    assert_eq!(child.next_report(), format!("LOCKED {pid}"));
+    let Some((_segment, _manager, lock, child, pid)) =
+        start_holder("live_holder_times_out_with_its_pid", |m| {
+            m.allocate_given(7).unwrap()
+        })
+    else {
+        return;
+    };
 
     let start = Instant::now();
     let err = lock.lock_timeout(Duration::from_millis(300)).unwrap_err();
@@ -200,10 +221,7 @@ fn live_holder_times_out_with_its_pid() {
     );
 
     // Now the holder dies while we are blocked in pthread_mutex_timedlock: the wait ends with the lock recovered.
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    });
+    let killer = kill_soon(pid);
     let start = Instant::now();
     let (recovered, logs) = capture_logs(|| {
         let guard = lock.lock_timeout(Duration::from_secs(10)).unwrap();
@@ -225,23 +243,14 @@ fn live_holder_times_out_with_its_pid() {
 
 #[test]
 fn blocking_lock_recovers_when_holder_dies() {
-    if child_role().as_deref() == Some("hold") {
-        return hold_lock_forever();
-    }
-    let segment = TestSegment::new();
-    let manager = ShmLockManager::open_or_create(&segment.name, 32).unwrap();
-    let lock = manager.allocate().unwrap();
-    let envs = [
-        ("RPOD_LOCK_SEGMENT", segment.name.clone()),
-        ("RPOD_LOCK_ID", lock.id().to_string()),
-    ];
-    let mut child = spawn_child("blocking_lock_recovers_when_holder_dies", "hold", &envs);
-    let pid = child.pid();
-    assert_eq!(child.next_report(), format!("LOCKED {pid}"));
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    });
+    let Some((_segment, manager, lock, child, pid)) =
+        start_holder("blocking_lock_recovers_when_holder_dies", |m| {
+            m.allocate().unwrap()
+        })
+    else {
+        return;
+    };
+    let killer = kill_soon(pid);
     // lock() with no timeout, blocked in pthread_mutex_lock when the holder dies.
     let guard = lock.lock().unwrap();
     assert_eq!(guard.recovered_from(), Some(pid));

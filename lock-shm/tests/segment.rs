@@ -26,6 +26,24 @@ fn raw_segment(name: &str, size: u64) -> File {
     file
 }
 
+/// Both `open` and `open_or_create` of `name` for `num_locks` locks fail with an error that
+/// `is_expected` accepts and that displays as `message`.
+#[track_caller]
+fn assert_open_fails(
+    name: &str,
+    num_locks: u32,
+    is_expected: impl Fn(&LockError) -> bool,
+    message: &str,
+) {
+    for err in [
+        ShmLockManager::open(name, num_locks).unwrap_err(),
+        ShmLockManager::open_or_create(name, num_locks).unwrap_err(),
+    ] {
+        assert!(is_expected(&err), "{err:?}");
+        assert_eq!(err.to_string(), message);
+    }
+}
+
 fn header_bytes(magic: u32, version: u32, initialised: u32, num_locks: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
     for v in [magic, version, initialised, num_locks, num_locks / 32, 64] {
@@ -92,29 +110,21 @@ fn count_mismatch_says_renumber_and_recreate_fixes_it() {
     let seg = TestSegment::new();
     let old = ShmLockManager::create(&seg.name, 64).unwrap();
     old.allocate().unwrap();
-    for err in [
-        ShmLockManager::open(&seg.name, 2048).unwrap_err(),
-        ShmLockManager::open_or_create(&seg.name, 2048).unwrap_err(),
-    ] {
-        assert!(
-            matches!(
-                err,
-                LockError::CountMismatch {
-                    found: 64,
-                    configured: 2048,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "lock segment {} holds 64 locks but 2048 are configured; run `rpod system renumber`",
-                seg.name
-            )
-        );
-    }
+    let message = format!(
+        "lock segment {} holds 64 locks but 2048 are configured; run `rpod system renumber`",
+        seg.name
+    );
+    let is_mismatch = |e: &LockError| {
+        matches!(
+            e,
+            LockError::CountMismatch {
+                found: 64,
+                configured: 2048,
+                ..
+            }
+        )
+    };
+    assert_open_fails(&seg.name, 2048, is_mismatch, &message);
     let renumbered = ShmLockManager::recreate(&seg.name, 2048).unwrap();
     assert!(renumbered.was_created());
     assert_eq!(renumbered.num_locks(), 2048);
@@ -135,30 +145,22 @@ fn zeroed_segment_is_bad_magic() {
     let seg = TestSegment::new();
     let _file = raw_segment(&seg.name, ShmLockManager::segment_size(64).unwrap());
     let start = Instant::now();
-    for err in [
-        ShmLockManager::open(&seg.name, 64).unwrap_err(),
-        ShmLockManager::open_or_create(&seg.name, 64).unwrap_err(),
-    ] {
-        assert!(
-            matches!(
-                err,
-                LockError::BadMagic {
-                    found: 0,
-                    expected: shm::MAGIC,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "{} is not an rpod lock segment (magic 0x00000000, expected 0x52504c4b); \
-                 run `rpod system renumber` to recreate it",
-                seg.path()
-            )
-        );
-    }
+    let message = format!(
+        "{} is not an rpod lock segment (magic 0x00000000, expected 0x52504c4b); \
+         run `rpod system renumber` to recreate it",
+        seg.path()
+    );
+    let is_bad_magic = |e: &LockError| {
+        matches!(
+            e,
+            LockError::BadMagic {
+                found: 0,
+                expected: shm::MAGIC,
+                ..
+            }
+        )
+    };
+    assert_open_fails(&seg.name, 64, is_bad_magic, &message);
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "no waiting on garbage"

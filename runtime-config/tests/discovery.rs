@@ -46,8 +46,7 @@ fn config_flag_must_exist() {
 #[test]
 fn config_flag_wins_over_every_other_file() {
     let sb = Sandbox::new();
-    let custom = sb.path("custom/libpod.conf");
-    write(&custom, "namespace = \"custom\"\n");
+    let custom = sb.file(sb.path("custom/libpod.conf"), "namespace = \"custom\"\n");
     write(
         &sb.user("libpod.conf"),
         "namespace = \"user\"\nnum_locks = 64\n",
@@ -428,9 +427,8 @@ fn pause_alias_and_infra_key_together() {
 #[test]
 fn unknown_keys_warn_and_the_rest_applies() {
     let sb = Sandbox::new();
-    let conf = sb.etc("libpod.conf");
-    write(
-        &conf,
+    let conf = sb.file(
+        sb.etc("libpod.conf"),
         r#"
 namespace = "ns"
 bogus_key = 42

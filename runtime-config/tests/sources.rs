@@ -34,8 +34,7 @@ fn source_display_strings() {
 #[test]
 fn one_key_of_each_source() {
     let sb = Sandbox::new();
-    let conf = sb.etc("libpod.conf");
-    write(&conf, "namespace = \"fromfile\"\n");
+    let conf = sb.file(sb.etc("libpod.conf"), "namespace = \"fromfile\"\n");
     let opts = RuntimeOptions::new().tmp_dir(sb.path("flagtmp"));
     let mut cfg = load_with(&sb.root_env(), &opts).unwrap();
 
@@ -70,13 +69,8 @@ fn one_key_of_each_source() {
     assert_eq!(find("lock_name").1, "(unset)");
 }
 
-#[test]
-fn every_option_overrides_the_file_and_records_its_flag() {
-    let sb = Sandbox::new();
-    let conf = sb.etc("libpod.conf");
-    write(
-        &conf,
-        r#"
+/// A libpod.conf setting every key that has a command-line option.
+const EVERY_OPTION_FILE: &str = r#"
 graph_root = "/file/graph"
 run_root = "/file/runroot"
 static_dir = "/file/static"
@@ -90,8 +84,12 @@ namespace = "file"
 num_locks = 64
 lock_name = "/file-lock"
 state_backend = "lmdb"
-"#,
-    );
+"#;
+
+#[test]
+fn every_option_overrides_the_file_and_records_its_flag() {
+    let sb = Sandbox::new();
+    sb.file(sb.etc("libpod.conf"), EVERY_OPTION_FILE);
     let opts = RuntimeOptions::new()
         .graph_root("/flag/graph")
         .run_root("/flag/runroot")

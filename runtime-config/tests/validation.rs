@@ -14,6 +14,38 @@ fn load_file(sb: &Sandbox, contents: &str, opts: &RuntimeOptions) -> Result<Conf
     load_with(&sb.root_env(), opts)
 }
 
+/// Loads with `contents` as /etc/containers/libpod.conf and no options.
+fn load_text(sb: &Sandbox, contents: &str) -> Result<Config, ConfigError> {
+    load_file(sb, contents, &RuntimeOptions::new())
+}
+
+/// The value and origin of the `ConfigError::Invalid` for `key` that loading `contents` gives.
+#[track_caller]
+fn invalid_text(sb: &Sandbox, contents: &str, key: &str) -> (String, Source) {
+    expect_invalid(load_text(sb, contents), key)
+}
+
+/// The value and origin of the `ConfigError::Invalid` for `key` that `opts` give (no file).
+#[track_caller]
+fn invalid_opts(sb: &Sandbox, opts: RuntimeOptions, key: &str) -> (String, Source) {
+    expect_invalid(load_file(sb, "", &opts), key)
+}
+
+/// The fields of the `ConfigError::Parse` that `r` must be: path, line, column, message.
+#[track_caller]
+fn expect_parse(r: Result<Config, ConfigError>) -> (PathBuf, usize, usize, String) {
+    match r {
+        Err(ConfigError::Parse {
+            path,
+            line,
+            column,
+            message,
+        }) => (path, line, column, message),
+        Err(other) => panic!("expected Parse, got {other:?}"),
+        Ok(cfg) => panic!("expected Parse, got {:?}", cfg.values),
+    }
+}
+
 #[track_caller]
 fn expect_invalid(r: Result<Config, ConfigError>, want_key: &str) -> (String, Source) {
     match r {
@@ -31,32 +63,39 @@ fn expect_invalid(r: Result<Config, ConfigError>, want_key: &str) -> (String, So
 #[test]
 fn bad_cgroup_manager_in_file() {
     let sb = Sandbox::new();
-    let r = load_file(
-        &sb,
-        "cgroup_manager = \"cgroupv2\"\n",
-        &RuntimeOptions::new(),
+    let want = ("cgroupv2".to_string(), Source::File(sb.etc("libpod.conf")));
+    assert_eq!(
+        invalid_text(&sb, "cgroup_manager = \"cgroupv2\"\n", "cgroup_manager"),
+        want
     );
-    let (value, origin) = expect_invalid(r, "cgroup_manager");
-    assert_eq!(value, "cgroupv2");
-    assert_eq!(origin, Source::File(sb.etc("libpod.conf")));
 }
 
 #[test]
 fn bad_cgroup_manager_flag() {
     let sb = Sandbox::new();
-    let r = load_file(&sb, "", &RuntimeOptions::new().cgroup_manager("Systemd"));
-    let (value, origin) = expect_invalid(r, "cgroup_manager");
-    assert_eq!(value, "Systemd");
-    assert_eq!(origin, Source::Flag("--cgroup-manager".into()));
+    let want = (
+        "Systemd".to_string(),
+        Source::Flag("--cgroup-manager".into()),
+    );
+    assert_eq!(
+        invalid_opts(
+            &sb,
+            RuntimeOptions::new().cgroup_manager("Systemd"),
+            "cgroup_manager",
+        ),
+        want
+    );
 }
 
 #[test]
 fn bad_state_backend() {
     let sb = Sandbox::new();
-    let r = load_file(&sb, "state_backend = \"bolt\"\n", &RuntimeOptions::new());
-    expect_invalid(r, "state_backend");
-    let r = load_file(&sb, "", &RuntimeOptions::new().state_backend("sqlite"));
-    expect_invalid(r, "state_backend");
+    invalid_text(&sb, "state_backend = \"bolt\"\n", "state_backend");
+    invalid_opts(
+        &sb,
+        RuntimeOptions::new().state_backend("sqlite"),
+        "state_backend",
+    );
 }
 
 #[test]
@@ -70,34 +109,32 @@ fn relative_directories_are_rejected() {
         "run_root",
         "cni_config_dir",
     ] {
-        let r = load_file(
-            &sb,
-            &format!("{key} = \"relative/dir\"\n"),
-            &RuntimeOptions::new(),
+        let want = (
+            "relative/dir".to_string(),
+            Source::File(sb.etc("libpod.conf")),
         );
-        let (value, origin) = expect_invalid(r, key);
-        assert_eq!(value, "relative/dir");
-        assert_eq!(origin, Source::File(sb.etc("libpod.conf")));
+        assert_eq!(
+            invalid_text(&sb, &format!("{key} = \"relative/dir\"\n"), key),
+            want
+        );
     }
     // Also from a flag.
-    let r = load_file(&sb, "", &RuntimeOptions::new().tmp_dir("tmp"));
-    let (_, origin) = expect_invalid(r, "tmp_dir");
+    let (_, origin) = invalid_opts(&sb, RuntimeOptions::new().tmp_dir("tmp"), "tmp_dir");
     assert_eq!(origin, Source::Flag("--tmpdir".into()));
     // A relative --root makes the derived static dir and volume path relative too: the error
     // names the key the user set, not a derived one.
-    let r = load_file(&sb, "", &RuntimeOptions::new().graph_root("rel"));
-    let (value, origin) = expect_invalid(r, "graph_root");
-    assert_eq!(value, "rel");
-    assert_eq!(origin, Source::Flag("--root".into()));
+    let want = ("rel".to_string(), Source::Flag("--root".into()));
+    assert_eq!(
+        invalid_opts(&sb, RuntimeOptions::new().graph_root("rel"), "graph_root"),
+        want
+    );
 }
 
 #[test]
 fn num_locks_zero_rejected() {
     let sb = Sandbox::new();
-    let r = load_file(&sb, "num_locks = 0\n", &RuntimeOptions::new());
-    expect_invalid(r, "num_locks");
-    let r = load_file(&sb, "", &RuntimeOptions::new().num_locks(0u32));
-    let (_, origin) = expect_invalid(r, "num_locks");
+    invalid_text(&sb, "num_locks = 0\n", "num_locks");
+    let (_, origin) = invalid_opts(&sb, RuntimeOptions::new().num_locks(0u32), "num_locks");
     assert_eq!(origin, Source::Flag("--num-locks".into()));
 }
 
@@ -112,12 +149,7 @@ fn num_locks_rounded_up_to_multiple_of_32() {
         (2047, 2048),
         (2048, 2048),
     ] {
-        let cfg = load_file(
-            &sb,
-            &format!("num_locks = {given}\n"),
-            &RuntimeOptions::new(),
-        )
-        .unwrap();
+        let cfg = load_text(&sb, &format!("num_locks = {given}\n")).unwrap();
         assert_eq!(cfg.values.num_locks, want, "{given}");
         let cfg = load_file(&sb, "", &RuntimeOptions::new().num_locks(given)).unwrap();
         assert_eq!(cfg.values.num_locks, want, "{given}");
@@ -125,34 +157,29 @@ fn num_locks_rounded_up_to_multiple_of_32() {
     // Near the top of the range: the largest multiple of 32 is fine, above it is an error.
     let cfg = load_file(&sb, "", &RuntimeOptions::new().num_locks(u32::MAX - 31)).unwrap();
     assert_eq!(cfg.values.num_locks, u32::MAX - 31);
-    let r = load_file(&sb, "", &RuntimeOptions::new().num_locks(u32::MAX - 30));
-    expect_invalid(r, "num_locks");
+    invalid_opts(
+        &sb,
+        RuntimeOptions::new().num_locks(u32::MAX - 30),
+        "num_locks",
+    );
 }
 
 #[test]
 fn num_locks_negative_or_too_big_is_a_parse_error() {
     let sb = Sandbox::new();
     for text in ["num_locks = -1\n", "num_locks = 4294967296\n"] {
-        match load_file(&sb, text, &RuntimeOptions::new()) {
-            Err(ConfigError::Parse { line, .. }) => assert_eq!(line, 1, "{text}"),
-            other => panic!("{text}: expected Parse, got {other:?}"),
-        }
+        let (_, line, _, _) = expect_parse(load_text(&sb, text));
+        assert_eq!(line, 1, "{text}");
     }
 }
 
 #[test]
 fn max_log_size_limits() {
     let sb = Sandbox::new();
-    let r = load_file(&sb, "max_log_size = -2\n", &RuntimeOptions::new());
-    let (value, _) = expect_invalid(r, "max_log_size");
+    let (value, _) = invalid_text(&sb, "max_log_size = -2\n", "max_log_size");
     assert_eq!(value, "-2");
     for ok in [-1i64, 0, 1_000_000] {
-        let cfg = load_file(
-            &sb,
-            &format!("max_log_size = {ok}\n"),
-            &RuntimeOptions::new(),
-        )
-        .unwrap();
+        let cfg = load_text(&sb, &format!("max_log_size = {ok}\n")).unwrap();
         assert_eq!(cfg.values.max_log_size, ok);
     }
 }
@@ -160,19 +187,15 @@ fn max_log_size_limits() {
 #[test]
 fn unknown_runtime_name_rejected() {
     let sb = Sandbox::new();
-    let r = load_file(&sb, "runtime = \"kata\"\n", &RuntimeOptions::new());
-    let (value, _) = expect_invalid(r, "runtime");
+    let (value, _) = invalid_text(&sb, "runtime = \"kata\"\n", "runtime");
     assert_eq!(value, "kata");
-    let r = load_file(&sb, "", &RuntimeOptions::new().runtime("nope"));
-    let (_, origin) = expect_invalid(r, "runtime");
+    let (_, origin) = invalid_opts(&sb, RuntimeOptions::new().runtime("nope"), "runtime");
     assert_eq!(origin, Source::Flag("--runtime".into()));
-    let r = load_file(&sb, "runtime = \"\"\n", &RuntimeOptions::new());
-    expect_invalid(r, "runtime");
+    invalid_text(&sb, "runtime = \"\"\n", "runtime");
     // Known once it is in [runtimes].
-    let cfg = load_file(
+    let cfg = load_text(
         &sb,
         "runtime = \"kata\"\n[runtimes]\nkata = [\"/opt/kata\"]\n",
-        &RuntimeOptions::new(),
     )
     .unwrap();
     assert_eq!(
@@ -186,12 +209,7 @@ fn unknown_runtime_name_rejected() {
 #[test]
 fn absolute_runtime_path_accepted() {
     let sb = Sandbox::new();
-    let cfg = load_file(
-        &sb,
-        "runtime = \"/opt/bin/myrunc\"\n",
-        &RuntimeOptions::new(),
-    )
-    .unwrap();
+    let cfg = load_text(&sb, "runtime = \"/opt/bin/myrunc\"\n").unwrap();
     assert_eq!(cfg.values.runtime, "/opt/bin/myrunc");
     assert_eq!(
         cfg.values.runtime_candidates(),
@@ -205,7 +223,7 @@ fn absolute_runtime_path_accepted() {
 fn deprecated_runtime_path_is_honoured_with_a_warning() {
     let sb = Sandbox::new();
     let text = "runtime = \"crun\"\nruntime_path = [\"/opt/bin/myrunc\", \"/usr/bin/myrunc\"]\n";
-    let (r, logs) = capture_logs(|| load_file(&sb, text, &RuntimeOptions::new()));
+    let (r, logs) = capture_logs(|| load_text(&sb, text));
     let cfg = r.unwrap();
     assert_eq!(cfg.values.runtime, "myrunc");
     assert_eq!(
@@ -245,82 +263,43 @@ fn runtime_option_wins_over_deprecated_runtime_path() {
 #[test]
 fn syntax_error_has_path_line_and_column() {
     let sb = Sandbox::new();
-    let conf = sb.path("conf/libpod.conf");
     // Line 3: the value is missing its closing quote's partner: `tmp_dir = /run` is not a value.
-    write(
-        &conf,
+    let conf = sb.file(
+        sb.path("conf/libpod.conf"),
         "# comment\nnamespace = \"ok\"\ntmp_dir = /run/rpod\n",
     );
-    let err = load_with(
-        &Sandbox::new().root_env(),
-        &RuntimeOptions::new().config_path(conf.clone()),
-    )
-    .unwrap_err();
+    let opts = RuntimeOptions::new().config_path(conf.clone());
+    let err = load_with(&Sandbox::new().root_env(), &opts).unwrap_err();
     let shown = err.to_string();
-    match err {
-        ConfigError::Parse {
-            path,
-            line,
-            column,
-            message,
-        } => {
-            assert_eq!(path, conf);
-            assert_eq!(line, 3);
-            assert_eq!(column, 11, "{message}");
-            assert_eq!(shown, format!("{}:3:11: {message}", conf.display()));
-        }
-        other => panic!("expected Parse, got {other:?}"),
-    }
+    let (path, line, column, message) = expect_parse(Err(err));
+    assert_eq!(path, conf);
+    assert_eq!(line, 3);
+    assert_eq!(column, 11, "{message}");
+    assert_eq!(shown, format!("{}:3:11: {message}", conf.display()));
 }
 
 #[test]
 fn syntax_error_column_counts_characters() {
     let sb = Sandbox::new();
     // A non-ASCII string before the error on the same line: the column is in characters.
-    let r = load_file(
-        &sb,
-        "a = 1\nnamespace = \"ééé\" x\n",
-        &RuntimeOptions::new(),
-    );
-    match r {
-        Err(ConfigError::Parse { line, column, .. }) => {
-            assert_eq!((line, column), (2, 19));
-        }
-        other => panic!("expected Parse, got {other:?}"),
-    }
+    let (_, line, column, _) = expect_parse(load_text(&sb, "a = 1\nnamespace = \"ééé\" x\n"));
+    assert_eq!((line, column), (2, 19));
 }
 
 #[test]
 fn type_error_is_a_parse_error_with_the_line() {
     let sb = Sandbox::new();
-    let r = load_file(
-        &sb,
-        "namespace = \"x\"\n\nnum_locks = \"x\"\n",
-        &RuntimeOptions::new(),
-    );
-    match r {
-        Err(ConfigError::Parse {
-            path,
-            line,
-            column,
-            message,
-        }) => {
-            assert_eq!(path, sb.etc("libpod.conf"));
-            assert_eq!(line, 3, "{message}");
-            assert_eq!(column, 13, "{message}");
-        }
-        other => panic!("expected Parse, got {other:?}"),
-    }
+    let r = load_text(&sb, "namespace = \"x\"\n\nnum_locks = \"x\"\n");
+    let (path, line, column, message) = expect_parse(r);
+    assert_eq!(path, sb.etc("libpod.conf"));
+    assert_eq!(line, 3, "{message}");
+    assert_eq!(column, 13, "{message}");
     // Same in a containers.conf layer.
     std::fs::remove_file(sb.etc("libpod.conf")).unwrap();
     write(&sb.etc("containers.conf"), "[engine]\ntmp_dir = 5\n");
-    match load_with(&sb.root_env(), &RuntimeOptions::new()) {
-        Err(ConfigError::Parse { path, line, .. }) => {
-            assert_eq!(path, sb.etc("containers.conf"));
-            assert_eq!(line, 2);
-        }
-        other => panic!("expected Parse, got {other:?}"),
-    }
+    let (path, line, _, _) = expect_parse(load_with(&sb.root_env(), &RuntimeOptions::new()));
+    assert_eq!(path, sb.etc("containers.conf"));
+    assert_eq!(line, 2);
 }
 
 #[test]
@@ -340,7 +319,7 @@ fn reading_a_directory_is_a_read_error() {
 #[test]
 fn validate_is_callable_after_edits() {
     let sb = Sandbox::new();
-    let mut cfg = load_file(&sb, "", &RuntimeOptions::new()).unwrap();
+    let mut cfg = load_text(&sb, "").unwrap();
     cfg.validate().unwrap();
     cfg.values.volume_path = PathBuf::from("vol");
     assert!(matches!(

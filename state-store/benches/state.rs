@@ -37,18 +37,39 @@ fn tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
-fn benches(c: &mut Criterion) {
-    let dir = tempdir();
-    let lmdb = LmdbState::open(dir.path()).unwrap();
-    let mem = InMemoryState::new();
-    let backends: [(&str, &dyn State); 2] = [("lmdb", &lmdb), ("memory", &mem)];
+/// Both backends filled with the same records (the LMDB one in its own temporary directory).
+struct Backends {
+    lmdb: LmdbState,
+    mem: InMemoryState,
+    _dir: tempfile::TempDir,
+}
 
-    // 100 000 records; look up by a 12-character prefix (what `rpod ps` shows).
-    for (_, s) in backends {
-        fill(s, 100_000);
+impl Backends {
+    /// Both backends with records `0..n`.
+    fn filled(n: u64) -> Self {
+        let dir = tempdir();
+        let backends = Backends {
+            lmdb: LmdbState::open(dir.path()).unwrap(),
+            mem: InMemoryState::new(),
+            _dir: dir,
+        };
+        for (_, s) in backends.each() {
+            fill(s, n);
+        }
+        backends
     }
+
+    /// Each backend with its name for the benchmark.
+    fn each(&self) -> [(&str, &dyn State); 2] {
+        [("lmdb", &self.lmdb), ("memory", &self.mem)]
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    // 100 000 records; look up by a 12-character prefix (what `rpod ps` shows).
+    let backends = Backends::filled(100_000);
     let mut g = c.benchmark_group("lookup_prefix_100k");
-    for (name, s) in backends {
+    for (name, s) in backends.each() {
         let mut i = 0u64;
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| {
@@ -62,15 +83,9 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     // all_containers over 10 000 records.
-    let dir10 = tempdir();
-    let lmdb10 = LmdbState::open(dir10.path()).unwrap();
-    let mem10 = InMemoryState::new();
-    let backends10: [(&str, &dyn State); 2] = [("lmdb", &lmdb10), ("memory", &mem10)];
-    for (_, s) in backends10 {
-        fill(s, 10_000);
-    }
+    let backends10 = Backends::filled(10_000);
     let mut g = c.benchmark_group("all_containers_10k");
-    for (name, s) in backends10 {
+    for (name, s) in backends10.each() {
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| assert_eq!(s.all_containers().unwrap().len(), 10_000))
         });

@@ -189,39 +189,53 @@ fn directory_in_place_of_the_file_is_refused() {
     expect_damaged(dir.path());
 }
 
-fn raw_env(path: &Path) -> heed::Env {
+/// The database file in `dir`, opened with heed directly.
+fn raw_env(dir: &Path) -> heed::Env {
+    let path = dir.join(DB_FILE_NAME);
     unsafe {
         heed::EnvOpenOptions::new()
             .max_dbs(16)
             .map_size(1 << 24)
             .flags(heed::EnvFlags::NO_SUB_DIR)
-            .open(path)
+            .open(&path)
             .unwrap()
     }
+}
+
+/// A table of the database file as raw bytes.
+type Raw = heed::Database<heed::types::Bytes, heed::types::Bytes>;
+
+/// Writes to the database file in `dir` behind rpod's back: `edit` gets the raw environment and
+/// a write transaction, which is then committed and the environment closed.
+fn edit_raw(dir: &Path, edit: impl FnOnce(&heed::Env, &mut heed::RwTxn)) {
+    let env = raw_env(dir);
+    let mut wtxn = env.write_txn().unwrap();
+    edit(&env, &mut wtxn);
+    wtxn.commit().unwrap();
+    env.prepare_for_closing().wait();
+}
+
+/// Sets `key` to `value` in rpod's (existing) table `table`.
+fn put_raw(env: &heed::Env, wtxn: &mut heed::RwTxn, table: &str, key: &[u8], value: &[u8]) {
+    let db: Raw = env.open_database(wtxn, Some(table)).unwrap().unwrap();
+    db.put(wtxn, key, value).unwrap();
 }
 
 #[test]
 fn foreign_lmdb_file_is_refused() {
     let dir = fast_tempdir();
-    let path = dir.path().join(DB_FILE_NAME);
-    {
-        let env = raw_env(&path);
-        let mut wtxn = env.write_txn().unwrap();
+    edit_raw(dir.path(), |env, wtxn| {
         let db: heed::Database<heed::types::Str, heed::types::Str> =
-            env.create_database(&mut wtxn, None).unwrap();
-        db.put(&mut wtxn, "someone", "else").unwrap();
-        wtxn.commit().unwrap();
-        env.prepare_for_closing().wait();
-    }
+            env.create_database(wtxn, None).unwrap();
+        db.put(wtxn, "someone", "else").unwrap();
+    });
     let msg = expect_damaged(dir.path());
     assert!(msg.contains("another program"), "{msg}");
 }
 
 #[test]
 fn json_database_of_rpod_state_1_still_reads_and_is_marked_upgraded() {
-    type Raw = heed::Database<heed::types::Bytes, heed::types::Bytes>;
     let dir = fast_tempdir();
-    let path = dir.path().join(DB_FILE_NAME);
     let mut rec = big_ctr("c1", 10);
     rec.state.exit_code = 3;
     {
@@ -229,21 +243,13 @@ fn json_database_of_rpod_state_1_still_reads_and_is_marked_upgraded() {
         s.add_container(&rec).unwrap();
     }
     // Turn it into what rpod-state/1 wrote: JSON records and the old marker.
-    {
-        let env = raw_env(&path);
-        let mut wtxn = env.write_txn().unwrap();
-        for (table, value) in [
-            ("ctr-config", serde_json::to_vec(&rec.config).unwrap()),
-            ("ctr-state", serde_json::to_vec(&rec.state).unwrap()),
-        ] {
-            let db: Raw = env.open_database(&wtxn, Some(table)).unwrap().unwrap();
-            db.put(&mut wtxn, b"c1", &value).unwrap();
-        }
-        let meta: Raw = env.open_database(&wtxn, Some("meta")).unwrap().unwrap();
-        meta.put(&mut wtxn, b"schema", b"rpod-state/1").unwrap();
-        wtxn.commit().unwrap();
-        env.prepare_for_closing().wait();
-    }
+    edit_raw(dir.path(), |env, wtxn| {
+        let config = serde_json::to_vec(&rec.config).unwrap();
+        put_raw(env, wtxn, "ctr-config", b"c1", &config);
+        let state = serde_json::to_vec(&rec.state).unwrap();
+        put_raw(env, wtxn, "ctr-state", b"c1", &state);
+        put_raw(env, wtxn, "meta", b"schema", b"rpod-state/1");
+    });
     {
         let s = LmdbState::open(dir.path()).unwrap();
         let got = s.container("c1").unwrap();
@@ -254,7 +260,7 @@ fn json_database_of_rpod_state_1_still_reads_and_is_marked_upgraded() {
         assert_eq!(s.container("c1").unwrap().state, got.state);
         s.close().unwrap();
     }
-    let env = raw_env(&path);
+    let env = raw_env(dir.path());
     let rtxn = env.read_txn().unwrap();
     let meta: Raw = env.open_database(&rtxn, Some("meta")).unwrap().unwrap();
     assert_eq!(
@@ -276,18 +282,11 @@ fn json_database_of_rpod_state_1_still_reads_and_is_marked_upgraded() {
 
 #[test]
 fn newer_schema_is_refused() {
-    type Raw = heed::Database<heed::types::Bytes, heed::types::Bytes>;
     let dir = fast_tempdir();
-    let path = dir.path().join(DB_FILE_NAME);
     LmdbState::open(dir.path()).unwrap().close().unwrap();
-    {
-        let env = raw_env(&path);
-        let mut wtxn = env.write_txn().unwrap();
-        let meta: Raw = env.open_database(&wtxn, Some("meta")).unwrap().unwrap();
-        meta.put(&mut wtxn, b"schema", b"rpod-state/3").unwrap();
-        wtxn.commit().unwrap();
-        env.prepare_for_closing().wait();
-    }
+    edit_raw(dir.path(), |env, wtxn| {
+        put_raw(env, wtxn, "meta", b"schema", b"rpod-state/3")
+    });
     let msg = expect_damaged(dir.path());
     assert!(msg.contains("rpod-state/3"), "{msg}");
 }
@@ -295,23 +294,14 @@ fn newer_schema_is_refused() {
 #[test]
 fn undecodable_record_is_skipped_by_listing() {
     let dir = fast_tempdir();
-    let path = dir.path().join(DB_FILE_NAME);
     {
         let s = LmdbState::open(dir.path()).unwrap();
         s.add_container(&ctr("c1", "good")).unwrap();
         s.add_container(&ctr("c2", "bad")).unwrap();
     }
-    {
-        let env = raw_env(&path);
-        let mut wtxn = env.write_txn().unwrap();
-        let db: heed::Database<heed::types::Bytes, heed::types::Bytes> = env
-            .open_database(&wtxn, Some("ctr-config"))
-            .unwrap()
-            .unwrap();
-        db.put(&mut wtxn, b"c2", b"{not json").unwrap();
-        wtxn.commit().unwrap();
-        env.prepare_for_closing().wait();
-    }
+    edit_raw(dir.path(), |env, wtxn| {
+        put_raw(env, wtxn, "ctr-config", b"c2", b"{not json")
+    });
     let s = LmdbState::open(dir.path()).unwrap();
     let all = s.all_containers().unwrap();
     assert_eq!(

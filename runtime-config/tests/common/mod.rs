@@ -51,6 +51,12 @@ impl Sandbox {
         self.base().join("home/.config/containers").join(name)
     }
 
+    /// Writes `contents` to `path` (see [`write`]) and returns the path.
+    pub fn file(&self, path: PathBuf, contents: &str) -> PathBuf {
+        write(&path, contents);
+        path
+    }
+
     /// A path inside the sandbox (for `--config` files and absolute test directories).
     pub fn path(&self, rel: &str) -> PathBuf {
         self.base().join(rel)
