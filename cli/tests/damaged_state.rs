@@ -47,6 +47,8 @@ enum Damage {
     Half,
     Empty,
     Garbage,
+    /// A directory in place of the `-lock` file.
+    LockDir,
 }
 
 fn damage(file: &Path, how: &Damage) {
@@ -64,6 +66,11 @@ fn damage(file: &Path, how: &Damage) {
         Damage::Garbage => {
             let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7 + 13) as u8).collect();
             std::fs::write(file, bytes).unwrap();
+        }
+        Damage::LockDir => {
+            let lock = format!("{}-lock", file.display());
+            std::fs::remove_file(&lock).unwrap();
+            std::fs::create_dir(&lock).unwrap();
         }
     }
 }
@@ -140,4 +147,9 @@ fn zero_length_database() {
 #[test]
 fn garbage_database() {
     damaged_then_reset(Damage::Garbage, "not an LMDB database (bad magic");
+}
+
+#[test]
+fn directory_in_place_of_the_lock_file() {
+    damaged_then_reset(Damage::LockDir, "-lock is not a regular file");
 }

@@ -236,11 +236,14 @@ fn stale_or_garbage_lock_file_is_reinitialised() {
         s.close().unwrap();
         expected -= 1;
     }
-    // A lock file in place of which there is a directory: an error, not a crash.
+    // A directory in place of the lock file: a damaged-state error (so `system reset --force` takes its
+    // way around the state), not a crash.
     std::fs::remove_file(&lock).unwrap();
     std::fs::create_dir(&lock).unwrap();
     let (kind, msg) = probe(dir.path()).expect_err("opened with a directory as lock file");
-    assert!(msg.contains(&file.display().to_string()), "{kind}: {msg}");
+    assert_eq!(kind, format!("{:?}", ErrorKind::Corrupt), "{msg}");
+    assert!(msg.contains(&file.display().to_string()), "{msg}");
+    assert!(msg.contains("-lock is not a regular file"), "{msg}");
 }
 
 /// LMDB does not write pages that a transaction allocated and freed again, so a healthy file can end before

@@ -135,6 +135,16 @@ impl SharedEnv {
                         ),
                     })
                 }
+                // The data file was checked to be a regular file: this is the lock file.
+                Err(heed::Error::Io(e)) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                    return Err(StateError::Damaged {
+                        path: path.to_path_buf(),
+                        reason: format!(
+                            "its lock file {}-lock is not a regular file ({e})",
+                            path.display()
+                        ),
+                    })
+                }
                 Err(e) => return Err(lmdb_err(path, "opening the database", e)),
             }
         };
