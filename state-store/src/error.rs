@@ -156,8 +156,9 @@ pub enum StateError {
         /// The value the runtime is configured with.
         ours: String,
     },
-    /// The database file is not an rpod state database, or is damaged.
-    #[error("{} is not an rpod state database or is damaged ({reason}); move it (and its -lock file) aside to start with an empty state", .path.display())]
+    /// The database file is not an rpod state database, or is damaged (empty, truncated, not LMDB, another
+    /// program's, a newer schema). The message names the file and the way back.
+    #[error("state database {}: {reason}; run `rpod system reset --force` to start over (it removes every container and pod of this root), or move the file and its -lock file aside", .path.display())]
     Damaged {
         /// The database file.
         path: PathBuf,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use heed::types::Bytes;
 use heed::{Database, Env, MdbError, RoTxn, RwTxn, WithoutTls};
 
-use super::{sys, INITIAL_MAP_SIZE};
+use super::{check, sys, INITIAL_MAP_SIZE};
 use crate::error::{Result, StateError};
 use crate::logic::Table;
 
@@ -95,8 +95,16 @@ impl SharedEnv {
         let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
         reg.retain(|_, w| w.strong_count() > 0);
         if let Some(shared) = reg.get(path).and_then(Weak::upgrade) {
+            // Cheap (one fstat, two small reads): catches a file truncated since this process opened it,
+            // before the next transaction touches a missing page.
+            check::check_file(path, false)?;
             return Ok(shared);
         }
+        // An environment of this path still being closed by another thread has its lock file open: wait
+        // for it before the check may open and close that file (which drops the process's fcntl locks).
+        let closed =
+            heed::env_closing_event(path).is_none_or(|ev| ev.wait_timeout(Duration::from_secs(1)));
+        check::check_file(path, closed)?;
         let shared = SharedEnv::open(path)?;
         reg.insert(path.to_path_buf(), Arc::downgrade(&shared));
         Ok(shared)
@@ -116,6 +124,26 @@ impl SharedEnv {
                         }
                         None => std::thread::sleep(Duration::from_millis(2)),
                     }
+                }
+                // The data file passed `check::check_file`, so what LMDB refuses is most likely the lock file.
+                Err(e) if is_damage(&e) => {
+                    return Err(StateError::Damaged {
+                        path: path.to_path_buf(),
+                        reason: format!(
+                            "LMDB refused to open it ({e}) although its meta pages are sound: its lock file {}-lock may be damaged while another process has it open",
+                            path.display()
+                        ),
+                    })
+                }
+                // The data file was checked to be a regular file: this is the lock file.
+                Err(heed::Error::Io(e)) if e.kind() == std::io::ErrorKind::IsADirectory => {
+                    return Err(StateError::Damaged {
+                        path: path.to_path_buf(),
+                        reason: format!(
+                            "its lock file {}-lock is not a regular file ({e})",
+                            path.display()
+                        ),
+                    })
                 }
                 Err(e) => return Err(lmdb_err(path, "opening the database", e)),
             }

@@ -1,9 +1,10 @@
 //! [`LmdbState`]: the persistent state in an LMDB file, through heed. The struct's documentation gives the
 //! rules (file, environment sharing, transactions, map growth); this module owns the handle and the trait
 //! implementation, [`env`] the shared environment (registry, schema, transaction loops, map growth),
-//! [`tables`] the table access inside a transaction (and giving mapped pages back), and [`sys`] the only
-//! `unsafe` code.
+//! [`tables`] the table access inside a transaction (and giving mapped pages back), [`check`] the check of
+//! the file before LMDB maps it, and [`sys`] the only `unsafe` code.
 
+mod check;
 mod env;
 mod sys;
 mod tables;
@@ -31,9 +32,14 @@ pub const INITIAL_MAP_SIZE: usize = 16 << 20;
 /// # File and environment
 /// The database is one file, `<static_dir>/rpod_state.mdb` ([`DB_FILE_NAME`]), plus LMDB's `rpod_state.mdb-lock`,
 /// both mode 0600. It holds one named LMDB database per table of the [storage layout](crate#storage-layout) plus
-/// `meta` (schema marker). A file that LMDB does not recognise, or an LMDB file of another program, is refused
-/// with [`StateError::Damaged`] naming the file and saying to move it aside; a zero-length file is treated as
-/// new.
+/// `meta` (schema marker). Only a missing file is a new database. Before LMDB maps an existing file, its meta
+/// pages are read with plain reads and a file that is empty, truncated (shorter than the last page LMDB
+/// recorded, where that page is in use) or not LMDB is refused; so is an LMDB file of another program. The
+/// error is [`StateError::Damaged`] ([`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt)), naming the file and
+/// the way back (`rpod system reset --force`). The check is repeated (one `fstat`, two small reads) on every
+/// open, also of an environment already open in this process; a file truncated while it is mapped is not
+/// detected and kills the process with `SIGBUS` on the next access to a missing page. A stale or damaged
+/// `-lock` file is re-initialised by LMDB when no process has the database open.
 ///
 /// LMDB allows one environment per file per process (heed returns `EnvAlreadyOpened` for a second open). This
 /// module keeps a process-wide registry (`canonical path → Weak<SharedEnv>`): every [`LmdbState`] on the same
