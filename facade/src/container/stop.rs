@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use rpod_oci::OciError;
+use rpod_oci::{OciError, RuntimeStatus};
 use rpod_state::{ContainerRecord, ContainerStatus};
 
 use super::status::{require, StatusRules};
@@ -37,10 +37,18 @@ impl Runtime {
             });
         }
         require(rec, status.can_stop(), "stop")?;
-        if status.is_paused() {
-            // A frozen process cannot act on SIGTERM: thaw it first (and record that, in
-            // case the stop itself fails).
+        // A frozen process cannot act on SIGTERM (nor die of SIGKILL): thaw it first, and
+        // record that in case the stop itself fails. The runtime is asked, not the record: a
+        // pause or unpause killed after the runtime acted left the record behind.
+        let frozen = match status {
+            ContainerStatus::Paused => self.runtime_status(&id) != Some(RuntimeStatus::Running),
+            ContainerStatus::Running => self.runtime_status(&id) == Some(RuntimeStatus::Paused),
+            _ => false,
+        };
+        if frozen {
             self.oci()?.resume(&id)?;
+        }
+        if status.is_paused() || frozen {
             rec.state.status = ContainerStatus::Running;
             self.state.save_container(&id, &rec.state)?;
         }

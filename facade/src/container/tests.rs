@@ -27,11 +27,11 @@ impl Calls {
         self.0.lock().unwrap().push(call.into());
     }
 
-    /// Takes the calls recorded so far, dropping those that only read.
+    /// Takes the calls recorded so far, dropping those that only read (wait, state).
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
             .into_iter()
-            .filter(|c| !c.starts_with("oci.wait"))
+            .filter(|c| !c.starts_with("oci.wait") && c != "oci.state")
             .collect()
     }
 }
