@@ -129,27 +129,32 @@ impl KeyValue for BTreeMap<String, Vec<String>> {
     }
 }
 
-impl KeyValue for CgroupManager {
-    type Raw = String;
-    fn merge(&mut self, raw: String) -> Result<(), Rejected> {
-        *self = CgroupManager::parse(&raw).ok_or(Rejected {
-            value: raw,
-            reason: "must be \"cgroupfs\" or \"systemd\"",
-        })?;
-        Ok(())
-    }
+/// Enumerations, given by their TOML / CLI spelling.
+macro_rules! spelled_values {
+    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+        impl KeyValue for $ty {
+            type Raw = String;
+            fn merge(&mut self, raw: String) -> Result<(), Rejected> {
+                *self = <$ty>::parse(&raw).ok_or(Rejected {
+                    value: raw,
+                    reason: $expected,
+                })?;
+                Ok(())
+            }
+        }
+
+        impl FlagValue for $ty {
+            fn flag_value(&self) -> Option<String> {
+                Some(self.as_str().to_owned())
+            }
+        }
+    )*};
 }
 
-impl KeyValue for StateBackend {
-    type Raw = String;
-    fn merge(&mut self, raw: String) -> Result<(), Rejected> {
-        *self = StateBackend::parse(&raw).ok_or(Rejected {
-            value: raw,
-            reason: "must be \"lmdb\" or \"memory\"",
-        })?;
-        Ok(())
-    }
-}
+spelled_values!(
+    CgroupManager => "must be \"cgroupfs\" or \"systemd\"",
+    StateBackend => "must be \"lmdb\" or \"memory\"",
+);
 
 /// How a value is passed as a global flag to another rpod process; `None` when it is unset and
 /// the flag is left out.
@@ -180,18 +185,6 @@ impl FlagValue for Option<String> {
 impl FlagValue for u32 {
     fn flag_value(&self) -> Option<String> {
         Some(self.to_string())
-    }
-}
-
-impl FlagValue for CgroupManager {
-    fn flag_value(&self) -> Option<String> {
-        Some(self.as_str().to_owned())
-    }
-}
-
-impl FlagValue for StateBackend {
-    fn flag_value(&self) -> Option<String> {
-        Some(self.as_str().to_owned())
     }
 }
 
