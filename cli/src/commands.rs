@@ -1,105 +1,25 @@
 //! Flags and subcommands.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use rpod::{ConfigEnv, ContainerRecord, Runtime, RuntimeOptions, StatusRules};
+use clap::{Parser, Subcommand, ValueEnum};
+use rpod::{ConfigEnv, ContainerRecord, Runtime, StatusRules};
 
+use crate::global::GlobalFlags;
 use crate::{ctr, output, pod, run};
 
 /// rpod: a daemonless container engine (podman's libpod in Rust).
 #[derive(Debug, Parser)]
-#[command(name = "rpod", version = rpod::VERSION, disable_version_flag = false)]
+#[command(
+    name = "rpod",
+    version = rpod::VERSION,
+    disable_version_flag = false,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalFlags,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Flags every command takes, as podman's.
-#[derive(Debug, Args)]
-pub struct GlobalFlags {
-    /// Read only this libpod.conf (it must exist).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Storage graph root (moves the static dir and volume path with it).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub root: Option<PathBuf>,
-    /// Storage run root.
-    #[arg(long, global = true, value_name = "DIR")]
-    pub runroot: Option<PathBuf>,
-    /// Directory for per-boot state (must be tmpfs).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub tmpdir: Option<PathBuf>,
-    /// Directory of the state database.
-    #[arg(long = "static-dir", global = true, value_name = "DIR")]
-    pub static_dir: Option<PathBuf>,
-    /// Directory for named volumes.
-    #[arg(long, global = true, value_name = "DIR")]
-    pub volumepath: Option<PathBuf>,
-    /// OCI runtime: a name in `[runtimes]` or an absolute path.
-    #[arg(long, global = true)]
-    pub runtime: Option<String>,
-    /// Path of the conmon binary.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub conmon: Option<PathBuf>,
-    /// cgroup manager: cgroupfs or systemd.
-    #[arg(long = "cgroup-manager", global = true)]
-    pub cgroup_manager: Option<String>,
-    /// CNI configuration directory.
-    #[arg(long = "cni-config-dir", global = true, value_name = "DIR")]
-    pub cni_config_dir: Option<PathBuf>,
-    /// Work in this logical namespace only.
-    #[arg(long, global = true)]
-    pub namespace: Option<String>,
-    /// Number of locks in the lock segment.
-    #[arg(long = "num-locks", global = true)]
-    pub num_locks: Option<u32>,
-    /// Explicit name of the SHM lock segment.
-    #[arg(long = "lock-name", global = true)]
-    pub lock_name: Option<String>,
-    /// cgroup parent of containers and pods (default: /rpod_parent, or machine.slice with systemd).
-    #[arg(long = "cgroup-parent", global = true)]
-    pub cgroup_parent: Option<String>,
-    /// State backend: lmdb or memory.
-    #[arg(long = "state-backend", global = true)]
-    pub state_backend: Option<String>,
-    /// Log messages at or above this level: trace, debug, info, warn, error.
-    #[arg(long = "log-level", global = true, default_value = "warn")]
-    pub log_level: String,
-}
-
-impl GlobalFlags {
-    fn options(&self) -> RuntimeOptions {
-        let mut o = RuntimeOptions::new();
-        macro_rules! opt {
-            ($($flag:ident => $setter:ident),* $(,)?) => {$(
-                if let Some(v) = &self.$flag {
-                    o = o.$setter(v.clone());
-                }
-            )*};
-        }
-        opt!(
-            config => config_path,
-            root => graph_root,
-            runroot => run_root,
-            tmpdir => tmp_dir,
-            static_dir => static_dir,
-            volumepath => volume_path,
-            runtime => runtime,
-            conmon => conmon,
-            cgroup_manager => cgroup_manager,
-            cni_config_dir => cni_config_dir,
-            namespace => namespace,
-            num_locks => num_locks,
-            lock_name => lock_name,
-            state_backend => state_backend,
-            cgroup_parent => cgroup_parent,
-        );
-        o
-    }
 }
 
 /// Output formats of informational commands.

@@ -5,6 +5,7 @@
 
 mod commands;
 mod ctr;
+mod global;
 mod output;
 mod pod;
 mod run;

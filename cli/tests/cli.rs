@@ -342,3 +342,111 @@ fn default_lock_segment_name_follows_the_tmp_dir() {
     assert!(name.starts_with("/rpod_lock_"), "{name}");
     assert_ne!(name, "/rpod_lock");
 }
+
+#[test]
+fn repeated_flags_take_the_last_value() {
+    let sb = Sandbox::new();
+    // A global flag, as pflag does: the last one wins, and is recorded as the source.
+    let out = sb
+        .bare()
+        .args([
+            "--tmpdir",
+            "/a",
+            "--tmpdir",
+            "/b",
+            "config",
+            "show",
+            "--explain",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "tmp_dir = \"/b\"  # flag:--tmpdir"),
+        "{text}"
+    );
+    // Before and after the subcommand alike.
+    let out = sb
+        .bare()
+        .args([
+            "--tmpdir",
+            "/a",
+            "config",
+            "show",
+            "--explain",
+            "--tmpdir",
+            "/c",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "tmp_dir = \"/c\"  # flag:--tmpdir"),
+        "{text}"
+    );
+    // A subcommand's single-value flag.
+    let out = sb
+        .bare()
+        .args(["config", "show", "--format", "toml", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(json(&out.stdout).is_object());
+}
+
+#[test]
+fn global_options_have_their_own_heading_in_subcommand_help() {
+    let sb = Sandbox::new();
+    for args in [
+        &["config", "show", "--help"][..],
+        &["ps", "--help"][..],
+        &["pod", "create", "--help"][..],
+    ] {
+        let out = sb.bare().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (own, global) = text
+            .split_once("\nGlobal Options:\n")
+            .unwrap_or_else(|| panic!("no Global Options heading in {args:?} help:\n{text}"));
+        for flag in [
+            "--config",
+            "--tmpdir",
+            "--root",
+            "--cni-config-dir",
+            "--log-level",
+        ] {
+            assert!(
+                global.contains(flag),
+                "{flag} not under Global Options:\n{text}"
+            );
+            assert!(
+                !own.contains(flag),
+                "{flag} among the command's own:\n{text}"
+            );
+        }
+        assert!(own.contains("--help"), "{text}");
+    }
+    let out = sb
+        .bare()
+        .args(["config", "show", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let own = text.split("\nGlobal Options:\n").next().unwrap_or("");
+    assert!(own.contains("--explain"), "{text}");
+}

@@ -1,182 +1,252 @@
-//! The configuration record and its built-in defaults.
+//! The configuration record: the one declaration of every key (its type, doc, default, the
+//! `containers.conf` key and global flag that set it), and its built-in defaults.
+//!
+//! Adding a key means adding one entry here; `declare_keys!` (in `keys.rs`) derives the rest.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
-use crate::env::ConfigEnv;
+use crate::value::{CgroupManager, StateBackend};
 
 /// Default number of locks in the shared-memory lock segment (libpod's default).
 pub const DEFAULT_NUM_LOCKS: u32 = 2048;
-
-/// Keys a rootless user without a `libpod.conf` of their own inherits from the system file
-/// (libpod's partial fallback, reference §5.1 step 4).
-pub const ROOTLESS_INHERITED_KEYS: &[&str] = &[
-    "conmon_path",
-    "conmon_env_vars",
-    "runtimes",
-    "runtime_path",
-    "cni_plugin_dir",
-    "no_pivot_root",
-];
-
-/// Which cgroup manager rpod asks the OCI runtime to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CgroupManager {
-    /// Plain cgroupfs directories.
-    Cgroupfs,
-    /// systemd scopes and slices.
-    Systemd,
-}
-
-impl CgroupManager {
-    /// The TOML / CLI spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CgroupManager::Cgroupfs => "cgroupfs",
-            CgroupManager::Systemd => "systemd",
-        }
-    }
-
-    /// Parses the TOML / CLI spelling; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "cgroupfs" => Some(CgroupManager::Cgroupfs),
-            "systemd" => Some(CgroupManager::Systemd),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for CgroupManager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which state backend the runtime opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum StateBackend {
-    /// The persistent LMDB database in the static dir (default).
-    #[default]
-    Lmdb,
-    /// An in-process store that forgets everything on exit (tests, embedding).
-    Memory,
-}
-
-impl StateBackend {
-    /// The TOML / CLI spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateBackend::Lmdb => "lmdb",
-            StateBackend::Memory => "memory",
-        }
-    }
-
-    /// Parses the TOML / CLI spelling; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "lmdb" => Some(StateBackend::Lmdb),
-            "memory" => Some(StateBackend::Memory),
-            _ => None,
-        }
-    }
-}
-
-/// The effective runtime configuration: every `libpod.conf` key of libpod v1.2 under its TOML
-/// name, plus the few rpod keys that libpod took from elsewhere (storage paths, lock segment
-/// name, state backend).
-///
-/// Field order is the serialisation order; tables come last so that any value serialises to
-/// valid TOML.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuntimeConfig {
-    /// OCI runtime: a name in `runtimes` or an absolute path.
-    pub runtime: String,
-    /// Deprecated list of OCI runtime paths; when set in a file it wins over `runtime` (with a
-    /// warning), unless `runtime` was given as a flag.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub runtime_path: Vec<String>,
-    /// Candidate paths for conmon; the first existing non-directory is used.
-    pub conmon_path: Vec<String>,
-    /// Environment given to conmon.
-    pub conmon_env_vars: Vec<String>,
-    /// `cgroupfs` or `systemd`.
-    pub cgroup_manager: CgroupManager,
-    /// Path of the init binary (catatonit) used by `--init` and the pod infra container.
-    pub init_path: String,
-    /// Directory for persistent rpod state (the database).
-    pub static_dir: PathBuf,
-    /// Directory for per-boot state; must be on tmpfs so reboots are detected.
-    pub tmp_dir: PathBuf,
-    /// Directory for named volumes.
-    pub volume_path: PathBuf,
-    /// Container storage graph root (libpod took it from storage.conf; `--root`).
-    pub graph_root: PathBuf,
-    /// Container storage run root (`--runroot`).
-    pub run_root: PathBuf,
-    /// Maximum container log size in bytes; -1 means unlimited.
-    pub max_log_size: i64,
-    /// Pass `--no-pivot` to the OCI runtime.
-    pub no_pivot_root: bool,
-    /// OCI hooks directories; a later one wins on a name clash.
-    pub hooks_dir: Vec<String>,
-    /// Transport used for image names without one.
-    pub image_default_transport: String,
-    /// Path of the signature policy; empty for the containers/image default.
-    pub signature_policy_path: String,
-    /// Directory holding CNI network configuration lists.
-    pub cni_config_dir: String,
-    /// Directories searched for CNI plugins.
-    pub cni_plugin_dir: Vec<String>,
-    /// Name of the default CNI network.
-    pub cni_default_network: String,
-    /// Path of slirp4netns; empty means look it up on `$PATH`.
-    pub network_cmd_path: String,
-    /// Hold host ports open while containers that map them live.
-    pub enable_port_reservation: bool,
-    /// Logical namespace rpod works in; empty means all.
-    pub namespace: String,
-    /// Image of the pod infra container (alias `pause_image`).
-    #[serde(alias = "pause_image")]
-    pub infra_image: String,
-    /// Command of the pod infra container (alias `pause_command`).
-    #[serde(alias = "pause_command")]
-    pub infra_command: String,
-    /// SELinux labelling.
-    pub label: bool,
-    /// Number of locks in the lock segment, rounded up to a multiple of 32.
-    pub num_locks: u32,
-    /// Explicit name of the SHM lock segment; derived from the tmp dir when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock_name: Option<String>,
-    /// State backend: `lmdb` or `memory`.
-    pub state_backend: StateBackend,
-    /// cgroup parent of containers and pods; empty for the cgroup manager's default
-    /// (`/rpod_parent` for cgroupfs, `machine.slice` for systemd).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub cgroup_parent: String,
-    /// OCI runtimes by name, each with candidate paths.
-    pub runtimes: BTreeMap<String, Vec<String>>,
-}
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-impl RuntimeConfig {
+declare_keys! {
+    /// The effective runtime configuration: every `libpod.conf` key of libpod v1.2 under its TOML
+    /// name, plus the few rpod keys that libpod took from elsewhere (storage paths, lock segment
+    /// name, state backend).
+    ///
+    /// Field order is the serialisation order; tables come last so that any value serialises to
+    /// valid TOML.
+    pub struct RuntimeConfig;
+
+    /// A builder for every setting the CLI flags can override. Values set here win over files and
+    /// are recorded with the flag's name as their [`Source`](crate::Source).
+    ///
+    /// ```
+    /// use rpod_config::RuntimeOptions;
+    /// let opts = RuntimeOptions::new().tmp_dir("/tmp/rpod-test/tmp").num_locks(64);
+    /// # let _ = opts;
+    /// ```
+    pub struct RuntimeOptions;
+
     /// The built-in defaults for the user described by `env` (root or rootless).
     ///
     /// State-holding paths are rpod's own (`/var/lib/rpod`, `/run/rpod`, or under
     /// `~/.local/share/rpod` and `$XDG_RUNTIME_DIR/rpod`), so rpod and podman never share state.
-    pub fn defaults(env: &ConfigEnv) -> Self {
+    fn defaults(env) {
         let (data_dir, run_dir) = env.default_dirs();
-        let mut runtimes = BTreeMap::new();
-        runtimes.insert(
+    }
+
+    /// OCI runtime: a name in `runtimes` or an absolute path.
+    runtime: String {
+        engine: runtime,
+        flag: "runtime" "RUNTIME",
+        set: runtime(impl Into<String>),
+        resolved: runtime,
+        help: "OCI runtime: a name in `[runtimes]` or an absolute path.",
+    } = "runc".to_owned();
+
+    /// Deprecated list of OCI runtime paths; when set in a file it wins over `runtime` (with a
+    /// warning), unless `runtime` was given as a flag.
+    runtime_path: Vec<String> {
+        serde(default, skip_serializing_if = "Vec::is_empty"),
+        rootless: inherit,
+    } = Vec::new();
+
+    /// Candidate paths for conmon; the first existing non-directory is used.
+    conmon_path: Vec<String> {
+        engine: conmon_path,
+        rootless: inherit,
+        flag: "conmon" "PATH",
+        set: conmon(impl Into<PathBuf>),
+        resolved: conmon,
+        help: "Path of the conmon binary.",
+    } = strings(&[
+        "/usr/libexec/podman/conmon",
+        "/usr/libexec/crio/conmon",
+        "/usr/local/lib/podman/conmon",
+        "/usr/local/libexec/crio/conmon",
+        "/usr/bin/conmon",
+        "/usr/sbin/conmon",
+        "/usr/lib/crio/bin/conmon",
+        "/usr/lib/podman/bin/conmon",
+    ]);
+
+    /// Environment given to conmon.
+    conmon_env_vars: Vec<String> {
+        engine: conmon_env_vars,
+        rootless: inherit,
+    } = strings(&["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
+
+    /// `cgroupfs` or `systemd`.
+    cgroup_manager: CgroupManager {
+        engine: cgroup_manager,
+        flag: "cgroup-manager" "CGROUP_MANAGER",
+        set: cgroup_manager(impl Into<String>),
+        help: "cgroup manager: cgroupfs or systemd.",
+    } = // libpod: systemd for root, cgroupfs forced for rootless. Like later podman, rpod
+        // falls back to cgroupfs where systemd is not the init system.
+        if env.rootless || !env.systemd_booted {
+            CgroupManager::Cgroupfs
+        } else {
+            CgroupManager::Systemd
+        };
+
+    /// Path of the init binary (catatonit) used by `--init` and the pod infra container.
+    init_path: String {} = "/usr/libexec/podman/catatonit".to_owned();
+
+    /// Directory for persistent rpod state (the database).
+    static_dir: PathBuf {
+        engine: static_dir,
+        flag: "static-dir" "DIR",
+        set: static_dir(impl Into<PathBuf>),
+        help: "Directory of the state database.",
+    } = data_dir.clone();
+
+    /// Directory for per-boot state; must be on tmpfs so reboots are detected.
+    tmp_dir: PathBuf {
+        engine: tmp_dir,
+        flag: "tmpdir" "DIR",
+        set: tmp_dir(impl Into<PathBuf>),
+        help: "Directory for per-boot state (must be tmpfs).",
+    } = run_dir.clone();
+
+    /// Directory for named volumes.
+    volume_path: PathBuf {
+        engine: volume_path,
+        flag: "volumepath" "DIR",
+        set: volume_path(impl Into<PathBuf>),
+        help: "Directory for named volumes.",
+    } = data_dir.join("volumes");
+
+    /// Container storage graph root (libpod took it from storage.conf; `--root`).
+    graph_root: PathBuf {
+        flag: "root" "DIR",
+        set: graph_root(impl Into<PathBuf>),
+        help: "Storage graph root (moves the static dir and volume path with it).",
+    } = data_dir.join("storage");
+
+    /// Container storage run root (`--runroot`).
+    run_root: PathBuf {
+        flag: "runroot" "DIR",
+        set: run_root(impl Into<PathBuf>),
+        help: "Storage run root.",
+    } = run_dir.join("storage");
+
+    /// Maximum container log size in bytes; -1 means unlimited.
+    max_log_size: i64 {} = -1;
+
+    /// Pass `--no-pivot` to the OCI runtime.
+    no_pivot_root: bool {
+        rootless: inherit,
+    } = false;
+
+    /// OCI hooks directories; a later one wins on a name clash.
+    hooks_dir: Vec<String> {} = strings(&[
+        "/usr/share/containers/oci/hooks.d",
+        "/etc/containers/oci/hooks.d",
+    ]);
+
+    /// Transport used for image names without one.
+    image_default_transport: String {} = "docker://".to_owned();
+
+    /// Path of the signature policy; empty for the containers/image default.
+    signature_policy_path: String {} = String::new();
+
+    /// Directory holding CNI network configuration lists.
+    cni_config_dir: String {
+        network: network_config_dir,
+        flag: "cni-config-dir" "DIR",
+        set: cni_config_dir(impl Into<PathBuf>),
+        help: "CNI configuration directory.",
+    } = "/etc/cni/net.d/".to_owned();
+
+    /// Directories searched for CNI plugins.
+    cni_plugin_dir: Vec<String> {
+        network: cni_plugin_dirs,
+        rootless: inherit,
+    } = strings(&["/usr/libexec/cni", "/usr/lib/cni", "/usr/local/lib/cni", "/opt/cni/bin"]);
+
+    /// Name of the default CNI network.
+    cni_default_network: String {
+        network: default_network,
+    } = "podman".to_owned();
+
+    /// Path of slirp4netns; empty means look it up on `$PATH`.
+    network_cmd_path: String {} = String::new();
+
+    /// Hold host ports open while containers that map them live.
+    enable_port_reservation: bool {} = true;
+
+    /// Logical namespace rpod works in; empty means all.
+    namespace: String {
+        engine: namespace,
+        flag: "namespace" "NAMESPACE",
+        set: namespace(impl Into<String>),
+        help: "Work in this logical namespace only.",
+    } = String::new();
+
+    /// Image of the pod infra container (alias `pause_image`).
+    infra_image: String {
+        serde(alias = "pause_image"),
+        file_alias: pause_image,
+        engine: infra_image,
+    } = "k8s.gcr.io/pause:3.1".to_owned();
+
+    /// Command of the pod infra container (alias `pause_command`).
+    infra_command: String {
+        serde(alias = "pause_command"),
+        file_alias: pause_command,
+        engine: infra_command,
+    } = "/pause".to_owned();
+
+    /// SELinux labelling.
+    label: bool {} = true;
+
+    /// Number of locks in the lock segment, rounded up to a multiple of 32.
+    num_locks: u32 {
+        engine: num_locks,
+        flag: "num-locks" "NUM_LOCKS",
+        set: num_locks(u32),
+        help: "Number of locks in the lock segment.",
+    } = DEFAULT_NUM_LOCKS;
+
+    /// Explicit name of the SHM lock segment; derived from the tmp dir when unset.
+    lock_name: Option<String> {
+        serde(default, skip_serializing_if = "Option::is_none"),
+        flag: "lock-name" "LOCK_NAME",
+        set: lock_name(impl Into<String>),
+        resolved: lock_name,
+        help: "Explicit name of the SHM lock segment.",
+    } = None;
+
+    /// State backend: `lmdb` or `memory`.
+    state_backend: StateBackend {
+        flag: "state-backend" "STATE_BACKEND",
+        set: state_backend(impl Into<String>),
+        help: "State backend: lmdb or memory.",
+    } = StateBackend::Lmdb;
+
+    /// cgroup parent of containers and pods; empty for the cgroup manager's default
+    /// (`/rpod_parent` for cgroupfs, `machine.slice` for systemd).
+    cgroup_parent: String {
+        serde(default, skip_serializing_if = "String::is_empty"),
+        flag: "cgroup-parent" "CGROUP_PARENT",
+        set: cgroup_parent(impl Into<String>),
+        help: "cgroup parent of containers and pods (default: /rpod_parent, or machine.slice with systemd).",
+    } = String::new();
+
+    /// OCI runtimes by name, each with candidate paths.
+    runtimes: BTreeMap<String, Vec<String>> {
+        engine: runtimes,
+        rootless: inherit,
+    } = BTreeMap::from([
+        (
             "runc".to_owned(),
             strings(&[
                 "/usr/bin/runc",
@@ -187,8 +257,8 @@ impl RuntimeConfig {
                 "/bin/runc",
                 "/usr/lib/cri-o-runc/sbin/runc",
             ]),
-        );
-        runtimes.insert(
+        ),
+        (
             "crun".to_owned(),
             strings(&[
                 "/usr/bin/crun",
@@ -198,66 +268,11 @@ impl RuntimeConfig {
                 "/sbin/crun",
                 "/bin/crun",
             ]),
-        );
-        RuntimeConfig {
-            runtime: "runc".to_owned(),
-            runtime_path: Vec::new(),
-            conmon_path: strings(&[
-                "/usr/libexec/podman/conmon",
-                "/usr/libexec/crio/conmon",
-                "/usr/local/lib/podman/conmon",
-                "/usr/local/libexec/crio/conmon",
-                "/usr/bin/conmon",
-                "/usr/sbin/conmon",
-                "/usr/lib/crio/bin/conmon",
-                "/usr/lib/podman/bin/conmon",
-            ]),
-            conmon_env_vars: strings(&[
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ]),
-            // libpod: systemd for root, cgroupfs forced for rootless. Like later podman, rpod
-            // falls back to cgroupfs where systemd is not the init system.
-            cgroup_manager: if env.rootless || !env.systemd_booted {
-                CgroupManager::Cgroupfs
-            } else {
-                CgroupManager::Systemd
-            },
-            init_path: "/usr/libexec/podman/catatonit".to_owned(),
-            static_dir: data_dir.clone(),
-            tmp_dir: run_dir.clone(),
-            volume_path: data_dir.join("volumes"),
-            graph_root: data_dir.join("storage"),
-            run_root: run_dir.join("storage"),
-            max_log_size: -1,
-            no_pivot_root: false,
-            hooks_dir: strings(&[
-                "/usr/share/containers/oci/hooks.d",
-                "/etc/containers/oci/hooks.d",
-            ]),
-            image_default_transport: "docker://".to_owned(),
-            signature_policy_path: String::new(),
-            cni_config_dir: "/etc/cni/net.d/".to_owned(),
-            cni_plugin_dir: strings(&[
-                "/usr/libexec/cni",
-                "/usr/lib/cni",
-                "/usr/local/lib/cni",
-                "/opt/cni/bin",
-            ]),
-            cni_default_network: "podman".to_owned(),
-            network_cmd_path: String::new(),
-            enable_port_reservation: true,
-            namespace: String::new(),
-            infra_image: "k8s.gcr.io/pause:3.1".to_owned(),
-            infra_command: "/pause".to_owned(),
-            label: true,
-            num_locks: DEFAULT_NUM_LOCKS,
-            lock_name: None,
-            state_backend: StateBackend::Lmdb,
-            cgroup_parent: String::new(),
-            runtimes,
-        }
-    }
+        ),
+    ]);
+}
 
+impl RuntimeConfig {
     /// Candidate paths for the configured OCI runtime, and the name it is known by.
     ///
     /// An absolute `runtime` is its own only candidate; a name is looked up in `runtimes`.

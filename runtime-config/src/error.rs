@@ -46,6 +46,16 @@ pub enum ConfigError {
         /// What is expected.
         reason: String,
     },
+    /// A global flag's argument could not be used, or the flag is unknown.
+    #[error("invalid {flag} {value:?}: {reason}")]
+    Flag {
+        /// The flag, with its dashes.
+        flag: String,
+        /// The argument given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An explicitly configured value differs from the one stored in the state database.
     #[error(
         "database {field} {db:?} does not match our {field} {ours:?}: database configuration mismatch \

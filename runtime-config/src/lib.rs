@@ -10,24 +10,33 @@
 
 #![deny(unsafe_code)]
 
+#[macro_use]
+mod keys;
+
+mod cleanup;
 mod config;
 mod db;
 mod env;
 mod error;
+mod files;
+mod flags;
 mod fsutil;
 mod load;
 mod options;
 mod registries;
 mod source;
+mod validate;
+mod value;
 
 pub use config::{
-    CgroupManager, RuntimeConfig, StateBackend, DEFAULT_NUM_LOCKS, ROOTLESS_INHERITED_KEYS,
+    RuntimeConfig, RuntimeOptions, DEFAULT_NUM_LOCKS, GLOBAL_FLAGS, ROOTLESS_INHERITED_KEYS,
 };
 pub use db::{DbConfig, DbField};
 pub use env::ConfigEnv;
 pub use error::ConfigError;
+pub use flags::{FlagKind, GlobalFlag, Resolved};
 pub use fsutil::write_file_atomic;
 pub use load::{Config, FileKind, LoadedFile};
-pub use options::RuntimeOptions;
 pub use registries::{Registries, RegistriesError};
 pub use source::{Source, Sources};
+pub use value::{CgroupManager, StateBackend};

@@ -58,40 +58,15 @@ impl Runtime {
         let Some(bin) = self.cleanup_binary() else {
             return Vec::new();
         };
-        let v = &self.config.values;
         let mut a = vec![bin.display().to_string()];
-        let mut push = |flag: &str, val: String| {
-            a.push(flag.to_owned());
-            a.push(val);
-        };
-        if let Some(path) = self
-            .config
-            .files
-            .iter()
-            .find(|f| f.kind == rpod_config::FileKind::LibpodConf)
-        {
-            if self.config.explicit_config_file {
-                push("--config", path.path.display().to_string());
-            }
-        }
-        push("--root", v.graph_root.display().to_string());
-        push("--runroot", v.run_root.display().to_string());
-        push("--tmpdir", v.tmp_dir.display().to_string());
-        push("--static-dir", v.static_dir.display().to_string());
-        push("--volumepath", v.volume_path.display().to_string());
-        push("--runtime", self.oci_runtime().path.display().to_string());
-        push("--conmon", self.conmon().path.display().to_string());
-        push("--cgroup-manager", v.cgroup_manager.to_string());
-        push("--num-locks", v.num_locks.to_string());
-        push("--lock-name", crate::locks::segment_name(&self.config));
-        push("--state-backend", v.state_backend.as_str().to_owned());
-        if !v.cgroup_parent.is_empty() {
-            push("--cgroup-parent", v.cgroup_parent.clone());
-        }
-        if !v.namespace.is_empty() {
-            push("--namespace", v.namespace.clone());
-        }
-        push("--log-level", "error".to_owned());
+        let lock_name = crate::locks::segment_name(&self.config);
+        a.extend(self.config.cleanup_args(&rpod_config::Resolved {
+            runtime: &self.oci_runtime().path,
+            conmon: &self.conmon().path,
+            lock_name: &lock_name,
+        }));
+        a.push("--log-level".to_owned());
+        a.push("error".to_owned());
         a.push("container".to_owned());
         a.push("cleanup".to_owned());
         if auto_remove {
