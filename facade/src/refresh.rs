@@ -115,19 +115,16 @@ impl Runtime {
     pub(crate) fn reserve_after_segment_loss(&self) -> Result<(), RuntimeError> {
         let all = self.state.view("")?;
         let mut reserver = Reserver::default();
-        for c in all.all_containers()? {
-            reserver.reserve(
-                self.locks.as_ref(),
-                c.config.lock_id,
-                format!("container {}", c.config.id),
-            )?;
-        }
-        for p in all.all_pods()? {
-            reserver.reserve(
-                self.locks.as_ref(),
-                p.config.lock_id,
-                format!("pod {}", p.config.id),
-            )?;
+        let containers = all
+            .all_containers()?
+            .into_iter()
+            .map(|c| (c.config.lock_id, format!("container {}", c.config.id)));
+        let pods = all
+            .all_pods()?
+            .into_iter()
+            .map(|p| (p.config.lock_id, format!("pod {}", p.config.id)));
+        for (lock_id, what) in containers.chain(pods) {
+            reserver.reserve(self.locks.as_ref(), lock_id, what)?;
         }
         if reserver.count > 0 {
             tracing::warn!(

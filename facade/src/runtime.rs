@@ -345,6 +345,15 @@ impl Runtime {
         self.cleanup_bin.as_deref()
     }
 
+    /// A read of the state, once the runtime is known to be usable.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&dyn State) -> Result<T, rpod_state::StateError>,
+    ) -> Result<T, RuntimeError> {
+        self.check_valid()?;
+        Ok(f(self.state.as_ref())?)
+    }
+
     /// Fails once the runtime has been shut down.
     pub(crate) fn check_valid(&self) -> Result<(), RuntimeError> {
         if self.valid.load(Ordering::Acquire) {

@@ -65,14 +65,7 @@ impl Runtime {
         }
         self.valid.store(false, Ordering::Release);
         self.state.close()?;
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(RuntimeError::InvalidSpec(format!(
-                "shutdown: {}",
-                errors.join("; ")
-            )))
-        }
+        errors_result("shutdown", errors)
     }
 
     /// `rpod system reset --force`: removes every container and pod of this root (all
@@ -109,11 +102,16 @@ pub fn reset_unreadable(env: &ConfigEnv, options: &RuntimeOptions) -> Result<(),
 
 /// A reset goes on after errors; they are reported together at the end.
 fn reset_result(errors: Vec<String>) -> Result<(), RuntimeError> {
+    errors_result("reset finished with errors", errors)
+}
+
+/// `Ok` without errors, else one error listing them after `what`.
+fn errors_result(what: &str, errors: Vec<String>) -> Result<(), RuntimeError> {
     if errors.is_empty() {
         Ok(())
     } else {
         Err(RuntimeError::InvalidSpec(format!(
-            "reset finished with errors: {}",
+            "{what}: {}",
             errors.join("; ")
         )))
     }

@@ -168,14 +168,12 @@ impl Runtime {
 
     /// The container with this full ID, name or unique ID prefix.
     pub fn lookup_container(&self, id_or_name: &str) -> Result<ContainerRecord, RuntimeError> {
-        self.check_valid()?;
-        Ok(self.state.lookup_container(id_or_name)?)
+        self.read(|s| s.lookup_container(id_or_name))
     }
 
     /// Every container in the runtime's namespace, sorted by ID.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>, RuntimeError> {
-        self.check_valid()?;
-        Ok(self.state.all_containers()?)
+        self.read(|s| s.all_containers())
     }
 
     /// Every container in the runtime's namespace, in ID order, one at a time with its status

@@ -113,8 +113,7 @@ impl Runtime {
         id_or_name: &str,
         f: impl FnOnce(&mut ContainerRecord) -> Result<T, RuntimeError>,
     ) -> Result<T, RuntimeError> {
-        self.check_valid()?;
-        let rec = self.state.lookup_container(id_or_name)?;
+        let rec = self.lookup_container(id_or_name)?;
         let lock = self.locks.retrieve(rec.config.lock_id)?;
         let _guard = lock.lock()?;
         let mut rec = self.sync(&rec.config.id)?;
@@ -143,8 +142,7 @@ impl Runtime {
         id_or_name: &str,
         f: impl FnOnce(&mut ContainerRecord) -> Result<T, RuntimeError>,
     ) -> Result<T, RuntimeError> {
-        self.check_valid()?;
-        let rec = self.state.lookup_container(id_or_name)?;
+        let rec = self.lookup_container(id_or_name)?;
         let pod_lock = if rec.config.is_infra {
             self.pod_lock_of(&rec)?
         } else {

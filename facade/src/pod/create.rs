@@ -185,14 +185,12 @@ impl Runtime {
 
     /// The pod with this full ID, name or unique ID prefix.
     pub fn lookup_pod(&self, id_or_name: &str) -> Result<PodRecord, RuntimeError> {
-        self.check_valid()?;
-        Ok(self.state.lookup_pod(id_or_name)?)
+        self.read(|s| s.lookup_pod(id_or_name))
     }
 
     /// Every pod in the runtime's namespace, sorted by ID.
     pub fn pods(&self) -> Result<Vec<PodRecord>, RuntimeError> {
-        self.check_valid()?;
-        Ok(self.state.all_pods()?)
+        self.read(|s| s.all_pods())
     }
 
     /// The members of a pod (infra container included), sorted by ID.
