@@ -18,6 +18,7 @@
 
 mod cgroups;
 mod container;
+mod convert;
 mod error;
 mod info;
 mod locks;

@@ -121,18 +121,10 @@ impl Runtime {
                     .push(format!("{k}={}", val.to_string_lossy()));
             }
         }
-        cfg.cgroup_manager = oci_cgroup_manager(v.cgroup_manager);
+        cfg.cgroup_manager = crate::convert::cgroup_manager(v.cgroup_manager);
         cfg.no_pivot = v.no_pivot_root;
         cfg.max_log_size = v.max_log_size;
         cfg.conmon_log_level = "error".to_owned();
         Ok(OciRuntime::new(cfg)?)
-    }
-}
-
-/// The OCI layer's name for the configured cgroup manager (the configuration owns the type).
-pub(crate) fn oci_cgroup_manager(m: rpod_config::CgroupManager) -> rpod_oci::CgroupManager {
-    match m {
-        rpod_config::CgroupManager::Cgroupfs => rpod_oci::CgroupManager::Cgroupfs,
-        rpod_config::CgroupManager::Systemd => rpod_oci::CgroupManager::Systemd,
     }
 }

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use rpod_config::{Config, ConfigEnv, DbConfig, Registries, RuntimeOptions, StateBackend};
+use rpod_config::{Config, ConfigEnv, Registries, RuntimeOptions, StateBackend};
 use rpod_lock::LockManager;
 use rpod_oci::{find_binary, Binary};
 use rpod_state::State;
 
+use crate::convert;
 use crate::error::RuntimeError;
 use crate::info::{self, Info, RegistriesInfo};
 use crate::locks::{self, AliveLock, LockReport};
@@ -149,27 +150,6 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-fn to_state_db(c: &DbConfig) -> rpod_state::DbConfig {
-    rpod_state::DbConfig {
-        static_dir: c.static_dir.clone(),
-        tmp_dir: c.tmp_dir.clone(),
-        run_root: c.run_root.clone(),
-        graph_root: c.graph_root.clone(),
-        volume_path: c.volume_path.clone(),
-        ..Default::default()
-    }
-}
-
-fn from_state_db(c: &rpod_state::DbConfig) -> DbConfig {
-    DbConfig {
-        static_dir: c.static_dir.clone(),
-        tmp_dir: c.tmp_dir.clone(),
-        run_root: c.run_root.clone(),
-        graph_root: c.graph_root.clone(),
-        volume_path: c.volume_path.clone(),
-    }
-}
-
 impl Runtime {
     /// Builds a runtime from the real environment and `options`: assembles the configuration,
     /// finds the OCI runtime and conmon, creates the static dir (0700), opens the state and applies
@@ -232,8 +212,8 @@ impl Runtime {
         let conmon = find_binary("conmon", "conmon", &v.conmon_path)?;
         let state = open_state(&config)?;
         // Paths stored in the database win over defaults; explicit values must match them.
-        config.apply_db_config(&from_state_db(&state.get_db_config()?))?;
-        state.validate_db_config(&to_state_db(&config.db_config()))?;
+        config.apply_db_config(&convert::db_from_state(&state.get_db_config()?))?;
+        state.validate_db_config(&convert::db_to_state(&config.db_config()))?;
         create_dir(&config.values.tmp_dir, 0o751)?;
         // Processes sharing a tmp dir create the lock table one at a time; processes with
         // different tmp dirs racing on one segment name are handled by the lock manager.

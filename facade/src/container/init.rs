@@ -243,16 +243,12 @@ impl Runtime {
             NetNamespace::New => NsMode::New,
             NetNamespace::Path(p) => NsMode::Join(p),
         };
-        input.cgroup_manager = crate::oci::oci_cgroup_manager(self.config.values.cgroup_manager);
+        input.cgroup_manager = crate::convert::cgroup_manager(self.config.values.cgroup_manager);
         input.cgroup_parent = self.cgroup_parent_for(rec)?;
         input.rlimits = c
             .rlimits
             .iter()
-            .map(|r| rpod_oci::Rlimit {
-                name: r.kind.clone(),
-                soft: r.soft,
-                hard: r.hard,
-            })
+            .map(crate::convert::rlimit)
             .chain(input.rlimits.clone())
             .collect();
         // The user named by the container is looked up in the prepared root.

@@ -137,7 +137,7 @@ impl Runtime {
     /// The container's own cgroup (as the OCI spec names it), if it can be computed.
     fn container_cgroup(&self, rec: &ContainerRecord) -> Option<String> {
         let parent = self.cgroup_parent_for(rec).ok().flatten();
-        let manager = crate::oci::oci_cgroup_manager(self.config.values.cgroup_manager);
+        let manager = crate::convert::cgroup_manager(self.config.values.cgroup_manager);
         rpod_oci::cgroup_path(manager, parent.as_deref(), &rec.config.id).ok()
     }
 }
