@@ -76,13 +76,15 @@ fn initialise(name: &str, fd: OwnedFd, layout: Layout) -> Result<ShmInner, LockE
         .store(sys::current_pid(), Ordering::Relaxed);
     // Publish: everything above happens-before any opener's acquire load of the flag.
     header.initialised.store(1, Ordering::Release);
-    drop(file);
+    let file = file
+        .unlock()
+        .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
     tracing::debug!(
         segment = name,
         num_locks = layout.num_locks,
         "created lock segment"
     );
-    Ok(ShmInner::new(name, map, layout))
+    Ok(ShmInner::new(name, file, map, layout))
 }
 
 /// Opens the existing segment `name`, waits (at most [`INIT_WAIT`]) for its creator to finish, and validates it
@@ -134,9 +136,11 @@ pub(super) fn open(name: &str, layout: Layout) -> Result<ShmInner, LockError> {
             std::thread::sleep(INIT_POLL);
             continue;
         }
-        let inner = validate(name, &locked, size, layout, start)?;
-        drop(locked);
-        return Ok(inner);
+        let (map, layout) = validate(name, &locked, size, layout, start)?;
+        let file = locked
+            .unlock()
+            .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
+        return Ok(ShmInner::new(name, file, map, layout));
     }
 }
 
@@ -147,7 +151,7 @@ fn validate(
     size: u64,
     layout: Layout,
     start: Instant,
-) -> Result<ShmInner, LockError> {
+) -> Result<(Mapping, Layout), LockError> {
     let bad_size = |expected: usize| LockError::BadSize {
         name: name.to_owned(),
         path: segment_path(name),
@@ -201,7 +205,7 @@ fn validate(
     {
         return Err(bad_size(layout.size));
     }
-    Ok(ShmInner::new(name, map, layout))
+    Ok((map, layout))
 }
 
 /// Builds an [`LockError::Os`].
