@@ -278,6 +278,13 @@ impl Runtime {
         if renumber {
             rt.renumber_objects()?;
         }
+        let sole_owner = rt.locks.bind_owner(&locks::owner_id(&rt.config))?;
+        if !renumber {
+            // After a refresh or a renumber, the table holds exactly the recorded IDs.
+            if let Err(e) = rt.sweep_leaked_locks(sole_owner) {
+                tracing::warn!(error = %e, "reclaiming leaked locks: {e}");
+            }
+        }
         if needs_refresh {
             rpod_config::write_file_atomic(&alive_file, b"", 0o644, false).map_err(|source| {
                 RuntimeError::Write {
