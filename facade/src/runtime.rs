@@ -95,6 +95,7 @@ pub struct RuntimeBuilder {
     rootfs: Option<Arc<dyn RootfsProvider>>,
     oci: Option<Arc<dyn OciDriver>>,
     renumber: bool,
+    existing_only: bool,
 }
 
 impl RuntimeBuilder {
@@ -118,6 +119,17 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn rootfs_provider(mut self, provider: Arc<dyn RootfsProvider>) -> Self {
         self.rootfs = Some(provider);
+        self
+    }
+
+    /// Fail with [`RuntimeError::NoState`] instead of creating a new root when the state database
+    /// does not exist (before any directory, file or lock segment is made). For commands that only
+    /// make sense on existing objects and may run after the root was removed, such as the cleanup
+    /// command conmon runs when a container exits: after `system reset`, it would otherwise
+    /// recreate the root, its database and its lock segment. The in-memory backend is unaffected.
+    #[must_use]
+    pub fn existing_state_only(mut self) -> Self {
+        self.existing_only = true;
         self
     }
 
@@ -160,7 +172,7 @@ fn to_state_db(c: &DbConfig) -> rpod_state::DbConfig {
     }
 }
 
-fn from_state_db(c: &rpod_state::DbConfig) -> DbConfig {
+pub(crate) fn from_state_db(c: &rpod_state::DbConfig) -> DbConfig {
     DbConfig {
         static_dir: c.static_dir.clone(),
         tmp_dir: c.tmp_dir.clone(),
@@ -188,6 +200,7 @@ impl Runtime {
             rootfs: None,
             oci: None,
             renumber: false,
+            existing_only: false,
         }
     }
 
@@ -230,6 +243,12 @@ impl Runtime {
                 })?;
         let oci_runtime = find_binary(&format!("OCI runtime {name:?}"), &name, &candidates)?;
         let conmon = find_binary("conmon", "conmon", &v.conmon_path)?;
+        if builder.existing_only && v.state_backend == StateBackend::Lmdb {
+            let db = v.static_dir.join(STATE_FILE);
+            if !db.exists() {
+                return Err(RuntimeError::NoState { path: db });
+            }
+        }
         let state = open_state(&config)?;
         // Paths stored in the database win over defaults; explicit values must match them.
         config.apply_db_config(&from_state_db(&state.get_db_config()?))?;
