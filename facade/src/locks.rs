@@ -189,10 +189,12 @@ impl crate::Runtime {
         let all = self.state.view("")?;
         let mut named = std::collections::HashSet::new();
         let mut listed: u64 = 0;
-        for c in all.all_containers()? {
+        // Streamed: a sweep over 10 000 containers does not hold them all in memory.
+        all.for_each_container(&mut |c| {
             named.insert(c.config.lock_id);
             listed += 1;
-        }
+            true
+        })?;
         for p in all.all_pods()? {
             named.insert(p.config.lock_id);
             listed += 1;
