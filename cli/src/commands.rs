@@ -363,7 +363,16 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Container {
             command: ContainerCommand::Cleanup { rm, names },
         } => {
-            let rt = Runtime::new(options)?;
+            // conmon runs this when a container exits, possibly after `system reset` removed the
+            // root: then there is nothing to clean up, and nothing must be created again.
+            let rt = match Runtime::builder(options).existing_state_only().build() {
+                Ok(rt) => rt,
+                Err(e @ rpod::RuntimeError::NoState { .. }) => {
+                    tracing::debug!("{e}: nothing to clean up");
+                    return Ok(0);
+                }
+                Err(e) => return Err(e.into()),
+            };
             for n in &names {
                 rt.cleanup_container(n, rm)?;
             }
@@ -421,12 +430,26 @@ pub fn run(cli: Cli) -> Result<u8> {
             if !force {
                 anyhow::bail!("system reset removes every container, pod and all state of this root: rerun with --force");
             }
-            match Runtime::new(options.clone()) {
+            let env = ConfigEnv::detect();
+            let opened = match Runtime::new(options.clone()) {
+                Err(e) if e.is_unusable_lock_segment() => {
+                    // Start the table over; the runtime then reserves every recorded lock again
+                    // and the reset stops and removes the objects as usual.
+                    tracing::warn!("{e}");
+                    let (path, _) = rpod::remove_lock_segment(&env, &options)?;
+                    tracing::warn!(
+                        "removed the lock segment {path}; it is recreated for the reset"
+                    );
+                    Runtime::new(options.clone())
+                }
+                other => other,
+            };
+            match opened {
                 Ok(rt) => rt.reset()?,
                 Err(e @ rpod::RuntimeError::LockConflicts(_)) => {
                     tracing::warn!("{e}");
                     tracing::warn!("removing the state without opening it");
-                    rpod::reset_unreadable(&ConfigEnv::detect(), &options)?;
+                    rpod::reset_unreadable(&env, &options)?;
                 }
                 Err(e) if e.is_corrupt_state() => {
                     // The usual way out of a damaged database: start over, without reading it.
@@ -435,7 +458,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                         "removing the damaged state without reading it: containers that still run \
                          are not stopped"
                     );
-                    rpod::reset_unreadable(&ConfigEnv::detect(), &options)?;
+                    rpod::reset_unreadable(&env, &options)?;
                 }
                 Err(e) => return Err(e.into()),
             }

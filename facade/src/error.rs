@@ -54,6 +54,24 @@ impl RuntimeError {
     pub fn is_corrupt_state(&self) -> bool {
         matches!(self, RuntimeError::State(e) if e.kind() == rpod_state::ErrorKind::Corrupt)
     }
+
+    /// Whether the lock segment exists but cannot be used as it is: truncated, overwritten,
+    /// left half-made by a creator that died, of another layout version or lock count. Its
+    /// allocations are lost either way; removing it lets the next runtime recreate it and reserve
+    /// every recorded ID again (what `system renumber` and `system reset --force` do).
+    pub fn is_unusable_lock_segment(&self) -> bool {
+        use rpod_lock::LockError as L;
+        matches!(
+            self,
+            RuntimeError::Lock(
+                L::BadMagic { .. }
+                    | L::BadVersion { .. }
+                    | L::BadSize { .. }
+                    | L::NotInitialised { .. }
+                    | L::CountMismatch { .. }
+            )
+        )
+    }
 }
 
 impl From<rpod_oci::OciError> for RuntimeError {
@@ -207,6 +225,13 @@ pub enum RuntimeError {
     /// The runtime was shut down.
     #[error("the runtime has been shut down and can no longer be used")]
     Stopped,
+    /// [`RuntimeBuilder::existing_state_only`](crate::RuntimeBuilder::existing_state_only) and
+    /// there is no state database.
+    #[error("there is no rpod state at {path} (removed by `system reset`?)")]
+    NoState {
+        /// The state database that does not exist.
+        path: PathBuf,
+    },
     /// Removing rpod's files failed.
     #[error("removing {path}: {source}")]
     Remove {

@@ -57,7 +57,7 @@ pub use refresh::ALIVE_FILE;
 pub use rootfs::{DefaultRootfs, DirectoryRootfs, InfraRootfs, RootfsProvider, RootfsRequest};
 pub use runtime::{load_config, Runtime, RuntimeBuilder, STATE_FILE};
 pub use signal::parse_signal;
-pub use system::reset_unreadable;
+pub use system::{remove_lock_segment, reset_unreadable};
 
 /// Log entries of a container, as [`Runtime::logs`] returns them.
 pub use rpod_oci::{format_entry, LogEntry, LogStream};

@@ -136,3 +136,101 @@ pub(crate) fn report(cfg: &Config, locks: &dyn LockManager) -> Result<LockReport
         locked: locks.held_locks()?.into_iter().map(Into::into).collect(),
     })
 }
+
+/// Identifies this root's state to the lock table ([`LockManager::bind_owner`]): the canonical
+/// static dir, where the database lives.
+pub(crate) fn owner_id(cfg: &Config) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = &cfg.values.static_dir;
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.clone())
+        .as_os_str()
+        .as_bytes()
+        .to_vec()
+}
+
+impl crate::Runtime {
+    /// Frees the lock IDs that are allocated although no container or pod records them, and
+    /// returns how many. An object's lock is allocated before its record is written and freed
+    /// after its record is removed, so an rpod process killed in between leaves its lock
+    /// allocated for good ("held" above the number of objects in `rpod system locks`).
+    ///
+    /// It costs two counts when nothing leaked: the allocated locks (the bitmaps, under the
+    /// segment mutex) against the containers and pods (LMDB's entry count, O(1)). Otherwise,
+    /// it reclaims only when it is safe:
+    ///
+    /// * `sole_owner`: this root's database is the only one that ever bound the segment (two roots
+    ///   sharing a lock table each see the other's IDs as unrecorded);
+    /// * the allocation gate is free ([`LockManager::try_sweep`]): creators hold it shared from
+    ///   allocating to recording, so nobody is between the two; if one is, the sweep is left to a
+    ///   later command, it never waits;
+    /// * every record decodes (an unreadable record's lock is not known);
+    /// * the candidate lock is not locked: removers hold an object's lock from removing its record
+    ///   until after freeing the lock, and a lock whose holder died is recovered by `try_lock`.
+    pub(crate) fn sweep_leaked_locks(&self, sole_owner: bool) -> Result<usize, RuntimeError> {
+        let counts = self.locks.counts()?;
+        let objects = self.state.object_count()?;
+        if u64::from(counts.allocated) <= objects {
+            return Ok(0);
+        }
+        if !sole_owner {
+            tracing::debug!(
+                held = counts.allocated,
+                objects,
+                "the lock table is shared with another state database: not reclaiming locks"
+            );
+            return Ok(0);
+        }
+        let Some(_gate) = self.locks.try_sweep()? else {
+            tracing::debug!("a container or pod is being created: reclaiming locks later");
+            return Ok(0);
+        };
+        let allocated = self.locks.allocated_ids()?;
+        let all = self.state.view("")?;
+        let mut named = std::collections::HashSet::new();
+        let mut listed: u64 = 0;
+        // Streamed: a sweep over 10 000 containers does not hold them all in memory.
+        all.for_each_container(&mut |c| {
+            named.insert(c.config.lock_id);
+            listed += 1;
+            true
+        })?;
+        for p in all.all_pods()? {
+            named.insert(p.config.lock_id);
+            listed += 1;
+        }
+        let objects = all.object_count()?;
+        if listed != objects {
+            // Undecodable records (logged by the listing), or a removal in between: their locks
+            // are unknown, so nothing is reclaimed.
+            tracing::debug!(
+                listed,
+                objects,
+                "not every record could be read: not reclaiming locks"
+            );
+            return Ok(0);
+        }
+        let mut freed = 0;
+        for id in allocated.into_iter().filter(|id| !named.contains(id)) {
+            let lock = self.locks.retrieve(id)?;
+            let Some(guard) = lock.try_lock()? else {
+                // Its object is being removed right now; the remover frees it.
+                continue;
+            };
+            match self.locks.free(id) {
+                Ok(()) => {
+                    freed += 1;
+                    tracing::warn!(
+                        lock = id,
+                        "freed lock {id}: it was allocated, but no container or pod records it \
+                         (an rpod process was killed while creating or removing one)"
+                    );
+                }
+                Err(rpod_lock::LockError::NotAllocated { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            drop(guard);
+        }
+        Ok(freed)
+    }
+}

@@ -96,6 +96,7 @@ pub struct RuntimeBuilder {
     rootfs: Option<Arc<dyn RootfsProvider>>,
     oci: Option<Arc<dyn OciDriver>>,
     renumber: bool,
+    existing_only: bool,
 }
 
 impl RuntimeBuilder {
@@ -119,6 +120,17 @@ impl RuntimeBuilder {
     #[must_use]
     pub fn rootfs_provider(mut self, provider: Arc<dyn RootfsProvider>) -> Self {
         self.rootfs = Some(provider);
+        self
+    }
+
+    /// Fail with [`RuntimeError::NoState`] instead of creating a new root when the state database
+    /// does not exist (before any directory, file or lock segment is made). For commands that only
+    /// make sense on existing objects and may run after the root was removed, such as the cleanup
+    /// command conmon runs when a container exits: after `system reset`, it would otherwise
+    /// recreate the root, its database and its lock segment. The in-memory backend is unaffected.
+    #[must_use]
+    pub fn existing_state_only(mut self) -> Self {
+        self.existing_only = true;
         self
     }
 
@@ -168,6 +180,7 @@ impl Runtime {
             rootfs: None,
             oci: None,
             renumber: false,
+            existing_only: false,
         }
     }
 
@@ -210,6 +223,12 @@ impl Runtime {
                 })?;
         let oci_runtime = find_binary(&format!("OCI runtime {name:?}"), &name, &candidates)?;
         let conmon = find_binary("conmon", "conmon", &v.conmon_path)?;
+        if builder.existing_only && v.state_backend == StateBackend::Lmdb {
+            let db = v.static_dir.join(STATE_FILE);
+            if !db.exists() {
+                return Err(RuntimeError::NoState { path: db });
+            }
+        }
         let state = open_state(&config)?;
         // Paths stored in the database win over defaults; explicit values must match them.
         config.apply_db_config(&convert::db_from_state(&state.get_db_config()?))?;
@@ -257,6 +276,13 @@ impl Runtime {
         }
         if renumber {
             rt.renumber_objects()?;
+        }
+        let sole_owner = rt.locks.bind_owner(&locks::owner_id(&rt.config))?;
+        if !renumber {
+            // After a refresh or a renumber, the table holds exactly the recorded IDs.
+            if let Err(e) = rt.sweep_leaked_locks(sole_owner) {
+                tracing::warn!(error = %e, "reclaiming leaked locks: {e}");
+            }
         }
         if needs_refresh {
             rpod_config::write_file_atomic(&alive_file, b"", 0o644, false).map_err(|source| {

@@ -100,6 +100,31 @@ pub fn reset_unreadable(env: &ConfigEnv, options: &RuntimeOptions) -> Result<(),
     reset_result(errors)
 }
 
+/// Removes the lock segment of the root that `options` select (`shm_unlink`), without opening
+/// it: the way past a segment that cannot be used ([`RuntimeError::is_unusable_lock_segment`]).
+/// The next runtime creates it again and reserves every recorded lock ID. Returns the segment's
+/// path and whether it existed. Processes that still have it mapped keep the old one: stop them
+/// first.
+pub fn remove_lock_segment(
+    env: &ConfigEnv,
+    options: &RuntimeOptions,
+) -> Result<(String, bool), RuntimeError> {
+    let mut config = Config::load(env, options)?;
+    // The paths recorded in the database (the tmp dir names the segment), if it can be read.
+    let db = config.values.static_dir.join(STATE_FILE);
+    if config.values.state_backend == StateBackend::Lmdb && db.is_file() {
+        if let Ok(state) = rpod_state::LmdbState::open(&config.values.static_dir) {
+            if let Ok(recorded) = rpod_state::State::get_db_config(&state) {
+                config.apply_db_config(&crate::convert::db_from_state(&recorded))?;
+            }
+            let _ = rpod_state::State::close(&state);
+        }
+    }
+    let name = locks::segment_name(&config);
+    let existed = rpod_lock::ShmLockManager::unlink(&name)?;
+    Ok((rpod_lock::segment_path(&name), existed))
+}
+
 /// A reset goes on after errors; they are reported together at the end.
 fn reset_result(errors: Vec<String>) -> Result<(), RuntimeError> {
     errors_result("reset finished with errors", errors)

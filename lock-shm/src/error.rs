@@ -23,6 +23,8 @@ pub enum SegmentOp {
     InitMutexes,
     /// `shm_unlink`.
     Unlink,
+    /// `fcntl(F_OFD_SETLK)` on the allocation gate (byte 0 of the segment).
+    AllocationGate,
 }
 
 impl std::fmt::Display for SegmentOp {
@@ -36,6 +38,7 @@ impl std::fmt::Display for SegmentOp {
             SegmentOp::FileLock => "file-lock",
             SegmentOp::InitMutexes => "initialise the mutexes of",
             SegmentOp::Unlink => "remove",
+            SegmentOp::AllocationGate => "lock the allocation gate of",
         })
     }
 }

@@ -9,7 +9,9 @@
 //! * [`InMemoryLockManager`]: the same behaviour inside one process, for tests of the layers above.
 //!
 //! Both implement the object-safe [`LockManager`] trait and hand out [`Lock`] handles, whose [`LockGuard`]s
-//! unlock on drop. All errors are [`LockError`] and say what to do (for example, run `rpod system renumber`).
+//! unlock on drop. An ID is allocated before the object that records it is written; the table's allocation
+//! gate ([`LockManager::hold_allocations`], [`LockManager::try_sweep`]) lets the layer above reclaim the IDs a
+//! killed creator leaves behind without racing live creators. All errors are [`LockError`] and say what to do (for example, run `rpod system renumber`).
 //!
 //! It does **not** know about containers, pods, the state database or the configuration: which ID belongs to
 //! which object, when to renumber, and which segment name and lock count to use are decided by the `rpod` facade,
@@ -34,6 +36,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod gate;
 mod manager;
 mod memory;
 mod naming;
@@ -41,6 +44,7 @@ pub mod shm;
 mod sys;
 
 pub use error::{LockError, SegmentOp};
+pub use gate::{AllocationGuard, SweepGuard};
 pub use manager::{HeldLock, Lock, LockCounts, LockGuard, LockManager};
 pub use memory::InMemoryLockManager;
 pub use naming::{

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::gate::{AllocationGuard, SweepGuard};
 use crate::memory::MemInner;
 use crate::shm::ShmInner;
 use crate::LockError;
@@ -61,6 +62,28 @@ pub trait LockManager: Send + Sync + fmt::Debug {
     /// Locks currently held and the PID recorded by each holder, ordered by ID (a snapshot; it may be stale by
     /// the time it is printed).
     fn held_locks(&self) -> Result<Vec<HeldLock>, LockError>;
+
+    /// Every allocated ID, in ascending order, read in one consistent snapshot.
+    fn allocated_ids(&self) -> Result<Vec<u32>, LockError>;
+
+    /// Holds the table's allocation gate shared until the guard is dropped (or the process dies). Hold it from
+    /// before [`allocate`](Self::allocate) until the new ID is recorded by its owner (or freed again): no
+    /// [`try_sweep`](Self::try_sweep) succeeds meanwhile. Waits while a sweep runs. Holds by any number of
+    /// threads and processes coexist.
+    fn hold_allocations(&self) -> Result<AllocationGuard, LockError>;
+
+    /// Holds the table's allocation gate exclusively, if no thread or process holds it; `Ok(None)` otherwise
+    /// (never waits). While the guard lives, every allocated ID is either recorded by its owner or leaked, and
+    /// nothing is allocated (by callers that follow the protocol of
+    /// [`hold_allocations`](Self::hold_allocations)).
+    fn try_sweep(&self) -> Result<Option<SweepGuard>, LockError>;
+
+    /// Records `owner` (an identifier of the store that records the IDs, such as the path of a state database)
+    /// as the user of this table, unless another owner was recorded before. Returns whether `owner` is the
+    /// only owner recorded since the table was created: once a second one binds, it returns `false` for
+    /// everybody, because no single store knows every allocated ID any more. Only owners compare, by a 64-bit
+    /// hash.
+    fn bind_owner(&self, owner: &[u8]) -> Result<bool, LockError>;
 }
 
 /// The implementation behind a [`Lock`]. An enum rather than a trait object keeps the lock path free of dynamic

@@ -5,6 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+use crate::gate::{owner_tag, AllocationGuard, Gate, SweepGuard, SHARED_OWNER};
 use crate::manager::{Backend, HeldLock, Lock, LockCounts, LockManager};
 use crate::shm::MAX_LOCKS;
 use crate::LockError;
@@ -170,6 +171,10 @@ fn own_pid() -> i32 {
 #[derive(Debug, Clone)]
 pub struct InMemoryLockManager {
     inner: Arc<MemInner>,
+    /// The allocation gate (threads of this process only).
+    gate: Arc<Gate>,
+    /// The owner tag (see [`LockManager::bind_owner`]); 0 = none yet.
+    owner: Arc<Mutex<u64>>,
 }
 
 impl InMemoryLockManager {
@@ -193,6 +198,8 @@ impl InMemoryLockManager {
                 }),
                 released: Condvar::new(),
             }),
+            gate: Gate::new("<in-memory>", None),
+            owner: Arc::new(Mutex::new(0)),
         })
     }
 
@@ -274,4 +281,48 @@ impl LockManager for InMemoryLockManager {
             .map(|(id, _)| HeldLock { id: id as u32, pid })
             .collect())
     }
+
+    fn allocated_ids(&self) -> Result<Vec<u32>, LockError> {
+        Ok(ids_in_bitmaps(self.inner.state().allocated.iter().copied()))
+    }
+
+    fn hold_allocations(&self) -> Result<AllocationGuard, LockError> {
+        self.gate.hold()
+    }
+
+    fn try_sweep(&self) -> Result<Option<SweepGuard>, LockError> {
+        self.gate.try_exclusive()
+    }
+
+    fn bind_owner(&self, owner: &[u8]) -> Result<bool, LockError> {
+        let tag = owner_tag(owner);
+        let mut current = self
+            .owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(match *current {
+            0 => {
+                *current = tag;
+                true
+            }
+            t if t == tag => true,
+            _ => {
+                *current = SHARED_OWNER;
+                false
+            }
+        })
+    }
+}
+
+/// The IDs whose bits are set in `bitmaps` (lock N is bit `N % 32` of word `N / 32`), ascending.
+pub(crate) fn ids_in_bitmaps(bitmaps: impl Iterator<Item = u32>) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for (i, mut word) in bitmaps.enumerate() {
+        while word != 0 {
+            let bit = word.trailing_zeros();
+            ids.push(i as u32 * 32 + bit);
+            word &= word - 1;
+        }
+    }
+    ids
 }

@@ -14,7 +14,9 @@
 //! | 16 | 4 | `num_bitmaps`: `num_locks / 32` |
 //! | 20 | 4 | `slot_size`: 64 |
 //! | 24 | 4 | `creator_pid` (informational) |
-//! | 28 | 36 | reserved, zero |
+//! | 28 | 4 | reserved, zero |
+//! | 32 | 8 | `owner`: tag of the state that records the IDs (0 none yet, `u64::MAX` several); see [`LockManager::bind_owner`] |
+//! | 40 | 24 | reserved, zero |
 //! | 64 | 64 | segment mutex slot (same layout as a lock slot); protects the bitmaps |
 //! | 128 | `num_bitmaps * 4`, rounded up to 64 | allocation bitmaps: lock N is bit `N % 32` (LSB first) of bitmap `N / 32` |
 //! | `slots_offset` | `num_locks * 64` | lock slots |
@@ -34,6 +36,21 @@
 //! creator has either finished or died, so the header is checked (magic, version, `initialised`, lock count, size)
 //! and the result is final. A segment left empty or uninitialised by a dead creator is reported as
 //! [`LockError::NotInitialised`] instead of blocking forever. If the creator fails part way, it unlinks the segment.
+//!
+//! # Allocation gate
+//!
+//! Byte 0 of the segment also carries an open-file-description lock (`F_OFD_SETLK`, independent of the `flock`
+//! above): read-locked by creators between allocating an ID and recording it
+//! ([`LockManager::hold_allocations`]), write-locked by a sweep that reclaims unrecorded IDs
+//! ([`LockManager::try_sweep`]). Every manager keeps the segment's descriptor open for this.
+//!
+//! # Damage
+//!
+//! Opening checks the size with `fstat` before mapping and maps only what is there, then checks the header
+//! against it: a truncated segment is [`LockError::BadSize`] (an empty one [`LockError::NotInitialised`] after
+//! the creator wait), a foreign or overwritten one [`LockError::BadMagic`], each naming `/dev/shm<name>`.
+//! Every later access is bounds-checked against the mapping. Truncating the segment while a process has it
+//! mapped is outside this: the kernel then delivers `SIGBUS` on access to the lost pages.
 
 // The public face is `ShmLockManager`; behind it, private submodules own the layout arithmetic (`layout`), the
 // creation and opening of the segment (`segment`) and the lock and allocation operations on a mapped segment
@@ -45,6 +62,7 @@ use nix::errno::Errno;
 use nix::sys::mman::shm_unlink;
 
 use crate::error::SegmentOp;
+use crate::gate::{owner_tag, AllocationGuard, SweepGuard};
 use crate::manager::{Backend, HeldLock, Lock, LockCounts, LockManager};
 use crate::naming::{segment_path, validate_segment_name};
 use crate::LockError;
@@ -166,7 +184,8 @@ impl ShmLockManager {
         segment_path(self.inner.name())
     }
 
-    /// Whether this manager created the segment (it won the `O_EXCL` race) rather than opening an existing one.
+    /// Whether this manager created the segment (it won the `O_EXCL` race, or initialised a
+    /// segment whose creator died before finishing it) rather than opening an existing one.
     pub fn was_created(&self) -> bool {
         self.created
     }
@@ -178,7 +197,8 @@ impl ShmLockManager {
 
     /// Opens the existing segment `name` (see [`segment::open`]).
     fn open_with(name: &str, layout: Layout) -> Result<Self, LockError> {
-        segment::open(name, layout).map(|inner| Self::from_inner(inner, false))
+        // A segment taken over from a creator that died counts as created: it holds nothing.
+        segment::open(name, layout).map(|(inner, took_over)| Self::from_inner(inner, took_over))
     }
 
     /// The manager of a mapped segment; `created` tells whether this process made it.
@@ -226,5 +246,21 @@ impl LockManager for ShmLockManager {
 
     fn held_locks(&self) -> Result<Vec<HeldLock>, LockError> {
         self.inner.held_locks()
+    }
+
+    fn allocated_ids(&self) -> Result<Vec<u32>, LockError> {
+        self.inner.allocated_ids()
+    }
+
+    fn hold_allocations(&self) -> Result<AllocationGuard, LockError> {
+        self.inner.gate().hold()
+    }
+
+    fn try_sweep(&self) -> Result<Option<SweepGuard>, LockError> {
+        self.inner.gate().try_exclusive()
+    }
+
+    fn bind_owner(&self, owner: &[u8]) -> Result<bool, LockError> {
+        self.inner.bind_owner(owner_tag(owner))
     }
 }

@@ -23,7 +23,7 @@
 use std::cell::UnsafeCell;
 use std::fs::File;
 use std::mem::{align_of, size_of, MaybeUninit};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -60,7 +60,10 @@ pub(crate) struct Header {
     pub(crate) slot_size: AtomicU32,
     /// PID of the process that created the segment (informational).
     pub(crate) creator_pid: AtomicI32,
-    _reserved: [AtomicU32; 9],
+    _reserved0: AtomicU32,
+    /// Tag of the store whose records own the IDs (0: none bound yet; `u64::MAX`: several).
+    pub(crate) owner: AtomicU64,
+    _reserved: [AtomicU32; 6],
     /// Protects the allocation bitmaps.
     pub(crate) segment_lock: Slot,
 }

@@ -262,3 +262,93 @@ fn lock_handles_outlive_manager() {
     assert_eq!(lock2.id(), 0);
     assert!(format!("{lock2:?}").contains(&segment.name));
 }
+
+fn check_allocated_ids(m: &dyn LockManager) {
+    assert_eq!(m.allocated_ids().unwrap(), Vec::<u32>::new());
+    let locks: Vec<_> = (0..40).map(|_| m.allocate().unwrap()).collect();
+    m.free(3).unwrap();
+    m.free(32).unwrap();
+    m.allocate_given(63).unwrap();
+    let mut expected: Vec<u32> = (0..40).filter(|id| *id != 3 && *id != 32).collect();
+    expected.push(63);
+    assert_eq!(m.allocated_ids().unwrap(), expected);
+    assert_eq!(expected.len() as u32, counts(m).2);
+    drop(locks);
+    m.free_all().unwrap();
+    assert_eq!(m.allocated_ids().unwrap(), Vec::<u32>::new());
+}
+
+#[test]
+fn allocated_ids_lists_the_bitmaps() {
+    with_both(64, check_allocated_ids);
+}
+
+fn check_gate(m: &dyn LockManager) {
+    // Shared holds coexist; any of them keeps a sweep out; the last one lets it in.
+    let a = m.hold_allocations().unwrap();
+    let b = m.hold_allocations().unwrap();
+    assert!(m.try_sweep().unwrap().is_none());
+    drop(a);
+    assert!(m.try_sweep().unwrap().is_none(), "one holder is left");
+    drop(b);
+    let sweep = m.try_sweep().unwrap().expect("nobody holds the gate");
+    assert!(m.try_sweep().unwrap().is_none(), "a sweep is exclusive");
+    // A creator in another thread waits for the sweep to end.
+    let entered = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let creator = s.spawn(|| {
+            let _hold = m.hold_allocations().unwrap();
+            entered.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !entered.load(Ordering::SeqCst),
+            "a creator got past a sweep"
+        );
+        drop(sweep);
+        creator.join().unwrap();
+    });
+    assert!(entered.load(Ordering::SeqCst));
+    assert!(m.try_sweep().unwrap().is_some());
+}
+
+#[test]
+fn allocation_gate_is_shared_for_creators_and_exclusive_for_a_sweep() {
+    with_both(32, check_gate);
+}
+
+fn check_owner(m: &dyn LockManager) {
+    assert!(m.bind_owner(b"/var/lib/a").unwrap(), "first owner binds");
+    assert!(m.bind_owner(b"/var/lib/a").unwrap(), "same owner again");
+    assert!(
+        !m.bind_owner(b"/var/lib/b").unwrap(),
+        "a second owner shares"
+    );
+    assert!(!m.bind_owner(b"/var/lib/a").unwrap(), "shared for good");
+}
+
+#[test]
+fn bind_owner_detects_a_shared_table() {
+    with_both(32, check_owner);
+}
+
+#[test]
+fn gate_and_owner_span_managers_of_one_segment() {
+    let segment = TestSegment::new();
+    let first = ShmLockManager::create(&segment.name, 32).unwrap();
+    let second = ShmLockManager::open(&segment.name, 32).unwrap();
+    // Two managers are two open file descriptions: their gate locks conflict like two processes'.
+    let hold = second.hold_allocations().unwrap();
+    assert!(first.try_sweep().unwrap().is_none());
+    drop(hold);
+    let sweep = first.try_sweep().unwrap().expect("gate free");
+    assert!(second.try_sweep().unwrap().is_none());
+    drop(sweep);
+    assert!(first.bind_owner(b"one").unwrap());
+    assert!(first.bind_owner(b"one").unwrap());
+    assert!(!second.bind_owner(b"two").unwrap());
+    assert!(!first.bind_owner(b"one").unwrap(), "the header is shared");
+    // A recreated segment starts unbound.
+    let again = ShmLockManager::recreate(&segment.name, 32).unwrap();
+    assert!(again.bind_owner(b"two").unwrap());
+}

@@ -362,3 +362,40 @@ fn permission_denied_names_path_and_errno() {
         )
     );
 }
+
+/// Child role: allocate a lock under the allocation gate, report, then sleep until killed.
+fn allocate_and_hang() {
+    let manager = ShmLockManager::open(&child_env("RPOD_LOCK_SEGMENT"), 32).unwrap();
+    let _hold = manager.hold_allocations().unwrap();
+    let lock = manager.allocate().unwrap();
+    report(&format!("ALLOCATED {}", lock.id()));
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn killed_creator_releases_the_allocation_gate() {
+    if child_role().as_deref() == Some("allocate") {
+        return allocate_and_hang();
+    }
+    let segment = TestSegment::new();
+    let manager = ShmLockManager::create(&segment.name, 32).unwrap();
+    let envs = [("RPOD_LOCK_SEGMENT", segment.name.clone())];
+    let mut child = spawn_child(
+        "killed_creator_releases_the_allocation_gate",
+        "allocate",
+        &envs,
+    );
+    assert_eq!(child.next_report(), "ALLOCATED 0");
+    assert!(
+        manager.try_sweep().unwrap().is_none(),
+        "a live creator keeps sweeps out"
+    );
+    kill(Pid::from_raw(child.pid()), Signal::SIGKILL).unwrap();
+    let _ = child.child.wait().unwrap();
+    let sweep = manager.try_sweep().unwrap();
+    assert!(
+        sweep.is_some(),
+        "the kernel released the dead creator's hold"
+    );
+    assert_eq!(manager.allocated_ids().unwrap(), [0], "its lock is leaked");
+}

@@ -141,12 +141,30 @@ fn count_mismatch_says_renumber_and_recreate_fixes_it() {
 }
 
 #[test]
-fn zeroed_segment_is_bad_magic() {
+fn segment_whose_creator_died_before_the_header_is_taken_over() {
+    // Sized but never published (all zeros, no flock held): the creator died part way. No lock
+    // was ever handed out from it, so it is initialised again, as if created now.
     let seg = TestSegment::new();
     let _file = raw_segment(&seg.name, ShmLockManager::segment_size(64).unwrap());
     let start = Instant::now();
+    let m = ShmLockManager::open(&seg.name, 64).unwrap();
+    assert!(m.was_created(), "a taken-over segment counts as created");
+    assert!(start.elapsed() < Duration::from_secs(1), "no waiting");
+    let l = m.allocate().unwrap();
+    drop(l.lock().unwrap());
+    // The next opener finds it published.
+    assert!(!ShmLockManager::open(&seg.name, 64).unwrap().was_created());
+}
+
+#[test]
+fn garbage_segment_is_bad_magic() {
+    let seg = TestSegment::new();
+    let file = raw_segment(&seg.name, ShmLockManager::segment_size(64).unwrap());
+    file.write_all_at(&header_bytes(0xdead_beef, 1, 1, 64), 0)
+        .unwrap();
+    let start = Instant::now();
     let message = format!(
-        "{} is not an rpod lock segment (magic 0x00000000, expected 0x52504c4b); \
+        "{} is not an rpod lock segment (magic 0xdeadbeef, expected 0x52504c4b); \
          run `rpod system renumber` to recreate it",
         seg.path()
     );
@@ -154,7 +172,7 @@ fn zeroed_segment_is_bad_magic() {
         matches!(
             e,
             LockError::BadMagic {
-                found: 0,
+                found: 0xdead_beef,
                 expected: shm::MAGIC,
                 ..
             }
@@ -216,29 +234,28 @@ fn wrong_size_is_rejected() {
 }
 
 #[test]
-fn abandoned_initialisation_is_reported() {
-    // Header written but `initialised` never set, and no creator holds the flock: the creator died.
+fn abandoned_initialisation_is_taken_over() {
+    // Header written but `initialised` never set, and no creator holds the flock: the creator
+    // died before publishing it. It is initialised again.
     let seg = TestSegment::new();
     let file = raw_segment(&seg.name, ShmLockManager::segment_size(64).unwrap());
     file.write_all_at(&header_bytes(shm::MAGIC, shm::LAYOUT_VERSION, 0, 64), 0)
         .unwrap();
-    let err = ShmLockManager::open(&seg.name, 64).unwrap_err();
-    assert!(matches!(err, LockError::NotInitialised { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains("run `rpod system renumber`"),
-        "{err}"
-    );
+    let m = ShmLockManager::open(&seg.name, 64).unwrap();
+    assert!(m.was_created());
+    assert_eq!(m.counts().unwrap().allocated, 0);
 }
 
 #[test]
-fn empty_segment_waits_then_fails() {
-    // Created but never sized: the creator died between shm_open and ftruncate. Bounded wait, then an error.
+fn empty_segment_waits_then_is_taken_over() {
+    // Created but never sized: the creator died between shm_open and ftruncate. After a bounded
+    // wait for it, the segment is initialised by the opener.
     let seg = TestSegment::new();
     let _file = raw_segment(&seg.name, 0);
     let start = Instant::now();
-    let err = ShmLockManager::open_or_create(&seg.name, 64).unwrap_err();
+    let m = ShmLockManager::open_or_create(&seg.name, 64).unwrap();
     let waited = start.elapsed();
-    assert!(matches!(err, LockError::NotInitialised { .. }), "{err:?}");
+    assert!(m.was_created());
     assert!(
         waited >= Duration::from_secs(5) && waited < Duration::from_secs(8),
         "{waited:?}"

@@ -127,6 +127,7 @@ mod delegate {
                 view pod_containers(pod_id: &str) -> Vec<ContainerRecord>;
                 view update_pod(id: &str) -> PodState;
                 view all_pods() -> Vec<PodRecord>;
+                view object_count() -> u64;
                 update add_container(ctr: &ContainerRecord);
                 update remove_container(id: &str);
                 update save_container(id: &str, state: &ContainerState);

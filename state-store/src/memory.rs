@@ -50,6 +50,10 @@ impl ReadTables for Tables {
     fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
         scan(self.map(t), prefix, f)
     }
+
+    fn len(&self, t: Table) -> Result<u64> {
+        Ok(self.map(t).len() as u64)
+    }
 }
 
 /// A write "transaction" over the maps: every change is recorded in an undo log and rolled back unless the
@@ -83,6 +87,10 @@ impl ReadTables for Txn<'_> {
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
         self.tables.scan_prefix(t, prefix, f)
+    }
+
+    fn len(&self, t: Table) -> Result<u64> {
+        self.tables.len(t)
     }
 }
 

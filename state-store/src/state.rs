@@ -155,4 +155,11 @@ pub trait State: Send + Sync {
 
     /// Replace a pod's config; ID, name and namespace must not change.
     fn rewrite_pod_config(&self, id: &str, config: &PodConfig) -> Result<()>;
+
+    // ----- counts -----
+
+    /// The number of containers and pods in **every** namespace (this handle's namespace does not filter
+    /// it), in constant time: no record is read or decoded (LMDB's entry count of the ID registry). For
+    /// cheap consistency checks such as "are more locks allocated than there are objects?".
+    fn object_count(&self) -> Result<u64>;
 }

@@ -459,3 +459,26 @@ fn for_each_container_streams_what_all_containers_lists() {
         assert_eq!(n, 5);
     });
 }
+
+#[test]
+fn object_count_counts_containers_and_pods_of_every_namespace() {
+    backends(|s| {
+        assert_eq!(s.object_count().unwrap(), 0);
+        let ns = s.view("ns1").unwrap();
+        let mut c = ContainerConfig::new("c1", "one");
+        c.namespace = "ns1".into();
+        ns.add_container(&ContainerRecord::new(c)).unwrap();
+        s.add_container(&ctr("c2", "two")).unwrap();
+        s.add_pod(&PodRecord::new(PodConfig::new("p1", "pod")))
+            .unwrap();
+        s.add_container_to_pod("p1", &member("c3", "three", "p1"))
+            .unwrap();
+        let other = s.view("other").unwrap();
+        for view in [s, ns.as_ref(), other.as_ref()] {
+            assert_eq!(view.object_count().unwrap(), 4, "namespaces do not filter");
+        }
+        s.remove_container("c2").unwrap();
+        s.remove_pod_containers("p1").unwrap();
+        assert_eq!(s.object_count().unwrap(), 2);
+    });
+}

@@ -135,6 +135,9 @@ impl Runtime {
             Some(l) => Some(l.lock()?),
             None => None,
         };
+        // Allocated to recorded (or freed) under the allocation gate: a sweep of leaked locks
+        // never sees this lock unrecorded.
+        let _gate = self.locks.hold_allocations()?;
         let lock = self.locks.allocate()?;
         config.lock_id = lock.id();
         let result = self.add_with_name(config, spec.name.is_none());

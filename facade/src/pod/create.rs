@@ -75,6 +75,9 @@ impl Runtime {
         config.infra = spec.infra;
         config.shared_namespaces = share;
         config.cgroup_parent = crate::cgroups::default_parent(&self.config);
+        // The pod's and the infra container's locks are allocated and recorded (or freed) under
+        // the allocation gate: a sweep of leaked locks never sees them unrecorded.
+        let _gate = self.locks.hold_allocations()?;
         let lock = self.locks.allocate()?;
         config.lock_id = lock.id();
         let rec = match self.add_pod_with_name(config, spec.name) {
@@ -130,7 +133,8 @@ impl Runtime {
         })
     }
 
-    /// Adds the infra container record of `pod` and records it in the pod's state.
+    /// Adds the infra container record of `pod` and records it in the pod's state (the caller
+    /// holds the allocation gate).
     fn add_infra_container(&self, pod: &PodRecord) -> Result<PodRecord, RuntimeError> {
         let id = generate_id()?;
         let pod_id = &pod.config.id;

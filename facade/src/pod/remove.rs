@@ -22,8 +22,10 @@ impl Runtime {
         for m in &members {
             locks.push(self.locks.retrieve(m.config.lock_id)?);
         }
+        // The member locks stay held until they are freed: a lock whose record is gone but which is
+        // still allocated and held is one a sweep of leaked locks leaves alone (see `locks.rs`).
+        let mut guards = Vec::with_capacity(locks.len());
         {
-            let mut guards = Vec::with_capacity(locks.len());
             for l in &locks {
                 guards.push(l.lock()?);
             }
@@ -101,10 +103,12 @@ impl Runtime {
             );
             errors.extend(crate::cgroups::remove_cgroupfs(&cg));
         }
-        drop(pod_guard);
+        drop(guards);
+        // Freed before it is unlocked, for the same reason as the members' locks.
         if let Err(e) = pod_lock.free() {
             errors.push(format!("freeing lock {} of pod {id}: {e}", pod_lock.id()));
         }
+        drop(pod_guard);
         for e in errors {
             tracing::warn!(pod = %id, "{e}");
         }

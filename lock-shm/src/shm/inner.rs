@@ -2,12 +2,16 @@
 //! and its [`Lock`](crate::Lock) handles: locking a slot (recovering it when its holder died), and allocating and
 //! freeing lock IDs in the bitmaps under the segment mutex.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
 
+use crate::gate::{Gate, SHARED_OWNER};
 use crate::manager::{HeldLock, LockCounts};
+use crate::memory::ids_in_bitmaps;
 use crate::naming::segment_path;
 use crate::sys::{self, Acquired, Mapping, Slot};
 use crate::LockError;
@@ -26,16 +30,54 @@ pub(crate) struct ShmInner {
     map: Mapping,
     /// Where everything is in `map` (validated against the mapping's length).
     layout: Layout,
+    /// The allocation gate, on the segment's descriptor (kept open for it).
+    gate: Arc<Gate>,
 }
 
 impl ShmInner {
-    /// The state of the segment `name`, mapped as `map` and laid out as `layout` (checked by the caller).
-    pub(super) fn new(name: &str, map: Mapping, layout: Layout) -> Self {
+    /// The state of the segment `name`, open as `file`, mapped as `map` and laid out as `layout` (checked by
+    /// the caller).
+    pub(super) fn new(name: &str, file: File, map: Mapping, layout: Layout) -> Self {
         Self {
             name: name.to_owned(),
             map,
             layout,
+            gate: Gate::new(name, Some(file)),
         }
+    }
+
+    /// The allocation gate.
+    pub(super) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// Binds the owner `tag` (see [`LockManager::bind_owner`](crate::LockManager::bind_owner)).
+    pub(super) fn bind_owner(&self, tag: u64) -> Result<bool, LockError> {
+        let header = self.map.header().ok_or_else(|| self.corrupt())?;
+        match header
+            .owner
+            .compare_exchange(0, tag, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(true),
+            Err(current) if current == tag => Ok(true),
+            Err(SHARED_OWNER) => Ok(false),
+            Err(_) => {
+                header.owner.store(SHARED_OWNER, Ordering::Release);
+                tracing::debug!(
+                    segment = %self.name,
+                    "lock segment {} is used by more than one state database",
+                    self.name
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// Every allocated ID, ascending.
+    pub(super) fn allocated_ids(&self) -> Result<Vec<u32>, LockError> {
+        self.with_bitmaps(|bitmaps| {
+            ids_in_bitmaps(bitmaps.iter().map(|w| w.load(Ordering::Relaxed)))
+        })
     }
 
     /// The segment name, as given to `shm_open`.

@@ -55,7 +55,14 @@ pub(super) fn create(name: &str, layout: Layout) -> Result<ShmInner, LockError> 
 fn initialise(name: &str, fd: OwnedFd, layout: Layout) -> Result<ShmInner, LockError> {
     let file = Flock::lock(File::from(fd), FlockArg::LockExclusive)
         .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
-    file.set_len(layout.size as u64)
+    initialise_locked(name, file, layout)
+}
+
+/// Initialises segment `name`, whose exclusive `flock` the caller holds, from zero bytes up.
+fn initialise_locked(name: &str, file: Flock<File>, layout: Layout) -> Result<ShmInner, LockError> {
+    // From zero: a segment taken over from a creator that died may hold part of its work.
+    file.set_len(0)
+        .and_then(|()| file.set_len(layout.size as u64))
         .map_err(|e| os_error(SegmentOp::Resize, name, io_errno(&e)))?;
     let mut map = Mapping::map(&file, layout.size)
         .map_err(|e| os_error(SegmentOp::Map, name, io_errno(&e)))?;
@@ -76,18 +83,20 @@ fn initialise(name: &str, fd: OwnedFd, layout: Layout) -> Result<ShmInner, LockE
         .store(sys::current_pid(), Ordering::Relaxed);
     // Publish: everything above happens-before any opener's acquire load of the flag.
     header.initialised.store(1, Ordering::Release);
-    drop(file);
+    let file = file
+        .unlock()
+        .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
     tracing::debug!(
         segment = name,
         num_locks = layout.num_locks,
         "created lock segment"
     );
-    Ok(ShmInner::new(name, map, layout))
+    Ok(ShmInner::new(name, file, map, layout))
 }
 
 /// Opens the existing segment `name`, waits (at most [`INIT_WAIT`]) for its creator to finish, and validates it
 /// against `layout`.
-pub(super) fn open(name: &str, layout: Layout) -> Result<ShmInner, LockError> {
+pub(super) fn open(name: &str, layout: Layout) -> Result<(ShmInner, bool), LockError> {
     let fd = match shm_open(name, OFlag::O_RDWR, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
@@ -125,19 +134,89 @@ pub(super) fn open(name: &str, layout: Layout) -> Result<ShmInner, LockError> {
             .len();
         if size == 0 {
             // The creator has not taken its flock yet (or died before sizing the segment).
-            if start.elapsed() >= INIT_WAIT {
-                return Err(not_initialised());
-            }
             file = locked
                 .unlock()
                 .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
+            if start.elapsed() >= INIT_WAIT {
+                // Five seconds without a flock: the creator died between shm_open and flock.
+                match take_over(name, file, layout)? {
+                    Ok(inner) => return Ok((inner, true)),
+                    Err(f) => file = f,
+                }
+                continue;
+            }
             std::thread::sleep(INIT_POLL);
             continue;
         }
-        let inner = validate(name, &locked, size, layout, start)?;
-        drop(locked);
-        return Ok(inner);
+        if never_published(&locked, size) {
+            // The creator released its flock without publishing the segment: it died part way
+            // (a creator holds its exclusive flock until the segment is published). No lock was
+            // ever handed out from it, so it is initialised again.
+            file = locked
+                .unlock()
+                .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
+            match take_over(name, file, layout)? {
+                Ok(inner) => return Ok((inner, true)),
+                Err(f) => file = f,
+            }
+            if start.elapsed() >= INIT_WAIT {
+                return Err(not_initialised());
+            }
+            std::thread::sleep(INIT_POLL);
+            continue;
+        }
+        let (map, layout) = validate(name, &locked, size, layout, start)?;
+        let file = locked
+            .unlock()
+            .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
+        return Ok((ShmInner::new(name, file, map, layout), false));
     }
+}
+
+/// Whether a non-empty segment (whose flock the caller holds, so no creator is at work) was
+/// never published: its `initialised` flag is 0 and its magic is either not written yet or
+/// rpod's. A creator holds its exclusive flock until it sets the flag, so such a segment's
+/// creator died part way, and no lock was ever handed out from it.
+fn never_published(file: &File, size: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    // A creator sizes the segment in one step to a whole layout; anything shorter than a
+    // header is damage, not a creator's leftover.
+    if size < HEADER_SIZE as u64 {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    if !matches!(file.read_at(&mut head, 0), Ok(12)) {
+        return false;
+    }
+    let word = |i: usize| u32::from_ne_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let (magic, initialised) = (word(0), word(8));
+    initialised == 0 && (magic == 0 || magic == MAGIC)
+}
+
+/// Initialises, in place, a segment whose creator died before publishing it: only with the
+/// exclusive flock, taken without waiting, and only if it is still unpublished. `Err(file)`
+/// hands the file back when someone else holds the flock or published it meanwhile.
+fn take_over(name: &str, file: File, layout: Layout) -> Result<Result<ShmInner, File>, LockError> {
+    let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((f, Errno::EWOULDBLOCK)) => return Ok(Err(f)),
+        Err((_, errno)) => return Err(os_error(SegmentOp::FileLock, name, errno)),
+    };
+    let size = locked
+        .metadata()
+        .map_err(|e| os_error(SegmentOp::Stat, name, io_errno(&e)))?
+        .len();
+    if size != 0 && !never_published(&locked, size) {
+        let f = locked
+            .unlock()
+            .map_err(|(_, errno)| os_error(SegmentOp::FileLock, name, errno))?;
+        return Ok(Err(f));
+    }
+    tracing::warn!(
+        segment = name,
+        "the lock segment's creator died before finishing it; initialising it again"
+    );
+    initialise_locked(name, locked, layout).map(Ok)
 }
 
 /// Maps and validates an existing, non-empty segment whose creator is done (we hold a shared flock).
@@ -147,7 +226,7 @@ fn validate(
     size: u64,
     layout: Layout,
     start: Instant,
-) -> Result<ShmInner, LockError> {
+) -> Result<(Mapping, Layout), LockError> {
     let bad_size = |expected: usize| LockError::BadSize {
         name: name.to_owned(),
         path: segment_path(name),
@@ -201,7 +280,7 @@ fn validate(
     {
         return Err(bad_size(layout.size));
     }
-    Ok(ShmInner::new(name, map, layout))
+    Ok((map, layout))
 }
 
 /// Builds an [`LockError::Os`].

@@ -62,6 +62,14 @@ fn get_in<'t>(
         .map_err(|e| lmdb_err(&shared.path, "reading", e))
 }
 
+/// The number of entries of `t` (`mdb_stat`: read from the root page, not counted).
+fn len_in(shared: &SharedEnv, txn: &RoTxn<'_>, t: Table) -> Result<u64> {
+    shared
+        .db(t)?
+        .len(txn)
+        .map_err(|e| lmdb_err(&shared.path, "counting", e))
+}
+
 fn scan_in(
     shared: &SharedEnv,
     txn: &RoTxn<'_>,
@@ -162,6 +170,10 @@ impl ReadTables for Reader<'_, '_> {
             f(k, v)
         })
     }
+
+    fn len(&self, t: Table) -> Result<u64> {
+        len_in(self.shared, self.txn, t)
+    }
 }
 
 struct Writer<'a, 'e> {
@@ -195,6 +207,10 @@ impl ReadTables for Writer<'_, '_> {
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()> {
         scan_in(self.shared, self.txn, t, prefix, f)
+    }
+
+    fn len(&self, t: Table) -> Result<u64> {
+        len_in(self.shared, self.txn, t)
     }
 }
 

@@ -258,5 +258,8 @@ mod tests {
         fn scan_prefix(&self, _: Table, _: &[u8], _: &mut ScanFn<'_>) -> Result<()> {
             Ok(())
         }
+        fn len(&self, _: Table) -> Result<u64> {
+            Ok(0)
+        }
     }
 }

@@ -48,6 +48,11 @@ fn reset_states<T: Serialize + DeserializeOwned>(
     Ok(())
 }
 
+/// The number of containers and pods in every namespace (the ID registry's size), without reading them.
+pub(crate) fn object_count(r: &dyn ReadTables, _namespace: &str) -> Result<u64> {
+    r.len(Table::IdRegistry)
+}
+
 pub(crate) fn get_db_config<R: ReadTables + ?Sized>(r: &R) -> Result<DbConfig> {
     let mut out = DbConfig::default();
     for (key, _, _) in DbConfig::default().fields() {

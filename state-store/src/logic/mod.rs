@@ -104,6 +104,8 @@ pub(crate) trait ReadTables {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>>;
     /// Every entry whose key starts with `prefix`, in key order, until `f` returns `false`.
     fn scan_prefix(&self, t: Table, prefix: &[u8], f: &mut ScanFn<'_>) -> Result<()>;
+    /// The number of entries in the table, without reading them (O(1) in both backends).
+    fn len(&self, t: Table) -> Result<u64>;
 }
 
 /// Write access (inside one transaction).
