@@ -456,7 +456,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                     tracing::warn!("{e}");
                     tracing::warn!(
                         "removing the damaged state without reading it: containers that still run \
-                         are not stopped"
+                         are found by their bundles and deleted"
                     );
                     rpod::reset_unreadable(&env, &options)?;
                 }

@@ -25,6 +25,7 @@ mod locks;
 mod names;
 mod network;
 mod oci;
+mod orphans;
 mod pod;
 mod refresh;
 mod rootfs;

@@ -196,6 +196,17 @@ impl Runtime {
         if !(recorded || st.runtime_knows() || st.is_running_or_paused()) {
             return;
         }
+        // The tmp dir was wiped without a reboot (by hand, by a cleaner): the container may
+        // still run, and its record is about to forget it. It is killed and deleted.
+        if crate::orphans::runtime_has_state(&c.config.id) {
+            tracing::warn!(container = %c.config.id, "the tmp dir was wiped but the container still exists; deleting it");
+            crate::orphans::kill_if_names(c.state.conmon_pid, &c.config.id);
+            if let Ok(oci) = self.oci() {
+                if let Err(e) = oci.delete(&c.config.id, true) {
+                    tracing::warn!(container = %c.config.id, error = %e, "deleting the container");
+                }
+            }
+        }
         if let Err(e) = self.network.teardown(&Self::network_teardown(c)) {
             tracing::warn!(container = %c.config.id, error = %e, "tearing down the network after a reboot");
         }

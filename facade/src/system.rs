@@ -92,10 +92,12 @@ impl Runtime {
 
 /// `rpod system reset --force` for a root whose state cannot be opened (a damaged database):
 /// removes the database, rpod's directories and the lock segment without reading them. Containers
-/// that may still run are not stopped (nothing records them any more); the error says so.
+/// that still run are found by their bundles (in the OCI runtime's state and on conmon's
+/// command line), killed and deleted.
 pub fn reset_unreadable(env: &ConfigEnv, options: &RuntimeOptions) -> Result<(), RuntimeError> {
     let config = Config::load(env, options)?;
-    let mut errors = Vec::new();
+    // Nothing records the containers any more: find them by their bundles.
+    let mut errors = crate::orphans::stop_orphans(&config);
     remove_state_files(&config, &mut errors);
     reset_result(errors)
 }

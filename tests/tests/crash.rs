@@ -274,3 +274,64 @@ fn env_name_copies_the_callers_value_and_workdir_is_created() {
         assert_eq!(out.status.code(), Some(125), "{bad:?}");
     }
 }
+
+/// Runs a detached `sleep` and returns its ID.
+fn run_sleeper(sb: &Sandbox) -> String {
+    let out = sb.run_ctr(&["-d"], &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn reset_of_a_damaged_database_stops_the_containers_it_cannot_read() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let id = run_sleeper(&sb);
+    let db = sb.path("root/libpod/rpod_state.mdb");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(1)
+        .unwrap();
+    let out = sb.run(&["ps", "-a"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    sb.ok(&["system", "reset", "--force"]);
+    sb.assert_container_gone(&id);
+    assert!(!runc_knows(&id));
+}
+
+#[test]
+fn a_wiped_tmp_dir_does_not_strand_running_containers() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let id = run_sleeper(&sb);
+    for e in std::fs::read_dir(sb.tmp.path()).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    // The next command takes the wipe for a reboot; the container that still ran is deleted
+    // rather than left running behind a record that says it is not.
+    let ps = sb.ps_json();
+    assert_eq!(ps.len(), 1);
+    assert!(
+        eventually(Duration::from_secs(5), || processes_mentioning(&id)
+            .is_empty()
+            && !runc_knows(&id)),
+        "{:?}",
+        processes_mentioning(&id)
+    );
+    // And it starts again.
+    sb.ok(&["start", &id]);
+    assert_eq!(sb.inspect(&id)["State"]["Status"], "running");
+    sb.ok(&["rm", "-f", &id]);
+    sb.assert_container_gone(&id);
+}
