@@ -8,6 +8,7 @@
 //! before conmon starts, and every cleanup removes it, so a container at rest with a run
 //! directory was interrupted. Without one, nothing here costs more than a `stat`.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -132,6 +133,22 @@ impl Runtime {
                 failures,
             })
         }
+    }
+
+    /// Whether the container's cgroup is frozen, read from the freezer (cgroup v1
+    /// `freezer.state`, v2 `cgroup.freeze`) without running the OCI runtime; `None` when
+    /// neither can be read (the caller then asks the runtime).
+    pub(crate) fn cgroup_frozen(&self, rec: &ContainerRecord) -> Option<bool> {
+        let cg = self.container_cgroup(rec)?;
+        let rel = cg.trim_start_matches('/');
+        let v1 = Path::new("/sys/fs/cgroup/freezer")
+            .join(rel)
+            .join("freezer.state");
+        if let Ok(s) = std::fs::read_to_string(v1) {
+            return Some(s.trim() != "THAWED");
+        }
+        let v2 = Path::new("/sys/fs/cgroup").join(rel).join("cgroup.freeze");
+        std::fs::read_to_string(v2).ok().map(|s| s.trim() == "1")
     }
 
     /// The container's own cgroup (as the OCI spec names it), if it can be computed.

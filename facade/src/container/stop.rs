@@ -41,8 +41,13 @@ impl Runtime {
         // record that in case the stop itself fails. The runtime is asked, not the record: a
         // pause or unpause killed after the runtime acted left the record behind.
         let frozen = match status {
-            ContainerStatus::Paused => self.runtime_status(&id) != Some(RuntimeStatus::Running),
-            ContainerStatus::Running => self.runtime_status(&id) == Some(RuntimeStatus::Paused),
+            ContainerStatus::Paused | ContainerStatus::Running => match self.cgroup_frozen(rec) {
+                Some(frozen) => frozen,
+                None if status.is_paused() => {
+                    self.runtime_status(&id) != Some(RuntimeStatus::Running)
+                }
+                None => self.runtime_status(&id) == Some(RuntimeStatus::Paused),
+            },
             _ => false,
         };
         if frozen {
