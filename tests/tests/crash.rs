@@ -335,3 +335,64 @@ fn a_wiped_tmp_dir_does_not_strand_running_containers() {
     sb.ok(&["rm", "-f", &id]);
     sb.assert_container_gone(&id);
 }
+
+/// Unmounts a tmpfs when dropped (also when the test fails).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_gives_clear_errors_and_reset_still_works() {
+    if !available() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let root = sb.path("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=600k", "tmpfs"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _guard = Mounted(root.clone());
+    let label = format!("x={}", "a".repeat(3000));
+    let mut last = None;
+    for _ in 0..400 {
+        let out = sb.run(&[
+            "create",
+            "--label",
+            &label,
+            "--rootfs",
+            sb.rootfs.to_str().unwrap(),
+            "sleep",
+            "1000",
+        ]);
+        if !out.status.success() {
+            last = Some(out);
+            break;
+        }
+    }
+    let out = last.expect("the 600 KiB static dir never filled up");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(&root.display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Listing still works, and a start (a state write, a bundle, a spec) on the full disk fails
+    // cleanly or succeeds, but never by a signal.
+    let ids = sb.ok(&["ps", "-a", "-q", "--no-trunc"]);
+    let first = ids.lines().next().unwrap().to_owned();
+    let out = sb.run(&["start", &first]);
+    assert!(out.status.code().is_some(), "{:?}", out.status);
+    assert!(!text(&out.stderr).contains("panicked"));
+    sb.ok(&["system", "reset", "--force"]);
+    assert!(sb.run(&["ps", "-a"]).status.success());
+}
