@@ -147,16 +147,19 @@ fn config_show_toml_round_trips_and_json_parses() {
     assert_eq!(v["num_locks"], 2048);
 }
 
+/// Writes `conf` as the sandbox's libpod.conf and runs `info`, which must exit 125; returns
+/// the file and the error output.
+fn info_fails_with(sb: &Sandbox, conf: &str) -> (PathBuf, String) {
+    let file = sb.etc_file("libpod.conf", conf);
+    let out = sb.run(["info"]);
+    assert_eq!(out.status.code(), Some(125));
+    (file, String::from_utf8(out.stderr).unwrap())
+}
+
 #[test]
 fn broken_toml_fails_with_position_and_creates_nothing() {
     let sb = Sandbox::new();
-    let file = sb.etc_file(
-        "libpod.conf",
-        "runtime = \"runc\"\nnum_locks = 64\ntmp_dir = [\n",
-    );
-    let out = sb.run(["info"]);
-    assert_eq!(out.status.code(), Some(125));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let (file, err) = info_fails_with(&sb, "runtime = \"runc\"\nnum_locks = 64\ntmp_dir = [\n");
     assert!(
         err.starts_with(&format!("Error: {}:4:1:", file.display())),
         "unexpected error: {err}"
@@ -190,13 +193,10 @@ fn invalid_values_are_rpod_errors() {
 #[test]
 fn missing_runtime_binary_is_named() {
     let sb = Sandbox::new();
-    sb.etc_file(
-        "libpod.conf",
+    let (_, err) = info_fails_with(
+        &sb,
         "runtime = \"ghost\"\n[runtimes]\nghost = [\"/nonexistent/ghost\"]\n",
     );
-    let out = sb.run(["info"]);
-    assert_eq!(out.status.code(), Some(125));
-    let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("could not find a working OCI runtime \"ghost\" binary (configured options: [/nonexistent/ghost])"),
         "{err}"

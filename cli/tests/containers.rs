@@ -96,14 +96,7 @@ fn create_ps_inspect_rm() {
     assert_eq!(out.status.code(), Some(125));
 
     // Names are unique; lock IDs are distinct.
-    let out = sb
-        .cmd()
-        .arg("create")
-        .arg("--rootfs")
-        .arg(rootfs(&sb))
-        .args(["--name", "web", "true"])
-        .output()
-        .unwrap();
+    let out = sb.run_create(&["--name", "web", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("web"));
     assert_eq!(held_locks(&sb), 2);
@@ -147,15 +140,7 @@ fn invalid_names_are_rejected_before_anything_is_written() {
     let sb = Sandbox::new();
     let long = "a".repeat(254);
     for bad in ["../x", "", "a b", long.as_str(), "-x"] {
-        let out = sb
-            .cmd()
-            .arg("create")
-            .arg("--rootfs")
-            .arg(rootfs(&sb))
-            .arg(format!("--name={bad}"))
-            .arg("true")
-            .output()
-            .unwrap();
+        let out = sb.run_create(&[&format!("--name={bad}"), "true"]);
         assert_eq!(out.status.code(), Some(125), "{bad:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("invalid name"),
@@ -187,14 +172,7 @@ fn pods_with_and_without_infra() {
     assert_eq!(pod.len(), 64);
     let member = create(&sb, &["--pod", "p1", "--name", "m1", "sleep", "1"]);
     // Names are shared between pods and containers.
-    let out = sb
-        .cmd()
-        .arg("create")
-        .arg("--rootfs")
-        .arg(rootfs(&sb))
-        .args(["--name", "p1", "true"])
-        .output()
-        .unwrap();
+    let out = sb.run_create(&["--name", "p1", "true"]);
     assert_eq!(out.status.code(), Some(125));
     // pod + infra + member.
     assert_eq!(held_locks(&sb), 3);
@@ -413,13 +391,7 @@ fn rm_all_and_ignore() {
     let pod = stdout(&sb.run(["pod", "create", "--name", "p"]));
     let c = create(&sb, &["--name", "c", "--pod", "p", "true"]);
     // Unsupported network modes are refused before anything is written.
-    let out = sb
-        .cmd()
-        .args(["create", "--network", "bridge", "--rootfs"])
-        .arg(rootfs(&sb))
-        .arg("true")
-        .output()
-        .unwrap();
+    let out = sb.run_create(&["--network", "bridge", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--network"));
     // A missing name fails, unless ignored.

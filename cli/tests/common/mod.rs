@@ -89,18 +89,17 @@ impl Sandbox {
         stdout_ok(&self.run(args))
     }
 
-    /// `rpod create --rootfs <a minimal rootfs> ARGS`, asserting success; returns the ID.
-    pub fn create_ctr(&self, args: &[&str]) -> String {
+    /// Runs `rpod create --rootfs <a minimal rootfs> ARGS`.
+    pub fn run_create(&self, args: &[&str]) -> Output {
         let rootfs = rootfs(self);
-        let out = self
-            .cmd()
-            .arg("create")
-            .arg("--rootfs")
-            .arg(&rootfs)
-            .args(args)
-            .output()
-            .unwrap();
-        stdout_ok(&out).trim().to_owned()
+        let mut c = self.cmd();
+        c.arg("create").arg("--rootfs").arg(&rootfs).args(args);
+        c.output().unwrap()
+    }
+
+    /// [`Sandbox::run_create`], asserting success; returns the ID.
+    pub fn create_ctr(&self, args: &[&str]) -> String {
+        stdout_ok(&self.run_create(args)).trim().to_owned()
     }
 }
 
