@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{json, Sandbox};
+use common::{expect_ok, json, Sandbox};
 
 #[test]
 fn info_json_has_real_values() {
@@ -16,16 +16,8 @@ fn info_json_has_real_values() {
         "registries.conf",
         "unqualified-search-registries = ['registry.example']\n[[registry]]\nlocation = 'insecure.example'\ninsecure = true\n",
     );
-    let out = sb
-        .cmd()
-        .args(["info", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sb.run(["info", "--format", "json"]);
+    expect_ok(&out);
     let v = json(&out.stdout);
     let host = &v["host"];
     assert_eq!(host["os"], "linux");
@@ -81,7 +73,7 @@ fn info_json_has_real_values() {
 #[test]
 fn info_text_output() {
     let sb = Sandbox::new();
-    let out = sb.cmd().arg("info").output().unwrap();
+    let out = sb.run(["info"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("host:\n"));
@@ -95,22 +87,14 @@ fn config_show_explain_names_sources() {
         "libpod.conf",
         "num_locks = 64\npause_image = \"example/pause\"\n",
     );
-    let out = sb
-        .bare()
-        .args([
-            "--tmpdir",
-            "/tmp/rpod-explain-test",
-            "config",
-            "show",
-            "--explain",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sb.run_bare([
+        "--tmpdir",
+        "/tmp/rpod-explain-test",
+        "config",
+        "show",
+        "--explain",
+    ]);
+    expect_ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let line = |key: &str| {
         text.lines()
@@ -135,47 +119,47 @@ fn config_show_explain_names_sources() {
     assert!(!Path::new("/tmp/rpod-explain-test").exists());
 }
 
+/// `rpod --config FILE config show`.
+fn config_show_of(sb: &Sandbox, file: &Path) -> std::process::Output {
+    let args = [
+        Path::new("--config"),
+        file,
+        Path::new("config"),
+        Path::new("show"),
+    ];
+    sb.run_bare(args)
+}
+
 #[test]
 fn config_show_toml_round_trips_and_json_parses() {
     let sb = Sandbox::new();
-    let out = sb.cmd().args(["config", "show"]).output().unwrap();
+    let out = sb.run(["config", "show"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     // What `config show` prints is a valid libpod.conf giving the same configuration.
     let file = sb.path("shown.conf");
     std::fs::write(&file, &text).unwrap();
-    let again = sb
-        .bare()
-        .arg("--config")
-        .arg(&file)
-        .args(["config", "show"])
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let again = config_show_of(&sb, &file);
+    expect_ok(&again);
     assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
-    let out = sb
-        .cmd()
-        .args(["config", "show", "--format", "json"])
-        .output()
-        .unwrap();
+    let out = sb.run(["config", "show", "--format", "json"]);
     let v = json(&out.stdout);
     assert_eq!(v["num_locks"], 2048);
+}
+
+/// Writes `conf` as the sandbox's libpod.conf and runs `info`, which must exit 125; returns
+/// the file and the error output.
+fn info_fails_with(sb: &Sandbox, conf: &str) -> (PathBuf, String) {
+    let file = sb.etc_file("libpod.conf", conf);
+    let out = sb.run(["info"]);
+    assert_eq!(out.status.code(), Some(125));
+    (file, String::from_utf8(out.stderr).unwrap())
 }
 
 #[test]
 fn broken_toml_fails_with_position_and_creates_nothing() {
     let sb = Sandbox::new();
-    let file = sb.etc_file(
-        "libpod.conf",
-        "runtime = \"runc\"\nnum_locks = 64\ntmp_dir = [\n",
-    );
-    let out = sb.cmd().arg("info").output().unwrap();
-    assert_eq!(out.status.code(), Some(125));
-    let err = String::from_utf8(out.stderr).unwrap();
+    let (file, err) = info_fails_with(&sb, "runtime = \"runc\"\nnum_locks = 64\ntmp_dir = [\n");
     assert!(
         err.starts_with(&format!("Error: {}:4:1:", file.display())),
         "unexpected error: {err}"
@@ -184,13 +168,7 @@ fn broken_toml_fails_with_position_and_creates_nothing() {
         assert!(!sb.path(d).exists(), "{d} was created");
     }
     // The same through --config.
-    let out = sb
-        .bare()
-        .arg("--config")
-        .arg(&file)
-        .args(["config", "show"])
-        .output()
-        .unwrap();
+    let out = config_show_of(&sb, &file);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8(out.stderr).unwrap().contains(":4:1:"));
 }
@@ -198,38 +176,27 @@ fn broken_toml_fails_with_position_and_creates_nothing() {
 #[test]
 fn invalid_values_are_rpod_errors() {
     let sb = Sandbox::new();
-    let out = sb
-        .cmd()
-        .args(["--cgroup-manager", "bogus", "info"])
-        .output()
-        .unwrap();
+    let out = sb.run(["--cgroup-manager", "bogus", "info"]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cgroup_manager"), "{err}");
     assert!(err.contains("flag:--cgroup-manager"), "{err}");
-    let out = sb
-        .cmd()
-        .args(["--config", "/nonexistent/libpod.conf", "info"])
-        .output()
-        .unwrap();
+    let out = sb.run(["--config", "/nonexistent/libpod.conf", "info"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("/nonexistent/libpod.conf does not exist"));
-    let out = sb.cmd().args(["--no-such-flag"]).output().unwrap();
+    let out = sb.run(["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(125));
 }
 
 #[test]
 fn missing_runtime_binary_is_named() {
     let sb = Sandbox::new();
-    sb.etc_file(
-        "libpod.conf",
+    let (_, err) = info_fails_with(
+        &sb,
         "runtime = \"ghost\"\n[runtimes]\nghost = [\"/nonexistent/ghost\"]\n",
     );
-    let out = sb.cmd().arg("info").output().unwrap();
-    assert_eq!(out.status.code(), Some(125));
-    let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("could not find a working OCI runtime \"ghost\" binary (configured options: [/nonexistent/ghost])"),
         "{err}"
@@ -240,28 +207,20 @@ fn missing_runtime_binary_is_named() {
 fn unknown_keys_warn_on_stderr() {
     let sb = Sandbox::new();
     let file = sb.etc_file("libpod.conf", "no_such_key = 1\n");
-    let out = sb.cmd().args(["config", "show"]).output().unwrap();
+    let out = sb.run(["config", "show"]);
     assert!(out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("no_such_key"), "{err}");
     assert!(err.contains(&file.display().to_string()), "{err}");
     // --log-level error silences it.
-    let out = sb
-        .cmd()
-        .args(["--log-level", "error", "config", "show"])
-        .output()
-        .unwrap();
+    let out = sb.run(["--log-level", "error", "config", "show"]);
     assert!(String::from_utf8(out.stderr).unwrap().is_empty());
 }
 
 #[test]
 fn version_prints() {
     let sb = Sandbox::new();
-    let out = sb
-        .bare()
-        .args(["version", "--format", "json"])
-        .output()
-        .unwrap();
+    let out = sb.run_bare(["version", "--format", "json"]);
     assert!(out.status.success());
     assert_eq!(json(&out.stdout)["version"], env!("CARGO_PKG_VERSION"));
 }
@@ -269,16 +228,8 @@ fn version_prints() {
 #[test]
 fn system_locks_and_renumber() {
     let sb = Sandbox::new();
-    let out = sb
-        .cmd()
-        .args(["system", "locks", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sb.run(["system", "locks", "--format", "json"]);
+    expect_ok(&out);
     let v = json(&out.stdout);
     assert_eq!(v["segment"], sb.lock_name.as_str());
     assert_eq!(v["total"], 2048);
@@ -286,11 +237,7 @@ fn system_locks_and_renumber() {
     assert_eq!(v["held"], 0);
     assert!(Path::new(&format!("/dev/shm{}", sb.lock_name)).exists());
     // Another count without renumbering: a clear error that says what to do.
-    let out = sb
-        .cmd()
-        .args(["--num-locks", "40", "system", "locks"])
-        .output()
-        .unwrap();
+    let out = sb.run(["--num-locks", "40", "system", "locks"]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -298,21 +245,9 @@ fn system_locks_and_renumber() {
         "{err}"
     );
     assert!(err.contains("rpod system renumber"), "{err}");
-    let out = sb
-        .cmd()
-        .args(["--num-locks", "40", "system", "renumber"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = sb
-        .cmd()
-        .args(["--num-locks", "40", "system", "locks"])
-        .output()
-        .unwrap();
+    let out = sb.run(["--num-locks", "40", "system", "renumber"]);
+    expect_ok(&out);
+    let out = sb.run(["--num-locks", "40", "system", "locks"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("total:   64\n"), "{text}");
@@ -331,11 +266,7 @@ fn default_lock_segment_name_follows_the_tmp_dir() {
         .args(["system", "locks", "--format", "json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_ok(&out);
     let v = json(&out.stdout);
     let name = v["segment"].as_str().unwrap().to_owned();
     let _ = std::fs::remove_file(format!("/dev/shm{name}"));
@@ -347,24 +278,16 @@ fn default_lock_segment_name_follows_the_tmp_dir() {
 fn repeated_flags_take_the_last_value() {
     let sb = Sandbox::new();
     // A global flag, as pflag does: the last one wins, and is recorded as the source.
-    let out = sb
-        .bare()
-        .args([
-            "--tmpdir",
-            "/a",
-            "--tmpdir",
-            "/b",
-            "config",
-            "show",
-            "--explain",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sb.run_bare([
+        "--tmpdir",
+        "/a",
+        "--tmpdir",
+        "/b",
+        "config",
+        "show",
+        "--explain",
+    ]);
+    expect_ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.lines()
@@ -372,19 +295,15 @@ fn repeated_flags_take_the_last_value() {
         "{text}"
     );
     // Before and after the subcommand alike.
-    let out = sb
-        .bare()
-        .args([
-            "--tmpdir",
-            "/a",
-            "config",
-            "show",
-            "--explain",
-            "--tmpdir",
-            "/c",
-        ])
-        .output()
-        .unwrap();
+    let out = sb.run_bare([
+        "--tmpdir",
+        "/a",
+        "config",
+        "show",
+        "--explain",
+        "--tmpdir",
+        "/c",
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.lines()
@@ -392,16 +311,8 @@ fn repeated_flags_take_the_last_value() {
         "{text}"
     );
     // A subcommand's single-value flag.
-    let out = sb
-        .bare()
-        .args(["config", "show", "--format", "toml", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sb.run_bare(["config", "show", "--format", "toml", "--format", "json"]);
+    expect_ok(&out);
     assert!(json(&out.stdout).is_object());
 }
 
@@ -414,11 +325,7 @@ fn global_options_have_their_own_heading_in_subcommand_help() {
         &["pod", "create", "--help"][..],
     ] {
         let out = sb.bare().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        expect_ok(&out);
         let text = String::from_utf8(out.stdout).unwrap();
         let (own, global) = text
             .split_once("\nGlobal Options:\n")
@@ -441,11 +348,7 @@ fn global_options_have_their_own_heading_in_subcommand_help() {
         }
         assert!(own.contains("--help"), "{text}");
     }
-    let out = sb
-        .bare()
-        .args(["config", "show", "--help"])
-        .output()
-        .unwrap();
+    let out = sb.run_bare(["config", "show", "--help"]);
     let text = String::from_utf8(out.stdout).unwrap();
     let own = text.split("\nGlobal Options:\n").next().unwrap_or("");
     assert!(own.contains("--explain"), "{text}");

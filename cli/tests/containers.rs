@@ -7,37 +7,14 @@ mod common;
 use std::collections::HashSet;
 use std::process::Stdio;
 
-use common::{json, rootfs, Sandbox};
-
-fn stdout(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use common::{json, rootfs, stdout_ok as stdout, Sandbox};
 
 fn create(sb: &Sandbox, extra: &[&str]) -> String {
-    let rootfs = rootfs(sb);
-    let out = sb
-        .cmd()
-        .arg("create")
-        .arg("--rootfs")
-        .arg(&rootfs)
-        .args(extra)
-        .output()
-        .unwrap();
-    stdout(&out).trim().to_owned()
+    sb.create_ctr(extra)
 }
 
 fn held_locks(sb: &Sandbox) -> u64 {
-    let out = sb
-        .cmd()
-        .args(["system", "locks", "--format", "json"])
-        .output()
-        .unwrap();
+    let out = sb.run(["system", "locks", "--format", "json"]);
     json(stdout(&out).as_bytes())["held"].as_u64().unwrap()
 }
 
@@ -68,31 +45,19 @@ fn create_ps_inspect_rm() {
     assert_ne!(id, other);
 
     // Not running: plain ps shows nothing, -a shows both.
-    let out = stdout(&sb.cmd().args(["ps", "-q"]).output().unwrap());
+    let out = stdout(&sb.run(["ps", "-q"]));
     assert_eq!(out, "");
-    let out = stdout(&sb.cmd().args(["ps", "-a"]).output().unwrap());
+    let out = stdout(&sb.run(["ps", "-a"]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("CONTAINER ID"));
     assert!(out.contains(&id[..12]) && out.contains("web") && out.contains("sh -c echo hi"));
     assert!(out.contains("Created"));
-    let out = stdout(
-        &sb.cmd()
-            .args(["ps", "-a", "--no-trunc", "-q"])
-            .output()
-            .unwrap(),
-    );
+    let out = stdout(&sb.run(["ps", "-a", "--no-trunc", "-q"]));
     assert!(out.lines().any(|l| l == id));
 
     // Filters.
-    let q = |f: &str| {
-        stdout(
-            &sb.cmd()
-                .args(["ps", "-a", "-q", "--no-trunc", "--filter", f])
-                .output()
-                .unwrap(),
-        )
-    };
+    let q = |f: &str| stdout(&sb.run(["ps", "-a", "-q", "--no-trunc", "--filter", f]));
     assert_eq!(q("name=web").trim(), id);
     assert_eq!(q(&format!("id={}", &id[..6])).trim(), id);
     assert_eq!(q("label=tier=front").trim(), id);
@@ -100,23 +65,11 @@ fn create_ps_inspect_rm() {
     assert_eq!(q("label=tier=back"), "");
     assert_eq!(q("status=created").lines().count(), 2);
     assert_eq!(q("status=running"), "");
-    let out = sb
-        .cmd()
-        .args(["ps", "-a", "--filter", "bogus=1"])
-        .output()
-        .unwrap();
+    let out = sb.run(["ps", "-a", "--filter", "bogus=1"]);
     assert_eq!(out.status.code(), Some(125));
 
     // JSON and inspect.
-    let v = json(
-        stdout(
-            &sb.cmd()
-                .args(["ps", "-a", "--format", "json"])
-                .output()
-                .unwrap(),
-        )
-        .as_bytes(),
-    );
+    let v = json(stdout(&sb.run(["ps", "-a", "--format", "json"])).as_bytes());
     assert_eq!(v.as_array().unwrap().len(), 2);
     let v = json(
         stdout(
@@ -139,36 +92,26 @@ fn create_ps_inspect_rm() {
     assert_eq!(docs[0]["Config"]["Labels"]["tier"], "front");
     assert_eq!(docs[1]["Id"], other.as_str());
     assert_eq!(docs[1]["Config"]["Hostname"], &other[..12]);
-    let out = sb.cmd().args(["inspect", "nosuch"]).output().unwrap();
+    let out = sb.run(["inspect", "nosuch"]);
     assert_eq!(out.status.code(), Some(125));
 
     // Names are unique; lock IDs are distinct.
-    let out = sb
-        .cmd()
-        .arg("create")
-        .arg("--rootfs")
-        .arg(rootfs(&sb))
-        .args(["--name", "web", "true"])
-        .output()
-        .unwrap();
+    let out = sb.run_create(&["--name", "web", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("web"));
     assert_eq!(held_locks(&sb), 2);
 
     // rm: podman's exit codes.
-    assert_eq!(
-        stdout(&sb.cmd().args(["rm", "web"]).output().unwrap()).trim(),
-        id
-    );
-    let out = sb.cmd().args(["rm", "web"]).output().unwrap();
+    assert_eq!(stdout(&sb.run(["rm", "web"])).trim(), id);
+    let out = sb.run(["rm", "web"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no container with name or ID \"web\" found")
     );
     assert_eq!(held_locks(&sb), 1);
-    stdout(&sb.cmd().args(["rm", &other]).output().unwrap());
+    stdout(&sb.run(["rm", &other]));
     assert_eq!(held_locks(&sb), 0);
-    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+    assert_eq!(stdout(&sb.run(["ps", "-aq"])), "");
 }
 
 #[test]
@@ -183,7 +126,7 @@ fn ambiguous_prefix_has_its_own_error() {
         .map(|d| format!("{d:x}"))
         .find(|p| ids.iter().filter(|i| i.starts_with(p.as_str())).count() >= 2)
         .unwrap();
-    let out = sb.cmd().args(["inspect", &prefix]).output().unwrap();
+    let out = sb.run(["inspect", &prefix]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(
@@ -197,15 +140,7 @@ fn invalid_names_are_rejected_before_anything_is_written() {
     let sb = Sandbox::new();
     let long = "a".repeat(254);
     for bad in ["../x", "", "a b", long.as_str(), "-x"] {
-        let out = sb
-            .cmd()
-            .arg("create")
-            .arg("--rootfs")
-            .arg(rootfs(&sb))
-            .arg(format!("--name={bad}"))
-            .arg("true")
-            .output()
-            .unwrap();
+        let out = sb.run_create(&[&format!("--name={bad}"), "true"]);
         assert_eq!(out.status.code(), Some(125), "{bad:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("invalid name"),
@@ -214,54 +149,34 @@ fn invalid_names_are_rejected_before_anything_is_written() {
         assert!(!sb.path("root").exists(), "state written for {bad:?}");
         assert!(!sb.path("tmp").exists(), "tmp dir written for {bad:?}");
     }
-    let out = sb
-        .cmd()
-        .args(["pod", "create", "--name", "a b"])
-        .output()
-        .unwrap();
+    let out = sb.run(["pod", "create", "--name", "a b"]);
     assert_eq!(out.status.code(), Some(125));
 }
 
 #[test]
 fn missing_rootfs_leaves_no_record_or_lock() {
     let sb = Sandbox::new();
-    let out = sb
-        .cmd()
-        .args(["create", "--rootfs", "/nonexistent/rootfs", "true"])
-        .output()
-        .unwrap();
+    let out = sb.run(["create", "--rootfs", "/nonexistent/rootfs", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rootfs"));
     assert_eq!(held_locks(&sb), 0);
-    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+    assert_eq!(stdout(&sb.run(["ps", "-aq"])), "");
 }
 
 #[test]
 fn pods_with_and_without_infra() {
     let sb = Sandbox::new();
-    let pod = stdout(
-        &sb.cmd()
-            .args(["pod", "create", "--name", "p1", "--label", "a=b"])
-            .output()
-            .unwrap(),
-    )
-    .trim()
-    .to_owned();
+    let pod = stdout(&sb.run(["pod", "create", "--name", "p1", "--label", "a=b"]))
+        .trim()
+        .to_owned();
     assert_eq!(pod.len(), 64);
     let member = create(&sb, &["--pod", "p1", "--name", "m1", "sleep", "1"]);
     // Names are shared between pods and containers.
-    let out = sb
-        .cmd()
-        .arg("create")
-        .arg("--rootfs")
-        .arg(rootfs(&sb))
-        .args(["--name", "p1", "true"])
-        .output()
-        .unwrap();
+    let out = sb.run_create(&["--name", "p1", "true"]);
     assert_eq!(out.status.code(), Some(125));
     // pod + infra + member.
     assert_eq!(held_locks(&sb), 3);
-    let v = json(stdout(&sb.cmd().args(["pod", "inspect", "p1"]).output().unwrap()).as_bytes());
+    let v = json(stdout(&sb.run(["pod", "inspect", "p1"])).as_bytes());
     assert_eq!(v["Id"], pod.as_str());
     assert_eq!(v["NumContainers"], 2);
     let infra = v["InfraContainerId"].as_str().unwrap().to_owned();
@@ -274,7 +189,7 @@ fn pods_with_and_without_infra() {
         .collect();
     assert_eq!(shared, ["ipc", "net", "uts"]);
     // Members join the infra container's namespaces.
-    let m = json(stdout(&sb.cmd().args(["inspect", "m1"]).output().unwrap()).as_bytes());
+    let m = json(stdout(&sb.run(["inspect", "m1"])).as_bytes());
     assert_eq!(m[0]["Pod"], pod.as_str());
     assert!(m[0]["Dependencies"]
         .as_array()
@@ -282,117 +197,61 @@ fn pods_with_and_without_infra() {
         .iter()
         .any(|d| d == infra.as_str()));
     // ps shows members and the infra container; filter by pod name.
-    let out = stdout(
-        &sb.cmd()
-            .args(["ps", "-a", "-q", "--no-trunc", "--filter", "pod=p1"])
-            .output()
-            .unwrap(),
-    );
+    let out = stdout(&sb.run(["ps", "-a", "-q", "--no-trunc", "--filter", "pod=p1"]));
     let listed: HashSet<&str> = out.lines().collect();
     assert_eq!(listed, HashSet::from([member.as_str(), infra.as_str()]));
     // The infra container cannot be removed alone.
-    let out = sb.cmd().args(["rm", &infra]).output().unwrap();
+    let out = sb.run(["rm", &infra]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("infra container"));
     // pod ps
-    let out = stdout(&sb.cmd().args(["pod", "ps"]).output().unwrap());
+    let out = stdout(&sb.run(["pod", "ps"]));
     assert!(out.contains("p1") && out.contains(&pod[..12]), "{out}");
-    let v = json(
-        stdout(
-            &sb.cmd()
-                .args(["pod", "ps", "--format", "json"])
-                .output()
-                .unwrap(),
-        )
-        .as_bytes(),
-    );
+    let v = json(stdout(&sb.run(["pod", "ps", "--format", "json"])).as_bytes());
     assert_eq!(v[0]["Containers"].as_array().unwrap().len(), 2);
     // A pod without infra cannot share namespaces and has no infra container.
-    let out = sb
-        .cmd()
-        .args(["pod", "create", "--infra=false", "--share", "net"])
-        .output()
-        .unwrap();
+    let out = sb.run(["pod", "create", "--infra=false", "--share", "net"]);
     assert_eq!(out.status.code(), Some(125));
-    let bare = stdout(
-        &sb.cmd()
-            .args(["pod", "create", "--infra=false", "--name", "bare"])
-            .output()
-            .unwrap(),
-    )
-    .trim()
-    .to_owned();
-    let v = json(stdout(&sb.cmd().args(["pod", "inspect", "bare"]).output().unwrap()).as_bytes());
+    let bare = stdout(&sb.run(["pod", "create", "--infra=false", "--name", "bare"]))
+        .trim()
+        .to_owned();
+    let v = json(stdout(&sb.run(["pod", "inspect", "bare"])).as_bytes());
     assert_eq!(v["InfraContainerId"], "");
     assert_eq!(v["NumContainers"], 0);
     assert_eq!(held_locks(&sb), 4);
     // pod rm removes the members and frees every lock.
-    assert_eq!(
-        stdout(&sb.cmd().args(["pod", "rm", "p1"]).output().unwrap()).trim(),
-        pod
-    );
+    assert_eq!(stdout(&sb.run(["pod", "rm", "p1"])).trim(), pod);
     assert_eq!(
         stdout(&sb.cmd().args(["pod", "rm", &bare[..12]]).output().unwrap()).trim(),
         bare
     );
     assert_eq!(held_locks(&sb), 0);
-    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
-    assert_eq!(
-        stdout(&sb.cmd().args(["pod", "ps", "-q"]).output().unwrap()),
-        ""
-    );
-    let out = sb.cmd().args(["pod", "rm", "p1"]).output().unwrap();
+    assert_eq!(stdout(&sb.run(["ps", "-aq"])), "");
+    assert_eq!(stdout(&sb.run(["pod", "ps", "-q"])), "");
+    let out = sb.run(["pod", "rm", "p1"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
 fn renumber_gives_every_object_a_fresh_lock() {
     let sb = Sandbox::new();
-    stdout(
-        &sb.cmd()
-            .args(["pod", "create", "--name", "p"])
-            .output()
-            .unwrap(),
-    );
+    stdout(&sb.run(["pod", "create", "--name", "p"]));
     for _ in 0..3 {
         create(&sb, &["true"]);
     }
     create(&sb, &["--pod", "p", "true"]);
     assert_eq!(held_locks(&sb), 6);
-    stdout(
-        &sb.cmd()
-            .args(["--num-locks", "64", "system", "renumber"])
-            .output()
-            .unwrap(),
-    );
-    let out = stdout(
-        &sb.cmd()
-            .args(["--num-locks", "64", "system", "locks", "--format", "json"])
-            .output()
-            .unwrap(),
-    );
+    stdout(&sb.run(["--num-locks", "64", "system", "renumber"]));
+    let out = stdout(&sb.run(["--num-locks", "64", "system", "locks", "--format", "json"]));
     let v = json(out.as_bytes());
     assert_eq!(
         (v["total"].as_u64(), v["held"].as_u64()),
         (Some(64), Some(6))
     );
-    let ids = stdout(
-        &sb.cmd()
-            .args(["--num-locks", "64", "ps", "-a", "-q", "--no-trunc"])
-            .output()
-            .unwrap(),
-    );
+    let ids = stdout(&sb.run(["--num-locks", "64", "ps", "-a", "-q", "--no-trunc"]));
     let mut lock_ids = HashSet::new();
     for id in ids.lines() {
-        let d = json(
-            stdout(
-                &sb.cmd()
-                    .args(["--num-locks", "64", "inspect", id])
-                    .output()
-                    .unwrap(),
-            )
-            .as_bytes(),
-        );
+        let d = json(stdout(&sb.run(["--num-locks", "64", "inspect", id])).as_bytes());
         assert!(lock_ids.insert(d[0]["LockID"].as_u64().unwrap()));
     }
     assert_eq!(lock_ids.len(), 5);
@@ -402,18 +261,13 @@ fn renumber_gives_every_object_a_fresh_lock() {
 fn reset_removes_everything() {
     let sb = Sandbox::new();
     create(&sb, &["true"]);
-    stdout(&sb.cmd().args(["pod", "create"]).output().unwrap());
-    let out = sb.cmd().args(["system", "reset"]).output().unwrap();
+    stdout(&sb.run(["pod", "create"]));
+    let out = sb.run(["system", "reset"]);
     assert_eq!(out.status.code(), Some(125));
-    stdout(
-        &sb.cmd()
-            .args(["system", "reset", "--force"])
-            .output()
-            .unwrap(),
-    );
+    stdout(&sb.run(["system", "reset", "--force"]));
     assert!(!std::path::Path::new(&format!("/dev/shm{}", sb.lock_name)).exists());
     assert!(!sb.path("root/libpod/rpod_state.mdb").exists());
-    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+    assert_eq!(stdout(&sb.run(["ps", "-aq"])), "");
     assert_eq!(held_locks(&sb), 0);
 }
 
@@ -424,20 +278,15 @@ fn garbage_db_is_a_clear_error() {
     let db = sb.path("root/libpod/rpod_state.mdb");
     assert!(db.is_file());
     std::fs::write(&db, vec![0x5a; 64 * 1024]).unwrap();
-    let out = sb.cmd().args(["ps", "-a"]).output().unwrap();
+    let out = sb.run(["ps", "-a"]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&db.display().to_string()), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     // The way out: system reset removes the damaged state without reading it.
-    stdout(
-        &sb.cmd()
-            .args(["system", "reset", "--force"])
-            .output()
-            .unwrap(),
-    );
+    stdout(&sb.run(["system", "reset", "--force"]));
     assert!(!db.exists());
-    assert_eq!(stdout(&sb.cmd().args(["ps", "-aq"]).output().unwrap()), "");
+    assert_eq!(stdout(&sb.run(["ps", "-aq"])), "");
 }
 
 #[test]
@@ -445,7 +294,7 @@ fn concurrent_creates_from_eight_processes() {
     let sb = Sandbox::new();
     let rootfs = rootfs(&sb);
     // Make the state once so the children race on creates, not on first-time setup.
-    stdout(&sb.cmd().args(["system", "locks"]).output().unwrap());
+    stdout(&sb.run(["system", "locks"]));
     let per = 250;
     let script = format!("for i in $(seq {per}); do \"$0\" \"$@\" || exit 1; done",);
     let exe = assert_cmd::cargo::cargo_bin("rpod");
@@ -479,15 +328,7 @@ fn concurrent_creates_from_eight_processes() {
         }
     }
     assert_eq!(ids.len(), 8 * per);
-    let v = json(
-        stdout(
-            &sb.cmd()
-                .args(["ps", "-a", "--format", "json"])
-                .output()
-                .unwrap(),
-        )
-        .as_bytes(),
-    );
+    let v = json(stdout(&sb.run(["ps", "-a", "--format", "json"])).as_bytes());
     let list = v.as_array().unwrap();
     assert_eq!(list.len(), 8 * per);
     let names: HashSet<&str> = list
@@ -524,7 +365,7 @@ fn lost_lock_segment_keeps_lock_ids_unique() {
     let ids: Vec<u64> = [a, b, c]
         .iter()
         .map(|id| {
-            json(stdout(&sb.cmd().args(["inspect", id]).output().unwrap()).as_bytes())[0]["LockID"]
+            json(stdout(&sb.run(["inspect", id])).as_bytes())[0]["LockID"]
                 .as_u64()
                 .unwrap()
         })
@@ -538,11 +379,7 @@ fn lost_lock_segment_keeps_lock_ids_unique() {
 fn wait_never_reads_paths_given_by_the_user() {
     let sb = Sandbox::new();
     create(&sb, &["true"]);
-    let out = sb
-        .cmd()
-        .args(["wait", "../../../../proc/sys/kernel/pid_max"])
-        .output()
-        .unwrap();
+    let out = sb.run(["wait", "../../../../proc/sys/kernel/pid_max"]);
     assert_eq!(out.status.code(), Some(125));
 }
 
@@ -551,38 +388,24 @@ fn rm_all_and_ignore() {
     let sb = Sandbox::new();
     let a = create(&sb, &["--name", "a", "true"]);
     let b = create(&sb, &["--name", "b", "--network", "none", "true"]);
-    let pod = stdout(
-        &sb.cmd()
-            .args(["pod", "create", "--name", "p"])
-            .output()
-            .unwrap(),
-    );
+    let pod = stdout(&sb.run(["pod", "create", "--name", "p"]));
     let c = create(&sb, &["--name", "c", "--pod", "p", "true"]);
     // Unsupported network modes are refused before anything is written.
-    let out = sb
-        .cmd()
-        .args(["create", "--network", "bridge", "--rootfs"])
-        .arg(rootfs(&sb))
-        .arg("true")
-        .output()
-        .unwrap();
+    let out = sb.run_create(&["--network", "bridge", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--network"));
     // A missing name fails, unless ignored.
-    let out = sb.cmd().args(["rm", "nosuch"]).output().unwrap();
+    let out = sb.run(["rm", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
-    let out = sb.cmd().args(["rm", "-i", "nosuch", "a"]).output().unwrap();
+    let out = sb.run(["rm", "-i", "nosuch", "a"]);
     assert_eq!(stdout(&out).trim(), a);
     // --all removes every container but the pod's infra container (it goes with the pod).
-    let out = sb.cmd().args(["rm", "--all"]).output().unwrap();
+    let out = sb.run(["rm", "--all"]);
     let removed: HashSet<String> = stdout(&out).lines().map(str::to_owned).collect();
     assert_eq!(removed, HashSet::from([b, c]));
-    let left = stdout(&sb.cmd().args(["ps", "-a", "-q"]).output().unwrap());
+    let left = stdout(&sb.run(["ps", "-a", "-q"]));
     assert_eq!(left.lines().count(), 1, "{left}");
-    stdout(&sb.cmd().args(["pod", "rm", pod.trim()]).output().unwrap());
-    assert_eq!(
-        stdout(&sb.cmd().args(["ps", "-a", "-q"]).output().unwrap()),
-        ""
-    );
+    stdout(&sb.run(["pod", "rm", pod.trim()]));
+    assert_eq!(stdout(&sb.run(["ps", "-a", "-q"])), "");
     assert_eq!(held_locks(&sb), 0);
 }

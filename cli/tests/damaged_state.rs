@@ -9,29 +9,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{rootfs, Sandbox};
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?} (signal {:?}): {}",
-        out.status.code(),
-        out.status.signal(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use common::{rootfs, stdout_ok as ok, Sandbox};
 
 fn create(sb: &Sandbox) -> String {
-    let out = sb
-        .cmd()
-        .arg("create")
-        .arg("--rootfs")
-        .arg(rootfs(sb))
-        .arg("true")
-        .output()
-        .unwrap();
-    ok(&out).trim().to_owned()
+    sb.create_ctr(&["true"])
 }
 
 fn db_file(sb: &Sandbox) -> PathBuf {
@@ -119,37 +100,30 @@ fn damaged_then_reset(how: Damage, needle: &str) {
         expect_state_error(&sb, &file, args, needle);
     }
     // The way back.
-    let out = sb
-        .cmd()
-        .args(["system", "reset", "--force"])
-        .output()
-        .unwrap();
+    let out = sb.run(["system", "reset", "--force"]);
     ok(&out);
-    let listed = ok(&sb.cmd().args(["ps", "-a", "-q"]).output().unwrap());
+    let listed = ok(&sb.run(["ps", "-a", "-q"]));
     assert_eq!(listed.trim(), "", "records survived the reset");
     // ... on a fresh, working database.
     let new_id = create(&sb);
-    let listed = ok(&sb.cmd().args(["ps", "-a", "-q"]).output().unwrap());
+    let listed = ok(&sb.run(["ps", "-a", "-q"]));
     assert!(new_id.starts_with(listed.trim()), "{listed:?} vs {new_id}");
-    ok(&sb.cmd().args(["rm", "-f", &new_id]).output().unwrap());
+    ok(&sb.run(["rm", "-f", &new_id]));
 }
 
-#[test]
-fn truncated_database() {
-    damaged_then_reset(Damage::Half, "the file is truncated");
+/// One test a damage: `name: damage => what the error says`.
+macro_rules! damaged_then_reset_tests {
+    ($($name:ident: $how:expr => $needle:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            damaged_then_reset($how, $needle);
+        }
+    )*};
 }
 
-#[test]
-fn zero_length_database() {
-    damaged_then_reset(Damage::Empty, "it is empty (0 bytes)");
-}
-
-#[test]
-fn garbage_database() {
-    damaged_then_reset(Damage::Garbage, "not an LMDB database (bad magic");
-}
-
-#[test]
-fn directory_in_place_of_the_lock_file() {
-    damaged_then_reset(Damage::LockDir, "-lock is not a regular file");
+damaged_then_reset_tests! {
+    truncated_database: Damage::Half => "the file is truncated";
+    zero_length_database: Damage::Empty => "it is empty (0 bytes)";
+    garbage_database: Damage::Garbage => "not an LMDB database (bad magic";
+    directory_in_place_of_the_lock_file: Damage::LockDir => "-lock is not a regular file";
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{json, rootfs, Sandbox};
+use common::{expect_ok, json, rootfs, Sandbox};
 
 /// Values no argument accepts as they are (NUL cannot be passed in argv at all).
 fn hostile() -> Vec<String> {
@@ -63,14 +63,13 @@ fn check(sb: &Sandbox, args: &[String]) -> i32 {
     code
 }
 
-fn args(a: &[&str], v: &str) -> Vec<String> {
-    a.iter()
-        .map(|s| {
-            if *s == "{}" {
-                v.to_owned()
-            } else {
-                (*s).to_owned()
-            }
+/// The words of `form` with `{}` replaced by `v` and `{root}` by `root`.
+fn args(form: &str, v: &str, root: &str) -> Vec<String> {
+    form.split_whitespace()
+        .map(|w| match w {
+            "{}" => v.to_owned(),
+            "{root}" => root.to_owned(),
+            w => w.to_owned(),
         })
         .collect()
 }
@@ -81,157 +80,75 @@ fn hostile_values_get_clear_errors_and_change_nothing() {
     let root = rootfs(&sb);
     let root = root.to_str().unwrap();
     // One container record and one pod to aim at.
-    let out = sb
-        .cmd()
-        .args(["create", "--name", "target", "--rootfs", root, "true"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = sb
-        .cmd()
-        .args(["pod", "create", "--name", "tpod", "--infra=false"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sb.run(["create", "--name", "target", "--rootfs", root, "true"]);
+    expect_ok(&out);
+    let out = sb.run(["pod", "create", "--name", "tpod", "--infra=false"]);
+    expect_ok(&out);
     let locks = |sb: &Sandbox| {
-        json(
-            &sb.cmd()
-                .args(["system", "locks", "--format", "json"])
-                .output()
-                .unwrap()
-                .stdout,
-        )["held"]
-            .as_u64()
+        json(&sb.run(["system", "locks", "--format", "json"]).stdout)["held"].as_u64()
     };
     let held = locks(&sb);
     assert_eq!(held, Some(2));
 
     // Forms that must never create anything (the value is always invalid there).
-    let invalid: &[&[&str]] = &[
-        &["create", "--name", "{}", "--rootfs", root, "true"],
-        &["create", "--rootfs", "{}", "true"],
-        &["create", "--pod", "{}", "--rootfs", root, "true"],
-        &[
-            "create", "--label", "{}", "--name", "{}", "--rootfs", root, "true",
-        ],
-        &[
-            "create",
-            "--stop-timeout",
-            "{}",
-            "--rootfs",
-            root,
-            "--name",
-            "{}",
-            "true",
-        ],
-        &[
-            "create",
-            "--network",
-            "{}",
-            "--rootfs",
-            root,
-            "--name",
-            "{}",
-            "true",
-        ],
-        &["pod", "create", "--name", "{}"],
-        &["pod", "create", "--share", "{}", "--name", "{}"],
-        &["pod", "create", "--label", "{}", "--name", "{}"],
-        &["kill", "-s", "{}", "target"],
-        &["pod", "kill", "-s", "{}", "tpod"],
-        &["stop", "-t", "{}", "{}"],
-        &["restart", "-t", "{}", "{}"],
-        &["pod", "stop", "-t", "{}", "{}"],
-        &["logs", "--tail", "{}", "target"],
-        &["ps", "--filter", "{}"],
-        &[
-            "run",
-            "--detach-keys",
-            "{}",
-            "--rootfs",
-            root,
-            "--name",
-            "{}",
-            "true",
-        ],
-        &["attach", "--detach-keys", "{}", "target"],
-        &["--num-locks", "{}", "ps"],
-        &["--cgroup-manager", "{}", "ps"],
-        &["--state-backend", "{}", "ps"],
-        &["--log-level", "{}", "ps"],
-        &[
-            "--namespace",
-            "{}",
-            "create",
-            "--rootfs",
-            root,
-            "--name",
-            "{}",
-            "true",
-        ],
-        &[
-            "--runtime",
-            "{}",
-            "run",
-            "--rootfs",
-            root,
-            "--name",
-            "{}",
-            "true",
-        ],
+    let invalid = [
+        "create --name {} --rootfs {root} true",
+        "create --rootfs {} true",
+        "create --pod {} --rootfs {root} true",
+        "create --label {} --name {} --rootfs {root} true",
+        "create --stop-timeout {} --rootfs {root} --name {} true",
+        "create --network {} --rootfs {root} --name {} true",
+        "pod create --name {}",
+        "pod create --share {} --name {}",
+        "pod create --label {} --name {}",
+        "kill -s {} target",
+        "pod kill -s {} tpod",
+        "stop -t {} {}",
+        "restart -t {} {}",
+        "pod stop -t {} {}",
+        "logs --tail {} target",
+        "ps --filter {}",
+        "run --detach-keys {} --rootfs {root} --name {} true",
+        "attach --detach-keys {} target",
+        "--num-locks {} ps",
+        "--cgroup-manager {} ps",
+        "--state-backend {} ps",
+        "--log-level {} ps",
+        "--namespace {} create --rootfs {root} --name {} true",
+        "--runtime {} run --rootfs {root} --name {} true",
     ];
     // Forms whose value names an object: a hostile value names none.
-    let lookups: &[&[&str]] = &[
-        &["start", "{}"],
-        &["stop", "{}"],
-        &["kill", "{}"],
-        &["pause", "{}"],
-        &["unpause", "{}"],
-        &["restart", "{}"],
-        &["wait", "{}"],
-        &["logs", "{}"],
-        &["inspect", "{}"],
-        &["rm", "{}"],
-        &["rm", "-f", "{}"],
-        &["exec", "{}", "true"],
-        &["container", "cleanup", "{}"],
-        &["pod", "start", "{}"],
-        &["pod", "stop", "{}"],
-        &["pod", "rm", "-f", "{}"],
-        &["pod", "inspect", "{}"],
+    let lookups = [
+        "start {}",
+        "stop {}",
+        "kill {}",
+        "pause {}",
+        "unpause {}",
+        "restart {}",
+        "wait {}",
+        "logs {}",
+        "inspect {}",
+        "rm {}",
+        "rm -f {}",
+        "exec {} true",
+        "container cleanup {}",
+        "pod start {}",
+        "pod stop {}",
+        "pod rm -f {}",
+        "pod inspect {}",
     ];
     for v in hostile() {
-        for form in invalid.iter().chain(lookups) {
-            let a = args(form, &v);
+        for form in invalid.iter().chain(&lookups) {
+            let a = args(form, &v, root);
             // A few values are legal for a few forms (an empty filter list, say): those may
             // succeed, but nothing may be created by them.
             check(&sb, &a);
         }
     }
     assert_eq!(locks(&sb), held, "a hostile input left a lock held");
-    let ps = json(
-        &sb.cmd()
-            .args(["ps", "-a", "--format", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
+    let ps = json(&sb.run(["ps", "-a", "--format", "json"]).stdout);
     assert_eq!(ps.as_array().map(Vec::len), Some(1), "{ps}");
-    let pods = json(
-        &sb.cmd()
-            .args(["pod", "ps", "--format", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    );
+    let pods = json(&sb.run(["pod", "ps", "--format", "json"]).stdout);
     assert_eq!(pods.as_array().map(Vec::len), Some(1), "{pods}");
     let _ = sb.cmd().args(["system", "reset", "--force"]).output();
 }

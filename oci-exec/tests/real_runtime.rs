@@ -1,6 +1,7 @@
 //! End-to-end tests against the real runc and conmon with a busybox rootfs.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -12,10 +13,7 @@ const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
 #[test]
 fn echo_hello_lifecycle() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("echo");
+    let mut c = test_ctr!("echo");
     let t0 = Instant::now();
     let created = c.create(&["echo", "hello"]).unwrap();
     let t_create = t0.elapsed();
@@ -49,10 +47,7 @@ fn echo_hello_lifecycle() {
 
 #[test]
 fn both_streams_and_exit_code() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("streams");
+    let mut c = test_ctr!("streams");
     c.run(&["sh", "-c", "echo out; echo err >&2; exit 7"]);
     assert_eq!(c.rt.wait_exit(&c.id, WAIT).unwrap(), Some(7));
     c.rt.delete(&c.id, true).unwrap();
@@ -73,10 +68,7 @@ fn both_streams_and_exit_code() {
 
 #[test]
 fn missing_command_is_127() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("missing");
+    let mut c = test_ctr!("missing");
     let err = c.create(&["/no/such/binary"]).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, OciError::CreateFailed { .. }), "{err:?}");
@@ -89,10 +81,7 @@ fn missing_command_is_127() {
 
 #[test]
 fn nonexistent_rootfs() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("norootfs");
+    let mut c = test_ctr!("norootfs");
     let mut spec = c.spec(&["true"]);
     spec.rootfs = c.dir.path().join("no-such-rootfs");
     let err = c.create_with(&spec).unwrap_err();
@@ -106,10 +95,7 @@ fn nonexistent_rootfs() {
 
 #[test]
 fn stop_escalates_to_kill() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("stop");
+    let mut c = test_ctr!("stop");
     c.run(&["sh", "-c", "trap \"\" TERM; sleep 100"]);
     assert_eq!(c.rt.state(&c.id).unwrap().status, RuntimeStatus::Running);
     let t0 = Instant::now();
@@ -125,10 +111,7 @@ fn stop_escalates_to_kill() {
 
 #[test]
 fn stop_honours_term() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("stopterm");
+    let mut c = test_ctr!("stopterm");
     // A shell with a TERM trap exits promptly on SIGTERM.
     c.run(&[
         "sh",
@@ -148,10 +131,7 @@ fn stop_honours_term() {
 
 #[test]
 fn exec_output_and_code() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("exec");
+    let mut c = test_ctr!("exec");
     c.run(&["sleep", "100"]);
     let out =
         c.rt.exec(
@@ -206,10 +186,7 @@ fn exec_output_and_code() {
 
 #[test]
 fn pause_and_resume() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("pause");
+    let mut c = test_ctr!("pause");
     c.run(&["sleep", "100"]);
     assert_eq!(c.rt.state(&c.id).unwrap().status, RuntimeStatus::Running);
     c.rt.pause(&c.id).unwrap();
@@ -224,10 +201,7 @@ fn pause_and_resume() {
 
 #[test]
 fn follow_logs_until_exit() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("follow");
+    let mut c = test_ctr!("follow");
     c.run(&[
         "sh",
         "-c",
@@ -313,10 +287,7 @@ fn log_texts(c: &TestCtr) -> Vec<String> {
 
 #[test]
 fn spec_features_in_real_container() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("features");
+    let mut c = test_ctr!("features");
     let mut spec = c.spec(&[
         "sh",
         "-c",
@@ -353,10 +324,7 @@ fn spec_features_in_real_container() {
 
 #[test]
 fn join_network_namespace() {
-    if !can_run() {
-        return;
-    }
-    let mut infra = TestCtr::new("infra");
+    let mut infra = test_ctr!("infra");
     let created = infra.run(&["sleep", "100"]);
     let ns = format!("/proc/{}/ns/net", created.pid);
     let want = std::fs::read_link(&ns)
@@ -385,10 +353,7 @@ fn join_network_namespace() {
 
 #[test]
 fn stop_created_container_and_recreate_same_id() {
-    if !can_run() {
-        return;
-    }
-    let mut c = TestCtr::new("created");
+    let mut c = test_ctr!("created");
     c.create(&["sleep", "100"]).unwrap();
     assert_eq!(c.rt.state(&c.id).unwrap().status, RuntimeStatus::Created);
     // `runc init` (Go) dies from SIGTERM with status 2 before exec.

@@ -12,24 +12,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{available, eventually, processes_mentioning, text, Sandbox};
+use common::{eventually, expect_code, expect_ok, processes_mentioning, sandbox, text, Sandbox};
 
 /// Delays at which `rpod start` is killed: across its whole run (conmon, runc create, save).
 const KILL_DELAYS_MS: &[u64] = &[2, 8, 15, 25, 40, 70];
 
 /// Creates a long-running container and kills `rpod start` of it after `delay`.
 fn create_and_kill_start(sb: &Sandbox, name: &str, delay: Duration) -> String {
-    let out = sb.run(&[
-        "create",
-        "--name",
-        name,
-        "--rootfs",
-        sb.rootfs.to_str().unwrap(),
-        "sleep",
-        "1000",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let id = text(&out.stdout).trim().to_owned();
+    let id = sb.create_ctr(&["--name", name], &["sleep", "1000"]);
     let mut child = sb
         .cmd()
         .args(["start", name])
@@ -43,70 +33,66 @@ fn create_and_kill_start(sb: &Sandbox, name: &str, delay: Duration) -> String {
     id
 }
 
+/// For each delay of [`KILL_DELAYS_MS`]: creates container `<prefix>-<i>`, kills `rpod start`
+/// of it after the delay and calls `check` with its name, its ID and the delay.
+fn each_killed_start(sb: &Sandbox, prefix: &str, mut check: impl FnMut(&str, &str, u64)) {
+    for (i, ms) in KILL_DELAYS_MS.iter().enumerate() {
+        let name = format!("{prefix}-{i}");
+        let id = create_and_kill_start(sb, &name, Duration::from_millis(*ms));
+        check(&name, &id, *ms);
+    }
+}
+
 fn runc_knows(id: &str) -> bool {
     Path::new(&format!("/run/runc/{id}")).exists()
 }
 
 #[test]
 fn start_after_a_killed_start_succeeds() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    for (i, ms) in KILL_DELAYS_MS.iter().enumerate() {
-        let name = format!("killed-start-{i}");
-        let id = create_and_kill_start(&sb, &name, Duration::from_millis(*ms));
-        let out = sb.run(&["start", &name]);
+    let Some(sb) = sandbox() else { return };
+    each_killed_start(&sb, "killed-start", |name, id, ms| {
+        let out = sb.run(&["start", name]);
         assert!(
             out.status.success(),
             "start after a start killed at {ms} ms: {}",
             text(&out.stderr)
         );
-        assert_eq!(sb.inspect(&name)["State"]["Status"], "running", "{ms} ms");
-        sb.ok(&["rm", "-f", &name]);
-        sb.assert_container_gone(&id);
-    }
+        assert_eq!(sb.inspect(name)["State"]["Status"], "running", "{ms} ms");
+        sb.ok(&["rm", "-f", name]);
+        sb.assert_container_gone(id);
+    });
 }
 
 #[test]
 fn rm_after_a_killed_start_leaves_nothing() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    for (i, ms) in KILL_DELAYS_MS.iter().enumerate() {
-        let name = format!("killed-rm-{i}");
-        let id = create_and_kill_start(&sb, &name, Duration::from_millis(*ms));
-        sb.ok(&["rm", "-f", &name]);
+    let Some(sb) = sandbox() else { return };
+    each_killed_start(&sb, "killed-rm", |name, id, ms| {
+        sb.ok(&["rm", "-f", name]);
         assert!(
-            eventually(Duration::from_secs(5), || processes_mentioning(&id)
+            eventually(Duration::from_secs(5), || processes_mentioning(id)
                 .is_empty()
-                && !runc_knows(&id)),
+                && !runc_knows(id)),
             "killed at {ms} ms, left: {:?}, runc state: {}",
-            processes_mentioning(&id),
-            runc_knows(&id)
+            processes_mentioning(id),
+            runc_knows(id)
         );
-        sb.assert_container_gone(&id);
-        assert!(sb.cgroups_of(&id).is_empty(), "cgroup left ({ms} ms)");
-    }
+        sb.assert_container_gone(id);
+        assert!(sb.cgroups_of(id).is_empty(), "cgroup left ({ms} ms)");
+    });
     assert_eq!(sb.held_locks(), 0);
 }
 
 #[test]
 fn huge_timeouts_do_not_panic() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(
-        &["-d", "--name", "slow"],
+    let Some(sb) = sandbox() else { return };
+    sb.run_detached(
+        "slow",
         &[
             "sh",
             "-c",
             "trap 'exit 0' TERM; while :; do sleep 0.1; done",
         ],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     for args in [
         ["restart", "-t", "9223372036854775807", "slow"],
         ["stop", "-t", "18446744073709551615", "slow"],
@@ -120,7 +106,7 @@ fn huge_timeouts_do_not_panic() {
         );
     }
     let out = sb.run(&["stop", "-t", "18446744073709551616", "slow"]);
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    expect_code(&out, 125);
     sb.ok(&["pod", "create", "--name", "p"]);
     sb.ok(&["pod", "start", "p"]);
     let out = sb.run(&["pod", "stop", "-t", "9223372036854775807", "p"]);
@@ -133,16 +119,11 @@ fn huge_timeouts_do_not_panic() {
 
 #[test]
 fn exit_files_of_removed_containers_do_not_pile_up() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     for _ in 0..5 {
-        let out = sb.run_ctr(&["--rm"], &["true"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        sb.run_ctr_ok(&["--rm"], &["true"]);
     }
-    let out = sb.run_ctr(&["--name", "kept"], &["true"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    sb.run_ctr_ok(&["--name", "kept"], &["true"]);
     let kept = sb.inspect("kept")["Id"].as_str().unwrap().to_owned();
     let exits = sb.tmp.path().join("exits");
     let names: Vec<String> = std::fs::read_dir(&exits)
@@ -186,10 +167,7 @@ fn writable_by_others(dir: &Path, found: &mut Vec<String>) {
 
 #[test]
 fn nothing_is_writable_by_others_under_umask_000() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let rpod = sb.cmd();
     let args: Vec<String> = rpod
         .get_args()
@@ -217,7 +195,7 @@ fn nothing_is_writable_by_others_under_umask_000() {
         .args(["-c", &script])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    expect_ok(&out);
     let mut found = Vec::new();
     for d in [
         sb.path("root"),
@@ -239,10 +217,7 @@ fn nothing_is_writable_by_others_under_umask_000() {
 
 #[test]
 fn env_name_copies_the_callers_value_and_workdir_is_created() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let out = sb
         .cmd()
         .env("RPOD_TEST_COPIED", "from-caller")
@@ -264,7 +239,7 @@ fn env_name_copies_the_callers_value_and_workdir_is_created() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    expect_ok(&out);
     assert_eq!(text(&out.stdout).trim(), "from-caller:unset:/no/such/dir");
     for bad in ["=x", "", "A\0B=1"] {
         if bad.contains('\0') {

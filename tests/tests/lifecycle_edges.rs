@@ -7,7 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{available, eventually, processes_mentioning, text, Sandbox};
+use common::{
+    eventually, expect_code, expect_stderr_has, processes_mentioning, sandbox, text, Sandbox,
+};
 
 /// PIDs of conmon processes serving container `id`.
 fn conmon_pids(id: &str) -> Vec<i32> {
@@ -20,13 +22,8 @@ fn conmon_pids(id: &str) -> Vec<i32> {
 
 #[test]
 fn a_container_whose_conmon_died_can_be_stopped_and_removed() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(&["-d", "--name", "orphan"], &["sleep", "1000"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let id = text(&out.stdout).trim().to_owned();
+    let Some(sb) = sandbox() else { return };
+    let id = sb.run_detached("orphan", &["sleep", "1000"]);
     let pids = conmon_pids(&id);
     assert!(!pids.is_empty(), "no conmon for {id}");
     for p in pids {
@@ -38,9 +35,9 @@ fn a_container_whose_conmon_died_can_be_stopped_and_removed() {
     let t = Instant::now();
     sb.ok(&["stop", "-t", "1", "orphan"]);
     assert!(t.elapsed() < Duration::from_secs(15));
-    let v: serde_json::Value = serde_json::from_str(&sb.ok(&["inspect", "orphan"])).unwrap();
-    assert_eq!(v[0]["State"]["Status"], "exited");
-    assert_eq!(v[0]["State"]["ExitCode"], -1);
+    let v = sb.inspect("orphan");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], -1);
     sb.ok(&["rm", "orphan"]);
     assert!(eventually(Duration::from_secs(5), || processes_mentioning(
         &id
@@ -50,32 +47,21 @@ fn a_container_whose_conmon_died_can_be_stopped_and_removed() {
 
 #[test]
 fn start_attach_shows_the_output_and_stop_of_an_exited_container_succeeds() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let mut c = sb.cmd();
-    c.args(["create", "--name", "sa", "--rootfs"])
-        .arg(&sb.rootfs)
-        .args(["sh", "-c", "echo hello-start; exit 5"]);
-    assert!(c.output().unwrap().status.success());
+    let Some(sb) = sandbox() else { return };
+    sb.create_ctr(&["--name", "sa"], &["sh", "-c", "echo hello-start; exit 5"]);
     let out = sb.run(&["start", "-a", "sa"]);
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    expect_code(&out, 5);
     assert_eq!(text(&out.stdout), "hello-start\n");
     // podman's stop of a container that is not running succeeds.
     let out = sb.run(&["stop", "sa"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    expect_code(&out, 0);
     sb.ok(&["rm", "sa"]);
 }
 
 #[test]
 fn restart_keeps_auto_removal() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(&["-d", "--rm", "--name", "rr"], &["sh", "-c", "sleep 1"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let Some(sb) = sandbox() else { return };
+    sb.run_ctr_ok(&["-d", "--rm", "--name", "rr"], &["sh", "-c", "sleep 1"]);
     sb.ok(&["restart", "-t", "1", "rr"]);
     assert!(sb.ok(&["ps"]).contains("rr"));
     // After the restarted process exits, the container removes itself.
@@ -88,25 +74,14 @@ fn restart_keeps_auto_removal() {
 
 #[test]
 fn signals_to_a_foreground_run_reach_the_container() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
+    let script = "trap 'echo got-term; exit 42' TERM; while true; do sleep 0.1; done";
     let mut child = sb
-        .cmd()
-        .args(["run", "--rm", "--name", "sig", "--rootfs"])
-        .arg(&sb.rootfs)
-        .args([
-            "sh",
-            "-c",
-            "trap 'echo got-term; exit 42' TERM; while true; do sleep 0.1; done",
-        ])
+        .ctr_cmd("run", &["--rm", "--name", "sig"], &["sh", "-c", script])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(eventually(Duration::from_secs(10), || sb
-        .ok(&["ps"])
-        .contains("sig")));
+    sb.assert_listed_soon("sig");
     std::thread::sleep(Duration::from_millis(300));
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -123,25 +98,16 @@ fn signals_to_a_foreground_run_reach_the_container() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(out.status.code(), Some(42));
+    expect_code(&out, 42);
     assert_eq!(text(&out.stdout), "got-term\n");
-    assert!(eventually(Duration::from_secs(5), || sb
-        .ps_json()
-        .is_empty()));
+    sb.assert_removed_soon();
 }
 
 #[test]
 fn exec_sessions_are_recorded_while_they_run() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(&["-d", "--name", "ex"], &["sleep", "100"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let exec_ids = || {
-        let v: serde_json::Value = serde_json::from_str(&sb.ok(&["inspect", "ex"])).unwrap();
-        v[0]["ExecIDs"].as_array().unwrap().len()
-    };
+    let Some(sb) = sandbox() else { return };
+    sb.run_detached("ex", &["sleep", "100"]);
+    let exec_ids = || sb.inspect("ex")["ExecIDs"].as_array().unwrap().len();
     assert_eq!(exec_ids(), 0);
     let mut session = sb.cmd().args(["exec", "ex", "sleep", "2"]).spawn().unwrap();
     assert!(eventually(Duration::from_secs(5), || exec_ids() == 1));
@@ -154,10 +120,7 @@ fn exec_sessions_are_recorded_while_they_run() {
 /// removed (here a pod's infra container) reports why it stays and leaves it exited and listed.
 #[test]
 fn cleanup_rm_of_a_container_that_must_stay_reports_why() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     sb.ok(&["pod", "create", "--name", "keep"]);
     sb.ok(&["pod", "start", "keep"]);
     let pod = sb.pod_inspect("keep");
@@ -189,47 +152,31 @@ fn cleanup_rm_of_a_container_that_must_stay_reports_why() {
 
 #[test]
 fn attach_streams_a_running_container_and_returns_its_exit_code() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(
-        &["-d", "--name", "att"],
+    let Some(sb) = sandbox() else { return };
+    sb.run_detached(
+        "att",
         &[
             "sh",
             "-c",
             "sleep 1; echo late-out; echo late-err >&2; exit 3",
         ],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let out = sb.run(&["attach", "--no-stdin", "att"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    expect_code(&out, 3);
     assert_eq!(text(&out.stdout), "late-out\n");
-    assert!(
-        text(&out.stderr).contains("late-err"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_stderr_has(&out, "late-err");
     // Not running any more: a clear error.
     let out = sb.run(&["attach", "att"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(
-        text(&out.stderr).contains("attach to"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_code(&out, 125);
+    expect_stderr_has(&out, "attach to");
     sb.ok(&["rm", "att"]);
 }
 
 #[test]
 fn all_flags_apply_to_every_container_in_the_right_state() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     for name in ["one", "two"] {
-        let out = sb.run_ctr(&["-d", "--name", name], &["sleep", "1000"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        sb.run_detached(name, &["sleep", "1000"]);
     }
     let status = |sb: &Sandbox| -> Vec<String> {
         let mut v: Vec<String> = sb

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    available, cgroup_dirs, eventually, mounts_under, processes_mentioning, text, Sandbox,
+    cgroup_dirs, eventually, expect_code, expect_ok, expect_stderr_has, mounts_under,
+    processes_mentioning, sandbox, text, Sandbox,
 };
 
 /// Member IDs of a pod (infra container included), from `pod inspect`.
@@ -22,53 +23,37 @@ fn member_ids(sb: &Sandbox, pod: &str) -> Vec<String> {
         .collect()
 }
 
+/// `pod stop -t 1` and `pod rm` of `pods` (the last ones): nothing may be left of them.
+fn stop_and_remove_pods(sb: &Sandbox, pods: &[&str]) {
+    let ids: Vec<String> = pods.iter().flat_map(|p| member_ids(sb, p)).collect();
+    sb.ok(&[&["pod", "stop", "-t", "1"], pods].concat());
+    sb.ok(&[&["pod", "rm"], pods].concat());
+    sb.assert_empty();
+    for id in &ids {
+        sb.assert_container_gone(id);
+    }
+}
+
 #[test]
 fn demo_httpd_and_wget_in_one_pod() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let page = "hello from the rpod pod\n";
     std::fs::create_dir_all(sb.rootfs.join("www")).unwrap();
     std::fs::write(sb.rootfs.join("www/index.html"), page).unwrap();
-    let rootfs = sb.rootfs.to_str().unwrap();
     let pod_id = sb.ok(&["pod", "create", "--name", "web"]).trim().to_owned();
     assert_eq!(pod_id.len(), 64);
-    let srv = sb
-        .ok(&[
-            "create",
-            "--pod",
-            "web",
-            "--name",
-            "srv",
-            "--rootfs",
-            rootfs,
-            "httpd",
-            "-f",
-            "-p",
-            "127.0.0.1:8080",
-            "-h",
-            "/www",
-        ])
-        .trim()
-        .to_owned();
+    let srv = sb.create_ctr(
+        &["--pod", "web", "--name", "srv"],
+        &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www"],
+    );
     assert_eq!(sb.ok(&["pod", "start", "web"]).trim(), "web");
     // httpd needs a moment to listen: retry for up to ~5 s.
     let mut last = String::new();
     let got = eventually(Duration::from_secs(5), || {
-        let out = sb.run(&[
-            "run",
-            "--rm",
-            "--pod",
-            "web",
-            "--rootfs",
-            rootfs,
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "http://127.0.0.1:8080/",
-        ]);
+        let out = sb.run_ctr(
+            &["--rm", "--pod", "web"],
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"],
+        );
         last = format!(
             "{:?}: {}{}",
             out.status.code(),
@@ -94,20 +79,13 @@ fn demo_httpd_and_wget_in_one_pod() {
     // The --rm'd wget containers are gone (removed by rpod run or conmon's cleanup).
     assert!(eventually(Duration::from_secs(5), || sb.ps_json().len() == 2));
     let logs = sb.run(&["logs", "srv"]);
-    assert!(logs.status.success(), "{}", text(&logs.stderr));
+    expect_ok(&logs);
     let members = member_ids(&sb, "web");
     assert_eq!(members.len(), 2);
     assert!(members.contains(&srv));
 
     // httpd is PID 1 of its container and ignores SIGTERM: do not wait the default 10 s.
-    sb.ok(&["pod", "stop", "-t", "1", "web"]);
-    sb.ok(&["pod", "rm", "web"]);
-    assert!(sb.ps_json().is_empty());
-    assert!(sb.pod_ps_json().is_empty());
-    assert_eq!(sb.held_locks(), 0);
-    for id in &members {
-        sb.assert_container_gone(id);
-    }
+    stop_and_remove_pods(&sb, &["web"]);
 }
 
 /// Creates a pod named `pod` with `share` (None: the default), members `a` (`sleep 1234`) and
@@ -118,35 +96,20 @@ fn ps_seen_from_b(sb: &Sandbox, pod: &str, share: Option<&str>) -> String {
         args.extend(["--share", s]);
     }
     sb.ok(&args);
-    let rootfs = sb.rootfs.to_str().unwrap();
     for (name, secs) in [("a", "1234"), ("b", "999")] {
         let name = format!("{pod}-{name}");
-        sb.ok(&[
-            "create",
-            "--pod",
-            pod,
-            "--name",
-            &name,
-            "--stop-timeout",
-            "1",
-            "--rootfs",
-            rootfs,
-            "sleep",
-            secs,
-        ]);
+        let flags = ["--pod", pod, "--name", &name, "--stop-timeout", "1"];
+        sb.create_ctr(&flags, &["sleep", secs]);
     }
     sb.ok(&["pod", "start", pod]);
     let out = sb.run(&["exec", &format!("{pod}-b"), "ps"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    expect_ok(&out);
     text(&out.stdout)
 }
 
 #[test]
 fn share_pid_lets_members_see_each_other() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let shared = ps_seen_from_b(&sb, "shared", Some("pid,net,ipc,uts"));
     assert!(shared.contains("sleep 1234"), "{shared}");
     assert!(shared.contains("sleep 999"), "{shared}");
@@ -173,24 +136,12 @@ fn share_pid_lets_members_see_each_other() {
             .any(|l| l.split_whitespace().next() == Some("1") && l.contains("sleep 999")),
         "{private}"
     );
-    let ids: Vec<String> = [member_ids(&sb, "shared"), member_ids(&sb, "private")].concat();
-    sb.ok(&["pod", "stop", "-t", "1", "shared", "private"]);
-    sb.ok(&["pod", "rm", "shared", "private"]);
-    assert!(sb.ps_json().is_empty());
-    assert!(sb.pod_ps_json().is_empty());
-    assert_eq!(sb.held_locks(), 0);
-    for id in &ids {
-        sb.assert_container_gone(id);
-    }
+    stop_and_remove_pods(&sb, &["shared", "private"]);
 }
 
 #[test]
 fn pod_stop_then_rm_force_of_a_running_pod_leaves_nothing() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let rootfs = sb.rootfs.to_str().unwrap();
+    let Some(sb) = sandbox() else { return };
     let pod_id = sb.ok(&["pod", "create", "--name", "p"]).trim().to_owned();
     // Members exit on SIGTERM once their trap is set, which they report with a file in the
     // (shared) root filesystem.
@@ -208,20 +159,14 @@ fn pod_stop_then_rm_force_of_a_running_pod_leaves_nothing() {
         }
     };
     for name in ["m1", "m2"] {
-        sb.ok(&[
-            "create",
-            "--pod",
-            "p",
-            "--name",
-            name,
-            "-e",
-            &format!("NAME={name}"),
-            "--rootfs",
-            rootfs,
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; touch /ready-$NAME; while true; do sleep 0.1; done",
-        ]);
+        sb.create_ctr(
+            &["--pod", "p", "--name", name, "-e", &format!("NAME={name}")],
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 0' TERM; touch /ready-$NAME; while true; do sleep 0.1; done",
+            ],
+        );
     }
     start_pod();
     let ids = member_ids(&sb, "p");
@@ -260,9 +205,7 @@ fn pod_stop_then_rm_force_of_a_running_pod_leaves_nothing() {
     let t = Instant::now();
     assert_eq!(sb.ok(&["pod", "rm", "-f", "p"]).trim(), pod_id);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    assert!(sb.ps_json().is_empty());
-    assert!(sb.pod_ps_json().is_empty());
-    assert_eq!(sb.held_locks(), 0);
+    sb.assert_empty();
     for id in &ids {
         sb.assert_container_gone(id);
     }
@@ -283,17 +226,11 @@ fn pod_stop_then_rm_force_of_a_running_pod_leaves_nothing() {
 
 #[test]
 fn member_of_a_never_started_pod_starts_its_infra_and_shares_its_host_name() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let rootfs = sb.rootfs.to_str().unwrap();
+    let Some(sb) = sandbox() else { return };
     sb.ok(&["pod", "create", "--name", "fresh"]);
     // No `pod start`: the infra container (and its root filesystem) come up as a dependency.
     assert!(!sb.path("root/libpod/infra-rootfs").exists());
-    let out = sb.run(&[
-        "run", "--rm", "--pod", "fresh", "--rootfs", rootfs, "hostname",
-    ]);
+    let out = sb.run_ctr(&["--rm", "--pod", "fresh"], &["hostname"]);
     assert!(
         out.status.success(),
         "{:?} {:?} {}",
@@ -303,51 +240,22 @@ fn member_of_a_never_started_pod_starts_its_infra_and_shares_its_host_name() {
     );
     assert_eq!(text(&out.stdout), "fresh\n");
     // A second member does not rename the pod (it joins the UTS namespace).
-    sb.ok(&[
-        "run", "-d", "--pod", "fresh", "--name", "m", "--rootfs", rootfs, "sleep", "100",
-    ]);
-    let out = sb.run(&[
-        "run", "--rm", "--pod", "fresh", "--rootfs", rootfs, "hostname",
-    ]);
+    sb.run_ctr_ok(&["-d", "--pod", "fresh", "--name", "m"], &["sleep", "100"]);
+    let out = sb.run_ctr(&["--rm", "--pod", "fresh"], &["hostname"]);
     assert_eq!(text(&out.stdout), "fresh\n", "{}", text(&out.stderr));
     assert_eq!(sb.inspect("m")["Config"]["Hostname"], "fresh");
     // Its own host name cannot be set while joining the pod's UTS namespace.
-    let out = sb.run(&[
-        "run",
-        "--rm",
-        "--pod",
-        "fresh",
-        "--hostname",
-        "x",
-        "--rootfs",
-        rootfs,
-        "true",
-    ]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(
-        text(&out.stderr).contains("UTS namespace"),
-        "{}",
-        text(&out.stderr)
-    );
+    let out = sb.run_ctr(&["--rm", "--pod", "fresh", "--hostname", "x"], &["true"]);
+    expect_code(&out, 125);
+    expect_stderr_has(&out, "UTS namespace");
     assert!(eventually(Duration::from_secs(5), || sb.ps_json().len() == 2));
     assert_eq!(sb.held_locks(), 3);
-    let ids = member_ids(&sb, "fresh");
-    sb.ok(&["pod", "stop", "-t", "1", "fresh"]);
-    sb.ok(&["pod", "rm", "fresh"]);
-    assert!(sb.ps_json().is_empty());
-    assert_eq!(sb.held_locks(), 0);
-    for id in &ids {
-        sb.assert_container_gone(id);
-    }
+    stop_and_remove_pods(&sb, &["fresh"]);
 }
 
 #[test]
 fn concurrent_run_rm_in_a_pod_keeps_exit_codes() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let rootfs = sb.rootfs.to_str().unwrap();
+    let Some(sb) = sandbox() else { return };
     sb.ok(&["pod", "create", "--name", "p"]);
     sb.ok(&["pod", "start", "p"]);
     // `rpod run --rm` races conmon's `container cleanup --rm`, which may remove the container
@@ -358,17 +266,8 @@ fn concurrent_run_rm_in_a_pod_keeps_exit_codes() {
             s.spawn(move || {
                 for i in 0..8 {
                     let code = 10 + t * 8 + i;
-                    let out = sb.run(&[
-                        "run",
-                        "--rm",
-                        "--pod",
-                        "p",
-                        "--rootfs",
-                        rootfs,
-                        "sh",
-                        "-c",
-                        &format!("echo {code}; exit {code}"),
-                    ]);
+                    let script = format!("echo {code}; exit {code}");
+                    let out = sb.run_ctr(&["--rm", "--pod", "p"], &["sh", "-c", &script]);
                     assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
                     assert_eq!(text(&out.stdout), format!("{code}\n"));
                 }
@@ -377,6 +276,5 @@ fn concurrent_run_rm_in_a_pod_keeps_exit_codes() {
     });
     assert!(eventually(Duration::from_secs(5), || sb.ps_json().len() == 1));
     sb.ok(&["pod", "rm", "-f", "p"]);
-    assert!(sb.ps_json().is_empty());
-    assert_eq!(sb.held_locks(), 0);
+    sb.assert_empty();
 }

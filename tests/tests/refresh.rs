@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 
-use common::{available, text, Sandbox};
+use common::{expect_code, expect_ok, expect_stderr_has, sandbox, text, Sandbox};
 
 /// Lock ID of every container (by ID) and pod (by `pod:<ID>`), from `inspect` / `pod inspect`.
 fn lock_ids(sb: &Sandbox) -> BTreeMap<String, u64> {
@@ -50,12 +50,8 @@ fn check_after_reboot(sb: &Sandbox, before: &BTreeMap<String, u64>, exited: &[(&
         .args(["--log-level", "info", "ps", "-a"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("refreshing state after a reboot"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_ok(&out);
+    expect_stderr_has(&out, "refreshing state after a reboot");
     assert!(sb.tmp.path().join("alive").is_file());
     for (name, (state, code)) in states(sb) {
         match exited.iter().find(|(n, _)| *n == name) {
@@ -72,17 +68,7 @@ fn check_after_reboot(sb: &Sandbox, before: &BTreeMap<String, u64>, exited: &[(&
     assert_eq!(distinct.len(), after.len(), "shared lock IDs: {after:?}");
     assert_eq!(sb.held_locks(), after.len() as u64);
     // A new object must not get a lock ID already in use.
-    let id = sb
-        .ok(&[
-            "create",
-            "--name",
-            "fresh",
-            "--rootfs",
-            sb.rootfs.to_str().unwrap(),
-            "true",
-        ])
-        .trim()
-        .to_owned();
+    let id = sb.create_ctr(&["--name", "fresh"], &["true"]);
     let lock = sb.inspect(&id)["LockID"].as_u64().unwrap();
     assert!(!distinct.contains(&lock), "new container got lock {lock}");
     assert_eq!(sb.held_locks(), after.len() as u64 + 1);
@@ -103,27 +89,18 @@ fn check_after_reboot(sb: &Sandbox, before: &BTreeMap<String, u64>, exited: &[(&
 
 #[test]
 fn reboot_resets_state_and_keeps_locks() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let rootfs = sb.rootfs.to_str().unwrap();
+    let Some(sb) = sandbox() else { return };
     let out = sb.run_ctr(&["--name", "e3"], &["sh", "-c", "exit 3"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    expect_code(&out, 3);
     let out = sb.run_ctr(&["--name", "e0"], &["true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = sb.run_ctr(&["-d", "--name", "r1"], &["sleep", "100"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    sb.ok(&["create", "--name", "c1", "--rootfs", rootfs, "true"]);
+    expect_code(&out, 0);
+    sb.run_detached("r1", &["sleep", "100"]);
+    sb.create_ctr(&["--name", "c1"], &["true"]);
     sb.ok(&["pod", "create", "--name", "pa"]);
-    sb.ok(&[
-        "create", "--pod", "pa", "--name", "pm", "--rootfs", rootfs, "sleep", "100",
-    ]);
+    sb.create_ctr(&["--pod", "pa", "--name", "pm"], &["sleep", "100"]);
     sb.ok(&["pod", "start", "pa"]);
     sb.ok(&["pod", "create", "--name", "pb", "--share", "pid,net"]);
-    sb.ok(&[
-        "create", "--pod", "pb", "--name", "pbm", "--rootfs", rootfs, "sleep", "100",
-    ]);
+    sb.create_ctr(&["--pod", "pb", "--name", "pbm"], &["sleep", "100"]);
     let before = lock_ids(&sb);
     // 6 containers + 2 infra containers + 2 pods.
     assert_eq!(before.len(), 10, "{before:?}");
@@ -138,7 +115,7 @@ fn reboot_resets_state_and_keeps_locks() {
     sb.ok(&["pod", "start", "pa", "pb"]);
     sb.ok(&["start", "r1", "c1"]);
     let out = sb.run(&["start", "-a", "e3"]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    expect_code(&out, 3);
     let running = states(&sb);
     for n in ["r1", "pm", "pbm"] {
         assert_eq!(running[n].0, "running", "{n}: {running:?}");
@@ -166,21 +143,15 @@ fn reboot_resets_state_and_keeps_locks() {
     assert!(sb.ok(&["ps", "-q"]).is_empty());
     sb.ok(&["pod", "rm", "pa", "pb"]);
     sb.ok(&["rm", "e3", "e0", "r1", "c1"]);
-    assert!(sb.ps_json().is_empty());
-    assert!(sb.pod_ps_json().is_empty());
-    assert_eq!(sb.held_locks(), 0);
+    sb.assert_empty();
 }
 
 #[test]
 fn concurrent_commands_after_reboot_refresh_once() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let out = sb.run_ctr(&["--name", "e3"], &["sh", "-c", "exit 3"]);
-    assert_eq!(out.status.code(), Some(3));
-    let out = sb.run_ctr(&["-d", "--name", "r1"], &["sleep", "100"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    expect_code(&out, 3);
+    sb.run_detached("r1", &["sleep", "100"]);
     sb.ok(&["pod", "create", "--name", "p"]);
     let before = lock_ids(&sb);
     let ids = sb.all_ids();
@@ -203,7 +174,7 @@ fn concurrent_commands_after_reboot_refresh_once() {
     let mut refreshes = 0;
     let mut listings = BTreeSet::new();
     for out in &outputs {
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        expect_ok(out);
         refreshes += text(&out.stderr)
             .lines()
             .filter(|l| l.contains("refreshing state after a reboot"))
@@ -228,5 +199,5 @@ fn concurrent_commands_after_reboot_refresh_once() {
     assert_eq!(st["r1"].0, "configured");
     sb.ok(&["pod", "rm", "p"]);
     sb.ok(&["rm", "e3", "r1"]);
-    assert_eq!(sb.held_locks(), 0);
+    sb.assert_empty();
 }

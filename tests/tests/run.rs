@@ -7,39 +7,30 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{available, eventually, mounts_under, text, Sandbox};
+use common::{expect_code, expect_ok, expect_stderr_has, mounts_under, sandbox, text};
 
 #[test]
 fn run_rm_echo_prints_hello() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let out = sb.run_ctr(&["--rm"], &["echo", "hello"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    expect_code(&out, 0);
     assert_eq!(text(&out.stdout), "hello\n");
     // Removed (by rpod run or by conmon's cleanup command, whichever came first).
-    assert!(eventually(Duration::from_secs(5), || sb
-        .ps_json()
-        .is_empty()));
-    assert_eq!(sb.held_locks(), 0);
+    sb.assert_removed_soon();
 }
 
 #[test]
 fn exit_code_streams_and_logs() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let out = sb.run_ctr(
         &["--name", "s"],
         &["sh", "-c", "echo out1; echo err1 >&2; echo out2; exit 7"],
     );
-    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    expect_code(&out, 7);
     assert_eq!(text(&out.stdout), "out1\nout2\n");
     assert_eq!(text(&out.stderr), "err1\n");
     let logs = sb.run(&["logs", "s"]);
-    assert!(logs.status.success());
+    expect_ok(&logs);
     assert_eq!(text(&logs.stdout), "out1\nout2\n");
     assert_eq!(text(&logs.stderr), "err1\n");
     let tail = sb.ok(&["logs", "--tail", "1", "s"]);
@@ -53,47 +44,35 @@ fn exit_code_streams_and_logs() {
     assert_eq!(sb.ok(&["wait", "s"]).trim(), "7");
     // Run it again: start -a re-creates it.
     let again = sb.run(&["start", "-a", "s"]);
-    assert_eq!(again.status.code(), Some(7));
+    expect_code(&again, 7);
     sb.ok(&["rm", "s"]);
 }
 
 #[test]
 fn missing_command_is_127_with_runc_message() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let out = sb.run_ctr(&["--rm"], &["/no/such/binary"]);
-    assert_eq!(out.status.code(), Some(127));
+    expect_code(&out, 127);
     let err = text(&out.stderr);
     assert!(
         err.contains("/no/such/binary") && err.contains("no such file or directory"),
         "{err}"
     );
     let out = sb.run_ctr(&["--rm"], &["nosuchcommand"]);
-    assert_eq!(out.status.code(), Some(127));
+    expect_code(&out, 127);
     assert!(text(&out.stderr).contains("executable file not found"));
     let out = sb.run_ctr(&["--rm"], &["/etc/passwd"]);
-    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
-    assert!(eventually(Duration::from_secs(5), || sb
-        .ps_json()
-        .is_empty()));
-    assert_eq!(sb.held_locks(), 0);
+    expect_code(&out, 126);
+    sb.assert_removed_soon();
 }
 
 #[test]
 fn stop_with_timeout_kills_a_term_ignoring_container() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(
-        &["-d", "--name", "stubborn"],
+    let Some(sb) = sandbox() else { return };
+    let id = sb.run_detached(
+        "stubborn",
         &["sh", "-c", "trap '' TERM; while true; do sleep 1; done"],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let id = text(&out.stdout).trim().to_owned();
-    assert_eq!(id.len(), 64);
     assert!(sb.ok(&["ps"]).contains("stubborn"));
     let t = Instant::now();
     sb.ok(&["stop", "-t", "1", "stubborn"]);
@@ -101,33 +80,22 @@ fn stop_with_timeout_kills_a_term_ignoring_container() {
     assert!(took < Duration::from_secs(4), "stop took {took:?}");
     assert!(took >= Duration::from_millis(900), "stop took {took:?}");
     assert_eq!(sb.ok(&["wait", "stubborn"]).trim(), "137");
-    let v: serde_json::Value = serde_json::from_str(&sb.ok(&["inspect", "stubborn"])).unwrap();
-    assert_eq!(v[0]["State"]["Status"], "exited");
-    assert_eq!(v[0]["State"]["ExitCode"], 137);
+    let v = sb.inspect("stubborn");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 137);
     assert!(!Path::new(&format!("/run/runc/{id}")).exists());
     sb.ok(&["rm", "stubborn"]);
 }
 
 #[test]
 fn exec_returns_output_and_exit_code() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    sb.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "box",
-        "--rootfs",
-        sb.rootfs.to_str().unwrap(),
-        "-e",
-        "GREETING=hi",
-        "sleep",
-        "100",
-    ]);
+    let Some(sb) = sandbox() else { return };
+    sb.run_ctr_ok(
+        &["-d", "--name", "box", "-e", "GREETING=hi"],
+        &["sleep", "100"],
+    );
     let out = sb.run(&["exec", "box", "sh", "-c", "echo $GREETING there; exit 3"]);
-    assert_eq!(out.status.code(), Some(3));
+    expect_code(&out, 3);
     assert_eq!(text(&out.stdout), "hi there\n");
     let out = sb.run(&[
         "exec",
@@ -142,16 +110,16 @@ fn exec_returns_output_and_exit_code() {
     ]);
     assert_eq!(text(&out.stdout), "/etc 1\n");
     let out = sb.run(&["exec", "box", "nosuchcmd"]);
-    assert_eq!(out.status.code(), Some(127));
+    expect_code(&out, 127);
     // Pause and unpause.
     sb.ok(&["pause", "box"]);
     assert!(sb.ok(&["ps"]).contains("Paused"));
     let out = sb.run(&["exec", "box", "true"]);
-    assert_eq!(out.status.code(), Some(125));
+    expect_code(&out, 125);
     sb.ok(&["unpause", "box"]);
     // rm without -f refuses a running container (podman's exit code 2), with -f stops it.
     let out = sb.run(&["rm", "box"]);
-    assert_eq!(out.status.code(), Some(2));
+    expect_code(&out, 2);
     // PID 1 ignores SIGTERM without a handler: KILL it.
     sb.ok(&["kill", "-s", "KILL", "box"]);
     assert_eq!(sb.ok(&["wait", "box"]).trim(), "137");
@@ -163,20 +131,12 @@ fn exec_returns_output_and_exit_code() {
 
 #[test]
 fn twenty_parallel_containers_leave_nothing_behind() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let ids: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..20)
             .map(|i| {
                 let sb = &sb;
-                s.spawn(move || {
-                    let name = format!("p{i}");
-                    let out = sb.run_ctr(&["-d", "--name", &name], &["sleep", "100"]);
-                    assert!(out.status.success(), "{}", text(&out.stderr));
-                    text(&out.stdout).trim().to_owned()
-                })
+                s.spawn(move || sb.run_detached(&format!("p{i}"), &["sleep", "100"]))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -211,21 +171,13 @@ fn twenty_parallel_containers_leave_nothing_behind() {
 
 #[test]
 fn container_survives_a_killed_rpod_run() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let mut child = sb
-        .cmd()
-        .args(["run", "--name", "survivor", "--rootfs"])
-        .arg(&sb.rootfs)
-        .args(["sleep", "100"])
+        .ctr_cmd("run", &["--name", "survivor"], &["sleep", "100"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    assert!(eventually(Duration::from_secs(10), || sb
-        .ok(&["ps"])
-        .contains("survivor")));
+    sb.assert_listed_soon("survivor");
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
@@ -247,17 +199,10 @@ fn container_survives_a_killed_rpod_run() {
 
 #[test]
 fn nonexistent_rootfs_leaves_nothing() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let out = sb.run(&["run", "--rm", "--rootfs", "/nonexistent/rootfs", "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(
-        text(&out.stderr).contains("/nonexistent/rootfs"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_code(&out, 125);
+    expect_stderr_has(&out, "/nonexistent/rootfs");
     assert!(sb.ps_json().is_empty());
     assert_eq!(sb.held_locks(), 0);
     let containers = sb.path("root/libpod/containers");
@@ -266,15 +211,13 @@ fn nonexistent_rootfs_leaves_nothing() {
 
 #[test]
 fn run_interactive_forwards_stdin() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let mut child = sb
-        .cmd()
-        .args(["run", "--rm", "-i", "--rootfs"])
-        .arg(&sb.rootfs)
-        .args(["sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"])
+        .ctr_cmd(
+            "run",
+            &["--rm", "-i"],
+            &["sh", "-c", "tr a-z A-Z; echo done >&2; exit 4"],
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -286,10 +229,8 @@ fn run_interactive_forwards_stdin() {
         stdin.write_all(b"hello\nworld\n").unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    expect_code(&out, 4);
     assert_eq!(text(&out.stdout), "HELLO\nWORLD\n");
     assert_eq!(text(&out.stderr), "done\n");
-    assert!(eventually(Duration::from_secs(5), || sb
-        .ps_json()
-        .is_empty()));
+    sb.assert_removed_soon();
 }

@@ -11,25 +11,16 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{available, text, Sandbox};
+use common::{expect_code, expect_stderr_has, sandbox, text};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcsetwinsize, Winsize};
 
 #[test]
 fn run_t_without_a_local_terminal_still_gives_the_process_one() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(
-        &["--rm", "-t"],
-        &[
-            "sh",
-            "-c",
-            "test -t 0 && test -t 1 && echo is-a-tty; exit 3",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let Some(sb) = sandbox() else { return };
+    let script = "test -t 0 && test -t 1 && echo is-a-tty; exit 3";
+    let out = sb.run_ctr(&["--rm", "-t"], &["sh", "-c", script]);
+    expect_code(&out, 3);
     // The terminal turns "\n" into "\r\n", as with podman run -t.
     assert_eq!(text(&out.stdout), "is-a-tty\r\n");
     assert!(sb.ps_json().is_empty());
@@ -148,21 +139,12 @@ impl Terminal {
 
 #[test]
 fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let mut term = Terminal::new(40, 100);
-    let mut cmd = sb.cmd();
-    cmd.args(["run", "-it", "--rm", "--rootfs"])
-        .arg(&sb.rootfs)
-        .args([
-            "sh",
-            "-c",
-            // The resize travels through rpod's signal thread, conmon and an ioctl: wait for it.
-            "stty size; read x; echo got:$x; \
-             while [ \"$(stty size)\" != '30 90' ]; do sleep 0.1; done; echo resized:$(stty size)",
-        ]);
+    // The resize travels through rpod's signal thread, conmon and an ioctl: wait for it.
+    let script = "stty size; read x; echo got:$x; \
+         while [ \"$(stty size)\" != '30 90' ]; do sleep 0.1; done; echo resized:$(stty size)";
+    let mut cmd = sb.ctr_cmd("run", &["-it", "--rm"], &["sh", "-c", script]);
     let mut child = term.spawn(&mut cmd);
     // The container's terminal has our size from its first instruction.
     term.wait_for("40 100");
@@ -182,20 +164,12 @@ fn run_it_on_a_terminal_has_its_size_input_and_resizes() {
 
 #[test]
 fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let out = sb.run_ctr(&["-d", "--name", "box"], &["sleep", "1000"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let Some(sb) = sandbox() else { return };
+    sb.run_detached("box", &["sleep", "1000"]);
     // No terminal on our side: refused with a message, nothing run.
     let out = sb.run(&["exec", "-t", "box", "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(
-        text(&out.stderr).contains("terminal"),
-        "{}",
-        text(&out.stderr)
-    );
+    expect_code(&out, 125);
+    expect_stderr_has(&out, "terminal");
 
     let mut term = Terminal::new(25, 80);
     let mut cmd = sb.cmd();
@@ -219,15 +193,10 @@ fn exec_it_on_a_terminal_and_a_clear_error_without_one() {
 
 #[test]
 fn detach_keys_leave_the_container_running() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let mut term = Terminal::new(24, 80);
-    let mut cmd = sb.cmd();
-    cmd.args(["run", "-it", "--name", "bg", "--rootfs"])
-        .arg(&sb.rootfs)
-        .args(["sh", "-c", "echo ready; while true; do sleep 0.1; done"]);
+    let script = "echo ready; while true; do sleep 0.1; done";
+    let mut cmd = sb.ctr_cmd("run", &["-it", "--name", "bg"], &["sh", "-c", script]);
     let mut child = term.spawn(&mut cmd);
     term.wait_for("ready");
     // ctrl-p ctrl-q, split over two writes.

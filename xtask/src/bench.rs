@@ -37,7 +37,8 @@ mod setup;
 pub(crate) mod sweep;
 mod table;
 
-pub(crate) use setup::{build_busybox_rootfs, cargo};
+pub(crate) use cases::{ROOTFS, RUN_RM_TRUE};
+pub(crate) use setup::{build_busybox_rootfs, cargo, run_cargo_build};
 
 use crate::containers_conf;
 use crate::deps::{self, DepsArgs};

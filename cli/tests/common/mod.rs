@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::ffi::OsStr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
+use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -70,6 +73,51 @@ impl Sandbox {
             .arg(&self.lock_name);
         c
     }
+
+    /// Runs [`Sandbox::cmd`] with `args`.
+    pub fn run<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs [`Sandbox::bare`] with `args`.
+    pub fn run_bare<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Output {
+        self.bare().args(args).output().unwrap()
+    }
+
+    /// Runs [`Sandbox::cmd`] with `args`, asserting success; returns stdout.
+    pub fn ok<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> String {
+        stdout_ok(&self.run(args))
+    }
+
+    /// Runs `rpod create --rootfs <a minimal rootfs> ARGS`.
+    pub fn run_create(&self, args: &[&str]) -> Output {
+        let rootfs = rootfs(self);
+        let mut c = self.cmd();
+        c.arg("create").arg("--rootfs").arg(&rootfs).args(args);
+        c.output().unwrap()
+    }
+
+    /// [`Sandbox::run_create`], asserting success; returns the ID.
+    pub fn create_ctr(&self, args: &[&str]) -> String {
+        stdout_ok(&self.run_create(args)).trim().to_owned()
+    }
+}
+
+/// The stdout of `out`, asserting that it succeeded (its stderr shown otherwise).
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?} (signal {:?}): {}",
+        out.status.code(),
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Asserts that `out` succeeded (its stderr shown otherwise).
+pub fn expect_ok(out: &Output) {
+    stdout_ok(out);
 }
 
 pub fn json(out: &[u8]) -> Value {

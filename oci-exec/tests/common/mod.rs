@@ -19,6 +19,17 @@ pub fn cgroup_parent(id: &str) -> String {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// `TestCtr::new(tag)`, or a return from the test when the real runtime is not here.
+#[allow(unused_macros)]
+macro_rules! test_ctr {
+    ($tag:expr) => {
+        match common::can_run() {
+            true => common::TestCtr::new($tag),
+            false => return,
+        }
+    };
+}
+
 /// Whether the real runtime tests can run here.
 pub fn can_run() -> bool {
     let ok = nix::unistd::geteuid().is_root()

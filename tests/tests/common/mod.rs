@@ -34,6 +34,27 @@ pub fn available() -> bool {
     ok
 }
 
+/// A new sandbox, or `None` (the test is then skipped) when the real components are missing.
+pub fn sandbox() -> Option<Sandbox> {
+    available().then(Sandbox::new)
+}
+
+/// Asserts that `out` succeeded, showing its stderr otherwise.
+pub fn expect_ok(out: &Output) {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Asserts that `out` exited with `code`, showing its stderr otherwise.
+pub fn expect_code(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+}
+
+/// Asserts that the stderr of `out` mentions `needle`.
+pub fn expect_stderr_has(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert!(err.contains(needle), "no {needle:?} in {err}");
+}
+
 /// Builds a busybox-static root filesystem in `dir`.
 pub fn build_rootfs(dir: &Path) {
     let bin = dir.join("bin");
@@ -167,15 +188,72 @@ impl Sandbox {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// `rpod run … --rootfs <sandbox rootfs> ARGS`.
-    pub fn run_ctr(&self, flags: &[&str], cmd: &[&str]) -> Output {
+    /// The command `rpod VERB FLAGS --rootfs <sandbox rootfs> CMD`.
+    pub fn ctr_cmd(&self, verb: &str, flags: &[&str], cmd: &[&str]) -> Command {
         let mut c = self.cmd();
-        c.arg("run")
+        c.arg(verb)
             .args(flags)
             .arg("--rootfs")
             .arg(&self.rootfs)
             .args(cmd);
-        c.output().unwrap()
+        c
+    }
+
+    /// `rpod run … --rootfs <sandbox rootfs> ARGS`.
+    pub fn run_ctr(&self, flags: &[&str], cmd: &[&str]) -> Output {
+        self.ctr_cmd("run", flags, cmd).output().unwrap()
+    }
+
+    /// [`Sandbox::run_ctr`], asserting success; returns stdout, trimmed (with `-d`: the ID).
+    pub fn run_ctr_ok(&self, flags: &[&str], cmd: &[&str]) -> String {
+        let out = self.run_ctr(flags, cmd);
+        expect_ok(&out);
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// `rpod run -d --name NAME --rootfs <sandbox rootfs> CMD`, asserting success; returns the
+    /// container's ID.
+    pub fn run_detached(&self, name: &str, cmd: &[&str]) -> String {
+        let id = self.run_ctr_ok(&["-d", "--name", name], cmd);
+        assert_eq!(id.len(), 64, "not an ID: {id:?}");
+        id
+    }
+
+    /// `rpod create FLAGS --rootfs <sandbox rootfs> CMD`, asserting success; returns the
+    /// container's ID.
+    pub fn create_ctr(&self, flags: &[&str], cmd: &[&str]) -> String {
+        let out = self.ctr_cmd("create", flags, cmd).output().unwrap();
+        expect_ok(&out);
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// Asserts that within 5 s no container is listed any more, and then that no lock is held.
+    pub fn assert_removed_soon(&self) {
+        assert!(
+            eventually(std::time::Duration::from_secs(5), || self
+                .ps_json()
+                .is_empty()),
+            "still listed: {:?}",
+            self.ps_json()
+        );
+        assert_eq!(self.held_locks(), 0);
+    }
+
+    /// Asserts that within 10 s `ps` lists `name`.
+    pub fn assert_listed_soon(&self, name: &str) {
+        assert!(
+            eventually(std::time::Duration::from_secs(10), || self
+                .ok(&["ps"])
+                .contains(name)),
+            "{name} never listed"
+        );
+    }
+
+    /// Asserts that no container and no pod is listed and no lock is held.
+    pub fn assert_empty(&self) {
+        assert!(self.ps_json().is_empty(), "{:?}", self.ps_json());
+        assert!(self.pod_ps_json().is_empty(), "{:?}", self.pod_ps_json());
+        assert_eq!(self.held_locks(), 0);
     }
 
     pub fn ps_json(&self) -> Vec<serde_json::Value> {

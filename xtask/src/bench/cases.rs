@@ -6,7 +6,18 @@
 use super::setup::PODMAN_BUSYBOX_IMAGE;
 
 /// Stands for the busybox rootfs directory in rpod argv tables.
-pub(super) const ROOTFS: &str = "{rootfs}";
+pub(crate) const ROOTFS: &str = "{rootfs}";
+
+/// `run --rm` of `true` on the busybox rootfs, with no network.
+pub(crate) const RUN_RM_TRUE: &[&str] = &[
+    "run",
+    "--rm",
+    "--network",
+    "none",
+    "--rootfs",
+    ROOTFS,
+    "true",
+];
 
 /// Peak RSS goal of the rpod state-store cases.
 pub(super) const RPOD_RSS_TARGET_MIB: f64 = 12.0;

@@ -36,14 +36,25 @@ pub(super) fn build_rpod() -> Result<PathBuf> {
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
-    eprintln!("xtask bench: $ {}", util::display_cmd(&cmd));
+    run_cargo_build(
+        cmd,
+        "xtask bench",
+        "`cargo build --release -p rpod-cli` must succeed before rpod can be benchmarked \
+         (use `--filter podman` to measure podman alone)",
+    )
+}
+
+/// Runs the `cargo build ... --message-format=json-render-diagnostics`
+/// command `cmd` (stdout piped) and returns the path of the `rpod` binary it
+/// built; `who` prefixes the messages, `hint` follows a failed build's status.
+pub(crate) fn run_cargo_build(mut cmd: Command, who: &str, hint: &str) -> Result<PathBuf> {
+    eprintln!("{who}: $ {}", util::display_cmd(&cmd));
     let out = cmd
         .output()
         .context("failed to start cargo to build rpod")?;
     if !out.status.success() {
         bail!(
-            "building the rpod CLI failed ({}): `cargo build --release -p rpod-cli` must succeed \
-             before rpod can be benchmarked (use `--filter podman` to measure podman alone)",
+            "building the rpod CLI failed ({}): {hint}",
             util::describe_status(out.status)
         );
     }
@@ -58,12 +69,12 @@ pub(super) fn build_rpod() -> Result<PathBuf> {
         if let Some(exe) = msg["executable"].as_str() {
             let exe = PathBuf::from(exe);
             if exe.file_name().is_some_and(|n| n == "rpod") {
-                eprintln!("xtask bench: rpod binary: {}", exe.display());
+                eprintln!("{who}: rpod binary: {}", exe.display());
                 return Ok(exe);
             }
         }
     }
-    bail!("`cargo build --release -p rpod-cli` produced no `rpod` binary")
+    bail!("`{}` produced no `rpod` binary", util::display_cmd(&cmd))
 }
 
 /// [`util::cargo`], honouring `CARGO_TARGET_DIR` (a relative one is taken,

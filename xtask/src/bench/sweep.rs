@@ -92,9 +92,9 @@ pub struct Process {
     pub cmdline: String,
 }
 
-/// The processes (other than this one) with `needle` in their command line.
-/// Zombies have an empty command line and are not listed.
-pub fn processes_mentioning(needle: &str) -> Vec<Process> {
+/// Every process other than this one, as its PID and arguments. Zombies
+/// have an empty command line and are not listed.
+pub fn processes() -> Vec<(u32, Vec<String>)> {
     let me = std::process::id();
     let mut found = Vec::new();
     let Ok(entries) = fs::read_dir("/proc") else {
@@ -114,16 +114,29 @@ pub fn processes_mentioning(needle: &str) -> Vec<Process> {
         let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&raw)
+        let argv: Vec<String> = String::from_utf8_lossy(&raw)
             .split('\0')
             .filter(|a| !a.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if cmdline.contains(needle) {
-            found.push(Process { pid, cmdline });
+            .map(str::to_string)
+            .collect();
+        if !argv.is_empty() {
+            found.push((pid, argv));
         }
     }
     found
+}
+
+/// The processes (other than this one) with `needle` in their command line.
+/// Zombies have an empty command line and are not listed.
+pub fn processes_mentioning(needle: &str) -> Vec<Process> {
+    processes()
+        .into_iter()
+        .map(|(pid, argv)| Process {
+            pid,
+            cmdline: argv.join(" "),
+        })
+        .filter(|p| p.cmdline.contains(needle))
+        .collect()
 }
 
 /// Waits up to `grace` for the processes mentioning `needle` (conmon, an

@@ -2,7 +2,7 @@
 //! after the rpod case it mirrors (`info`, `ps -a`, `create+rm`, pods and
 //! `run --rm`, with the conmon+runc floor next to the `run` cases).
 
-use super::cases::{Case, Relative, Run, Target, Tool, ROOTFS, RPOD_RSS_TARGET_MIB};
+use super::cases::{Case, Relative, Run, Target, Tool, ROOTFS, RPOD_RSS_TARGET_MIB, RUN_RM_TRUE};
 use super::setup::{PODMAN_BUSYBOX_IMAGE, PODMAN_PAUSE_IMAGE};
 
 /// The benchmark table, in report order: each podman case right after the
@@ -97,19 +97,7 @@ pub(super) const CASES: &[Case] = &[
         runs_containers: true,
         target: Target::Relative(RUN_TARGETS),
         rss_target_mib: Some(RPOD_RSS_TARGET_MIB),
-        ..Case::plain(
-            RPOD_RUN,
-            Tool::Rpod,
-            &[
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--rootfs",
-                ROOTFS,
-                "true",
-            ],
-        )
+        ..Case::plain(RPOD_RUN, Tool::Rpod, RUN_RM_TRUE)
     },
     Case {
         podman_containers: &["rpod-bench-run"],

@@ -101,6 +101,17 @@ pub struct Violation {
     pub detail: String,
 }
 
+impl Violation {
+    /// A `kind` violation in `phase`.
+    pub fn new(kind: Kind, phase: &'static str, detail: String) -> Self {
+        Self {
+            kind,
+            phase,
+            detail,
+        }
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.kind.name(), self.phase, self.detail)
@@ -189,13 +200,7 @@ pub fn short(id: &str) -> &str {
 /// ours is not a violation.
 pub fn check_outcome(outcome: &Outcome, phase: &'static str) -> Vec<Violation> {
     let mut found = Vec::new();
-    let mut add = |kind, detail: String| {
-        found.push(Violation {
-            kind,
-            phase,
-            detail,
-        });
-    };
+    let mut add = |kind, detail: String| found.push(Violation::new(kind, phase, detail));
     match outcome.ending {
         Ending::Hung => add(
             Kind::Hang,
@@ -236,13 +241,7 @@ pub struct Expect {
 /// The violations in `snap`, tagged with `phase`.
 pub fn evaluate(snap: &Snapshot, expect: &Expect, phase: &'static str) -> Vec<Violation> {
     let mut found = Vec::new();
-    let mut add = |kind, detail: String| {
-        found.push(Violation {
-            kind,
-            phase,
-            detail,
-        });
-    };
+    let mut add = |kind, detail: String| found.push(Violation::new(kind, phase, detail));
     for segment in &snap.segments {
         if *segment != expect.own_segment {
             add(Kind::ForeignSegment, format!("/dev/shm/{segment}"));

@@ -21,7 +21,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 
 mod damage;
 mod invariants;
@@ -267,30 +266,9 @@ fn build_rpod(release: bool) -> Result<PathBuf> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    eprintln!("xtask faults: $ {}", util::display_cmd(&cmd));
-    let out = cmd
-        .output()
-        .context("failed to start cargo to build rpod")?;
-    if !out.status.success() {
-        bail!(
-            "building the rpod CLI failed ({})",
-            util::describe_status(out.status)
-        );
-    }
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        if let Some(exe) = msg["executable"].as_str() {
-            let exe = PathBuf::from(exe);
-            if exe.file_name().is_some_and(|n| n == "rpod") {
-                eprintln!("xtask faults: rpod binary: {}", exe.display());
-                return Ok(exe);
-            }
-        }
-    }
-    bail!("`cargo build -p rpod-cli` produced no `rpod` binary")
+    crate::bench::run_cargo_build(
+        cmd,
+        "xtask faults",
+        "`cargo build -p rpod-cli` must succeed",
+    )
 }

@@ -27,39 +27,52 @@ pub fn args(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_string()).collect()
 }
 
-/// Runs a JSON query; on failure records it in `errors`.
-fn query(
-    sb: &Sandbox,
-    argv: &[&str],
-    outcomes: &mut Vec<Outcome>,
-    errors: &mut Vec<String>,
-) -> Option<Value> {
-    let outcome = match sb.rpod(&args(argv)) {
-        Ok(o) => o,
-        Err(e) => {
-            errors.push(format!("{e:#}"));
-            return None;
-        }
-    };
-    let value = if outcome.ok() {
-        match serde_json::from_str::<Value>(&outcome.stdout) {
-            Ok(v) => Some(v),
+/// The rpod queries run for one look at a sandbox: their outcomes, and
+/// what went wrong with them.
+#[derive(Default)]
+struct Queries {
+    outcomes: Vec<Outcome>,
+    errors: Vec<String>,
+}
+
+impl Queries {
+    /// Runs a JSON query; on failure records it in `errors`.
+    fn run(&mut self, sb: &Sandbox, argv: &[&str]) -> Option<Value> {
+        let outcome = match sb.rpod(&args(argv)) {
+            Ok(o) => o,
             Err(e) => {
-                errors.push(format!("`{}`: bad JSON: {e}", outcome.line));
-                None
+                self.errors.push(format!("{e:#}"));
+                return None;
             }
-        }
-    } else {
-        errors.push(format!(
-            "`{}` ({}): {}",
-            outcome.line,
-            outcome.ending.short(),
-            outcome.first_err_line()
-        ));
-        None
-    };
-    outcomes.push(outcome);
-    value
+        };
+        let value = if outcome.ok() {
+            match serde_json::from_str::<Value>(&outcome.stdout) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.errors
+                        .push(format!("`{}`: bad JSON: {e}", outcome.line));
+                    None
+                }
+            }
+        } else {
+            self.errors.push(format!(
+                "`{}` ({}): {}",
+                outcome.line,
+                outcome.ending.short(),
+                outcome.first_err_line()
+            ));
+            None
+        };
+        self.outcomes.push(outcome);
+        value
+    }
+
+    /// `ps -a` and `pod ps`, as JSON.
+    fn records(&mut self, sb: &Sandbox) -> (Option<Value>, Option<Value>) {
+        let ctrs = self.run(sb, &["ps", "-a", "--format", "json"]);
+        let pods = self.run(sb, &["pod", "ps", "--format", "json"]);
+        (ctrs, pods)
+    }
 }
 
 fn str_of(v: &Value, key: &str) -> String {
@@ -98,22 +111,10 @@ pub fn parse_pods(v: &Value) -> Vec<PodRecord> {
 
 /// The records only (for the retry's target-state checks).
 pub fn records(sb: &Sandbox) -> Result<(Vec<CtrRecord>, Vec<PodRecord>), String> {
-    let (mut outcomes, mut errors) = (Vec::new(), Vec::new());
-    let ctrs = query(
-        sb,
-        &["ps", "-a", "--format", "json"],
-        &mut outcomes,
-        &mut errors,
-    );
-    let pods = query(
-        sb,
-        &["pod", "ps", "--format", "json"],
-        &mut outcomes,
-        &mut errors,
-    );
-    match (ctrs, pods) {
+    let mut q = Queries::default();
+    match q.records(sb) {
         (Some(c), Some(p)) => Ok((parse_containers(&c), parse_pods(&p))),
-        _ => Err(errors.join("; ")),
+        _ => Err(q.errors.join("; ")),
     }
 }
 
@@ -124,35 +125,10 @@ struct Proc {
 }
 
 fn processes() -> Vec<Proc> {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let argv: Vec<String> = String::from_utf8_lossy(&raw)
-            .split('\0')
-            .filter(|a| !a.is_empty())
-            .map(str::to_string)
-            .collect();
-        if !argv.is_empty() {
-            found.push(Proc { pid, argv });
-        }
-    }
-    found
+    sweep::processes()
+        .into_iter()
+        .map(|(pid, argv)| Proc { pid, argv })
+        .collect()
 }
 
 fn basename(arg: &str) -> &str {
@@ -210,26 +186,9 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
 /// A snapshot of `sb` and the outcomes of the rpod queries it ran.
 pub fn snapshot(sb: &Sandbox, round_prefix: &str) -> (Snapshot, Vec<Outcome>) {
     let mut snap = Snapshot::default();
-    let mut outcomes = Vec::new();
-    let mut errors = Vec::new();
-    let ctrs = query(
-        sb,
-        &["ps", "-a", "--format", "json"],
-        &mut outcomes,
-        &mut errors,
-    );
-    let pods = query(
-        sb,
-        &["pod", "ps", "--format", "json"],
-        &mut outcomes,
-        &mut errors,
-    );
-    let locks = query(
-        sb,
-        &["system", "locks", "--format", "json"],
-        &mut outcomes,
-        &mut errors,
-    );
+    let mut q = Queries::default();
+    let (ctrs, pods) = q.records(sb);
+    let locks = q.run(sb, &["system", "locks", "--format", "json"]);
     if let Some(v) = &ctrs {
         snap.containers = parse_containers(v);
     }
@@ -238,10 +197,12 @@ pub fn snapshot(sb: &Sandbox, round_prefix: &str) -> (Snapshot, Vec<Outcome>) {
     }
     match locks.as_ref().map(|v| v["held"].as_u64()) {
         Some(Some(held)) => snap.locks_held = held,
-        Some(None) => errors.push("`rpod system locks --format json` has no `held`".into()),
+        Some(None) => q
+            .errors
+            .push("`rpod system locks --format json` has no `held`".into()),
         None => {}
     }
-    snap.query_errors = errors;
+    snap.query_errors = q.errors;
 
     let needle = sb.dir.display().to_string();
     for p in processes() {
@@ -297,7 +258,7 @@ pub fn snapshot(sb: &Sandbox, round_prefix: &str) -> (Snapshot, Vec<Outcome>) {
         );
     }
     snap.segments.sort();
-    (snap, outcomes)
+    (snap, q.outcomes)
 }
 
 /// Waits for the sandbox to settle (exit commands done, transient

@@ -150,11 +150,10 @@ impl Sandbox {
 
     /// The segment rpod would use for this tmp dir had `--lock-name` been
     /// lost on the way (e.g. in an exit command): `/rpod_lock_<fnv1a-64 of
-    /// the tmp dir>` (see rpod-lock's `default_segment_name`).
+    /// the tmp dir>`, as rpod-lock's `default_segment_name` makes it.
     pub fn default_segment(&self) -> PathBuf {
-        let normalised: PathBuf = self.tmp().components().collect();
-        let hash = fnv1a_64(normalised.as_os_str().as_encoded_bytes());
-        Path::new(DEV_SHM).join(format!("rpod_lock_{hash:016x}"))
+        let name = rpod_lock::default_segment_name(&self.tmp(), false, None);
+        PathBuf::from(rpod_lock::segment_path(&name))
     }
 
     /// `rpod <isolation flags> args...` as a command.
@@ -329,26 +328,5 @@ fn kill_until_gone(find: impl Fn() -> Vec<u32>) {
             }
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// FNV-1a, 64 bits: the hash rpod-lock names default segments with.
-pub fn fnv1a_64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv_matches_reference() {
-        // Reference values of FNV-1a 64.
-        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -11,13 +11,11 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::invariants::{check_outcome, short, CtrRecord, Kind, PodRecord, Violation};
-use super::killer::{self, Ending};
+use super::killer::{self, Ending, Outcome};
 use super::observe::{self, args};
 use super::sandbox::{self, Round, Sandbox};
 use super::schedule::{KillMode, TrialPlan};
-
-/// Stands for the round's rootfs in argument lists.
-const ROOTFS: &str = "{rootfs}";
+use crate::bench::{ROOTFS, RUN_RM_TRUE};
 
 /// What the world must look like after the verb for a refused retry to be
 /// fine (e.g. `pause` of a container the killed `pause` did pause).
@@ -54,159 +52,76 @@ pub struct Verb {
     pub target: Target,
 }
 
-// Long-running containers run `sh -c "trap 'exit 0' TERM; sleep 1000 &
-// wait"`: they exit on SIGTERM at once (a plain `sleep` as PID 1 ignores
-// it, and every stop and `rm -f` would wait for the stop timeout).
+/// Stands for the options and command of a long-running container on the
+/// round's rootfs: `--rootfs <rootfs> sh -c "trap 'exit 0' TERM; sleep 1000
+/// & wait"`. It exits on SIGTERM at once (a plain `sleep` as PID 1 ignores
+/// it, and every stop and `rm -f` would wait for the stop timeout).
+const SLEEPER: &str = "{sleeper}";
 
 /// `create` container `t`.
-const CREATE_T: &[&str] = &[
-    "create",
-    "--network",
-    "none",
-    "--name",
-    "t",
-    "--rootfs",
-    ROOTFS,
-    "sh",
-    "-c",
-    "trap 'exit 0' TERM; sleep 1000 & wait",
-];
+const CREATE_T: &[&str] = &["create", "--network", "none", "--name", "t", SLEEPER];
 /// `run -d` container `t`.
-const RUN_T: &[&str] = &[
-    "run",
-    "-d",
-    "--network",
-    "none",
-    "--name",
-    "t",
-    "--rootfs",
-    ROOTFS,
-    "sh",
-    "-c",
-    "trap 'exit 0' TERM; sleep 1000 & wait",
-];
+const RUN_T: &[&str] = &["run", "-d", "--network", "none", "--name", "t", SLEEPER];
 /// `pod create` pod `p`.
 const POD_P: &[&str] = &["pod", "create", "--name", "p"];
 /// `create` container `m` in pod `p`.
-const MEMBER_M: &[&str] = &[
-    "create",
-    "--pod",
-    "p",
-    "--name",
-    "m",
-    "--rootfs",
-    ROOTFS,
-    "sh",
-    "-c",
-    "trap 'exit 0' TERM; sleep 1000 & wait",
-];
+const MEMBER_M: &[&str] = &["create", "--pod", "p", "--name", "m", SLEEPER];
 /// `pod start` pod `p`.
 const POD_START: &[&str] = &["pod", "start", "p"];
 /// The states of a container that is not running.
 const NOT_RUNNING: &[&str] = &["exited", "stopped", "configured", "created"];
 
-/// Every verb, in report order.
+/// A [`Verb`] (in a table, one a line).
+const fn verb(
+    name: &'static str,
+    fixture: &'static [&'static [&'static str]],
+    command: &'static [&'static str],
+    target: Target,
+) -> Verb {
+    Verb {
+        name,
+        fixture,
+        command,
+        target,
+    }
+}
+
+/// Target: container `t` is paused.
+const PAUSED: Target = Target::CtrState(&["paused"]);
+/// `pause` container `t`.
+const PAUSE_T: &[&str] = &["pause", "t"];
+/// `pod stop` pod `p`.
+const POD_STOP: &[&str] = &["pod", "stop", "-t", "2", "p"];
+/// `pod rm -f` pod `p`.
+const POD_RM_F: &[&str] = &["pod", "rm", "-f", "p"];
+/// Target: container `t` runs.
+const T_RUNNING: Target = Target::CtrState(&["running"]);
+/// Target: container `t` does not run.
+const T_STOPPED: Target = Target::CtrState(NOT_RUNNING);
+/// The fixture of the pod verbs: pod `p` with member `m`.
+const POD_PM: &[&[&str]] = &[POD_P, MEMBER_M];
+/// The same, started.
+const POD_PM_STARTED: &[&[&str]] = &[POD_P, MEMBER_M, POD_START];
+
+/// Every verb, in report order. A refused `run -d` retry ("name in use")
+/// is fine: the orphan checks tell whether what the killed run left is
+/// consistent.
 pub const VERBS: &[Verb] = &[
-    Verb {
-        name: "create",
-        fixture: &[],
-        command: CREATE_T,
-        target: Target::CtrExists,
-    },
-    Verb {
-        name: "start",
-        fixture: &[CREATE_T],
-        command: &["start", "t"],
-        target: Target::CtrState(&["running"]),
-    },
-    Verb {
-        name: "run-d",
-        fixture: &[],
-        command: RUN_T,
-        // A refused retry ("name in use") is fine: the orphan checks tell
-        // whether what the killed run left is consistent.
-        target: Target::CtrExists,
-    },
-    Verb {
-        name: "run-rm",
-        fixture: &[],
-        command: &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--rootfs",
-            ROOTFS,
-            "true",
-        ],
-        target: Target::None,
-    },
-    Verb {
-        name: "stop",
-        fixture: &[RUN_T],
-        command: &["stop", "-t", "2", "t"],
-        target: Target::CtrState(NOT_RUNNING),
-    },
-    Verb {
-        name: "kill",
-        fixture: &[RUN_T],
-        command: &["kill", "t"],
-        target: Target::CtrState(NOT_RUNNING),
-    },
-    Verb {
-        name: "restart",
-        fixture: &[RUN_T],
-        command: &["restart", "t"],
-        target: Target::CtrState(&["running"]),
-    },
-    Verb {
-        name: "rm-f",
-        fixture: &[RUN_T],
-        command: &["rm", "-f", "t"],
-        target: Target::CtrGone,
-    },
-    Verb {
-        name: "pause",
-        fixture: &[RUN_T],
-        command: &["pause", "t"],
-        target: Target::CtrState(&["paused"]),
-    },
-    Verb {
-        name: "unpause",
-        fixture: &[RUN_T, &["pause", "t"]],
-        command: &["unpause", "t"],
-        target: Target::CtrState(&["running"]),
-    },
-    Verb {
-        name: "pod-create",
-        fixture: &[],
-        command: POD_P,
-        target: Target::PodExists,
-    },
-    Verb {
-        name: "pod-start",
-        fixture: &[POD_P, MEMBER_M],
-        command: POD_START,
-        target: Target::PodRunning,
-    },
-    Verb {
-        name: "pod-stop",
-        fixture: &[POD_P, MEMBER_M, POD_START],
-        command: &["pod", "stop", "-t", "2", "p"],
-        target: Target::PodStopped,
-    },
-    Verb {
-        name: "pod-rm-f",
-        fixture: &[POD_P, MEMBER_M, POD_START],
-        command: &["pod", "rm", "-f", "p"],
-        target: Target::PodGone,
-    },
-    Verb {
-        name: "exec",
-        fixture: &[RUN_T],
-        command: &["exec", "t", "true"],
-        target: Target::None,
-    },
+    verb("create", &[], CREATE_T, Target::CtrExists),
+    verb("start", &[CREATE_T], &["start", "t"], T_RUNNING),
+    verb("run-d", &[], RUN_T, Target::CtrExists),
+    verb("run-rm", &[], RUN_RM_TRUE, Target::None),
+    verb("stop", &[RUN_T], &["stop", "-t", "2", "t"], T_STOPPED),
+    verb("kill", &[RUN_T], &["kill", "t"], T_STOPPED),
+    verb("restart", &[RUN_T], &["restart", "t"], T_RUNNING),
+    verb("rm-f", &[RUN_T], &["rm", "-f", "t"], Target::CtrGone),
+    verb("pause", &[RUN_T], &["pause", "t"], PAUSED),
+    verb("unpause", &[RUN_T, PAUSE_T], &["unpause", "t"], T_RUNNING),
+    verb("pod-create", &[], POD_P, Target::PodExists),
+    verb("pod-start", POD_PM, POD_START, Target::PodRunning),
+    verb("pod-stop", POD_PM_STARTED, POD_STOP, Target::PodStopped),
+    verb("pod-rm-f", POD_PM_STARTED, POD_RM_F, Target::PodGone),
+    verb("exec", &[RUN_T], &["exec", "t", "true"], Target::None),
 ];
 
 /// The verbs named in `list` (comma-separated; `run -d` = `run-d`), or all.
@@ -232,16 +147,22 @@ pub fn select(list: Option<&str>) -> Result<Vec<Verb>, String> {
 impl Verb {
     fn argv(&self, sb: &Sandbox, words: &[&str]) -> Vec<String> {
         let rootfs = sb.rootfs.display().to_string();
-        words
-            .iter()
-            .map(|w| {
-                if *w == ROOTFS {
-                    rootfs.clone()
-                } else {
-                    (*w).to_string()
-                }
-            })
-            .collect()
+        let sleeper = [
+            "--rootfs",
+            &rootfs,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; sleep 1000 & wait",
+        ];
+        let mut argv = Vec::new();
+        for word in words {
+            match *word {
+                SLEEPER => argv.extend(sleeper.map(str::to_string)),
+                ROOTFS => argv.push(rootfs.clone()),
+                w => argv.push(w.to_string()),
+            }
+        }
+        argv
     }
 
     /// Whether the records show the verb's target state.
@@ -286,6 +207,12 @@ pub struct TrialResult {
     pub violations: Vec<Violation>,
 }
 
+/// A `kind` violation in `phase`: the command `what` (`o`) failed.
+fn failed(kind: Kind, phase: &'static str, what: &str, o: &Outcome) -> Violation {
+    let detail = format!("`{what}` ({}): {}", o.ending.short(), o.first_err_line());
+    Violation::new(kind, phase, detail)
+}
+
 /// Runs one trial of `verb` in a fresh sandbox `tag`; `kill` is the delay
 /// and mode (`None`: a calibration run, not killed).
 pub fn run_trial(
@@ -311,16 +238,7 @@ pub fn run_trial(
         let o = sb.rpod(&verb.argv(&sb, step))?;
         v.extend(check_outcome(&o, "setup"));
         if !o.ok() {
-            v.push(Violation {
-                kind: Kind::SetupFailed,
-                phase: "setup",
-                detail: format!(
-                    "`{}` ({}): {}",
-                    o.line,
-                    o.ending.short(),
-                    o.first_err_line()
-                ),
-            });
+            v.push(failed(Kind::SetupFailed, "setup", &o.line, &o));
             return Ok(result);
         }
     }
@@ -335,16 +253,9 @@ pub fn run_trial(
     result.elapsed = o.elapsed;
     v.extend(check_outcome(&o, "verb"));
     if kill.is_none() && !o.ok() {
-        v.push(Violation {
-            kind: Kind::SetupFailed,
-            phase: "verb",
-            detail: format!(
-                "unkilled `{}` ({}): {}",
-                o.line,
-                o.ending.short(),
-                o.first_err_line()
-            ),
-        });
+        let mut unkilled = failed(Kind::SetupFailed, "verb", &o.line, &o);
+        unkilled.detail.insert_str(0, "unkilled ");
+        v.push(unkilled);
     }
 
     // The verb a user runs next: the same again.
@@ -356,16 +267,7 @@ pub fn run_trial(
             Err(_) => false,
         };
         if !reached {
-            v.push(Violation {
-                kind: Kind::RetryFailed,
-                phase: "next",
-                detail: format!(
-                    "`{}` ({}): {}",
-                    o.line,
-                    o.ending.short(),
-                    o.first_err_line()
-                ),
-            });
+            v.push(failed(Kind::RetryFailed, "next", &o.line, &o));
         }
     }
     v.extend(observe::check(&sb, &prefix, "after next"));
@@ -377,16 +279,12 @@ pub fn run_trial(
                 let o = sb.rpod(&args(&["pod", "rm", "-f", &pod.id]))?;
                 v.extend(check_outcome(&o, "remove"));
                 if !o.ok() {
-                    v.push(Violation {
-                        kind: Kind::RemoveFailed,
-                        phase: "remove",
-                        detail: format!(
-                            "`rpod pod rm -f {}` ({}): {}",
-                            short(&pod.id),
-                            o.ending.short(),
-                            o.first_err_line()
-                        ),
-                    });
+                    v.push(failed(
+                        Kind::RemoveFailed,
+                        "remove",
+                        &format!("rpod pod rm -f {}", short(&pod.id)),
+                        &o,
+                    ));
                 }
             }
         }
@@ -399,16 +297,7 @@ pub fn run_trial(
     let o = sb.rpod(&args(&["rm", "-f", "--all"]))?;
     v.extend(check_outcome(&o, "remove"));
     if !o.ok() {
-        v.push(Violation {
-            kind: Kind::RemoveFailed,
-            phase: "remove",
-            detail: format!(
-                "`{}` ({}): {}",
-                o.line,
-                o.ending.short(),
-                o.first_err_line()
-            ),
-        });
+        v.push(failed(Kind::RemoveFailed, "remove", &o.line, &o));
     }
     v.extend(observe::check(&sb, &prefix, "after remove"));
 
@@ -416,16 +305,7 @@ pub fn run_trial(
     let o = sb.rpod(&args(&["system", "reset", "--force"]))?;
     v.extend(check_outcome(&o, "reset"));
     if !o.ok() {
-        v.push(Violation {
-            kind: Kind::ResetFailed,
-            phase: "reset",
-            detail: format!(
-                "`{}` ({}): {}",
-                o.line,
-                o.ending.short(),
-                o.first_err_line()
-            ),
-        });
+        v.push(failed(Kind::ResetFailed, "reset", &o.line, &o));
     }
     Ok(result)
 }
