@@ -250,20 +250,10 @@ fn env_name_copies_the_callers_value_and_workdir_is_created() {
     }
 }
 
-/// Runs a detached `sleep` and returns its ID.
-fn run_sleeper(sb: &Sandbox) -> String {
-    let out = sb.run_ctr(&["-d"], &["sleep", "1000"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn reset_of_a_damaged_database_stops_the_containers_it_cannot_read() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let id = run_sleeper(&sb);
+    let Some(sb) = sandbox() else { return };
+    let id = sb.run_detached("sleeper", &["sleep", "1000"]);
     let db = sb.path("root/libpod/rpod_state.mdb");
     std::fs::OpenOptions::new()
         .write(true)
@@ -271,8 +261,7 @@ fn reset_of_a_damaged_database_stops_the_containers_it_cannot_read() {
         .unwrap()
         .set_len(1)
         .unwrap();
-    let out = sb.run(&["ps", "-a"]);
-    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    expect_code(&sb.run(&["ps", "-a"]), 125);
     sb.ok(&["system", "reset", "--force"]);
     sb.assert_container_gone(&id);
     assert!(!runc_knows(&id));
@@ -280,11 +269,8 @@ fn reset_of_a_damaged_database_stops_the_containers_it_cannot_read() {
 
 #[test]
 fn a_wiped_tmp_dir_does_not_strand_running_containers() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
-    let id = run_sleeper(&sb);
+    let Some(sb) = sandbox() else { return };
+    let id = sb.run_detached("sleeper", &["sleep", "1000"]);
     for e in std::fs::read_dir(sb.tmp.path()).unwrap().flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -325,10 +311,7 @@ impl Drop for Mounted {
 
 #[test]
 fn a_full_disk_gives_clear_errors_and_reset_still_works() {
-    if !available() {
-        return;
-    }
-    let sb = Sandbox::new();
+    let Some(sb) = sandbox() else { return };
     let root = sb.path("root");
     std::fs::create_dir_all(&root).unwrap();
     let mounted = std::process::Command::new("mount")
