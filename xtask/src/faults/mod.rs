@@ -87,7 +87,7 @@ impl FaultsArgs {
             samples: 2,
             release: false,
             damage: false,
-            report_only: true,
+            report_only: false,
             write: None,
         }
     }
