@@ -76,7 +76,7 @@ pub struct FaultsArgs {
 
 impl FaultsArgs {
     /// The short round `cargo xtask ci` runs: 30 trials, 2 calibration runs
-    /// per verb, report only (see `ci.rs`).
+    /// per verb; a violation fails (see `ci.rs`).
     pub fn ci() -> FaultsArgs {
         FaultsArgs {
             trials: 30,
