@@ -30,10 +30,14 @@ fn runtime_containers(containers_dir: &Path) -> Vec<String> {
     ids
 }
 
-/// PIDs of the processes whose command line names a path under `containers_dir` (conmon runs
-/// with `-b <bundle>`), except this process.
-fn processes_under(containers_dir: &Path) -> Vec<i32> {
-    let needle = format!("{}/", containers_dir.display());
+/// Programs whose processes may belong to a container's init: conmon and the OCI runtimes.
+/// Other processes naming a container (a waiting `rpod … cleanup <id>`, `tail -f` of its log)
+/// are left alone.
+const INIT_PROGRAMS: &[&str] = &["conmon", "runc", "crun"];
+
+/// PIDs of conmon and runtime processes (except this process) one of whose arguments
+/// `wanted` accepts.
+pub(crate) fn init_processes(wanted: impl Fn(&[u8]) -> bool) -> Vec<i32> {
     let me = std::process::id();
     let Ok(proc_dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -43,13 +47,24 @@ fn processes_under(containers_dir: &Path) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != me)
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
-                cmd.split(|b| *b == 0)
-                    .any(|arg| String::from_utf8_lossy(arg).starts_with(&needle))
-            })
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = cmd.split(|b| *b == 0);
+            let program = args
+                .next()
+                .and_then(|a| a.rsplit(|b| *b == b'/').next())
+                .unwrap_or_default();
+            INIT_PROGRAMS.iter().any(|p| program == p.as_bytes()) && args.any(&wanted)
         })
         .filter_map(|pid| i32::try_from(pid).ok())
         .collect()
+}
+
+/// conmon processes of bundles under `containers_dir` (conmon runs with `-b <bundle>`).
+fn processes_under(containers_dir: &Path) -> Vec<i32> {
+    let needle = format!("{}/", containers_dir.display());
+    init_processes(|arg| arg.starts_with(needle.as_bytes()))
 }
 
 /// Whether the OCI runtime still has state for container `id` (a `stat`, no exec).

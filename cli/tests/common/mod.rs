@@ -18,9 +18,27 @@ pub struct Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // The lock segment lives outside the temporary directory.
+        // The lock segment and the cgroup parent live outside the temporary directory.
         let _ = std::fs::remove_file(format!("/dev/shm{}", self.lock_name));
+        let rel = self.cgroup_parent();
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in rd.flatten() {
+                remove_cgroup_tree(&h.path().join(rel.trim_start_matches('/')));
+            }
+        }
     }
+}
+
+/// Removes a cgroup directory tree bottom-up (`rmdir` only: cgroup files go with their directory).
+fn remove_cgroup_tree(dir: &std::path::Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 impl Sandbox {
@@ -70,8 +88,15 @@ impl Sandbox {
             .arg("--tmpdir")
             .arg(self.path("tmp"))
             .arg("--lock-name")
-            .arg(&self.lock_name);
+            .arg(&self.lock_name)
+            .arg("--cgroup-parent")
+            .arg(self.cgroup_parent());
         c
+    }
+
+    /// This sandbox's own cgroup parent (removed when the sandbox is dropped).
+    pub fn cgroup_parent(&self) -> String {
+        self.lock_name.replace("/rpod_cli_test_", "/rpod_cli_cg_")
     }
 
     /// Runs [`Sandbox::cmd`] with `args`.

@@ -18,26 +18,10 @@ use rpod_state::ContainerRecord;
 use crate::error::RuntimeError;
 use crate::Runtime;
 
-/// PIDs of the processes whose command line names `id` (conmon, `runtime create`), except
-/// this process.
+/// PIDs of conmon and runtime processes whose command line names `id` (conmon,
+/// `runtime create`), except this process.
 fn processes_naming(id: &str) -> Vec<i32> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|cmd| {
-                    cmd.split(|b| *b == 0)
-                        .any(|arg| contains(arg, id.as_bytes()))
-                })
-                .unwrap_or(false)
-        })
-        .filter_map(|pid| i32::try_from(pid).ok())
-        .collect()
+    crate::orphans::init_processes(|arg| contains(arg, id.as_bytes()))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -89,10 +73,29 @@ impl Runtime {
         let mut failures = Vec::new();
         // conmon first (it would run the exit command and restart nothing), then an in-flight
         // create, which may still be making the runtime's container.
-        for pid in processes_naming(id) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        // Until they are gone: a create that is still running could otherwise write the
+        // runtime's state after the delete below.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = processes_naming(id);
+            if pids.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                failures.push(format!("processes naming the container are left: {pids:?}"));
+                break;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         let cgroup = self.container_cgroup(rec);
+        // What the runtime did not know of (a `runc init` whose create was cut short) dies
+        // before the delete, which then finds the container stopped or absent.
+        if let Some(cg) = &cgroup {
+            kill_cgroup(cg, Duration::from_secs(5));
+        }
         match self.oci().map(|oci| oci.delete(id, true)) {
             Ok(Ok(()) | Err(rpod_oci::OciError::NotFound { .. })) => {}
             Ok(Err(e)) => failures.push(format!("deleting it from the OCI runtime: {e}")),
@@ -103,7 +106,6 @@ impl Runtime {
                 failures.push(format!("removing conmon's files: {e}"));
             }
         }
-        // What the runtime did not know of (a `runc init` whose create was cut short).
         if let Some(cg) = &cgroup {
             if !kill_cgroup(cg, Duration::from_secs(5)) {
                 failures.push(format!("processes are left in cgroup {cg}"));
@@ -164,8 +166,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_processes_by_argument() {
-        // This test's own process is excluded; a child whose arguments name a marker is found.
+    fn finds_only_conmon_and_runtime_processes() {
+        // A shell naming the marker is not a container's init: it is left alone.
         let marker = format!("rpod-reap-test-{}", std::process::id());
         let child = std::process::Command::new("/bin/sh")
             .args(["-c", "sleep 5", &marker])
@@ -174,10 +176,8 @@ mod tests {
         let found = processes_naming(&marker);
         let _ = child.kill();
         let _ = child.wait();
-        assert!(
-            found.contains(&i32::try_from(child.id()).unwrap_or(-1)),
-            "{found:?}"
-        );
+        assert!(found.is_empty(), "{found:?}");
         assert!(!contains(b"abc", b""));
+        assert!(contains(b"--bundle=/x/abc/y", b"abc"));
     }
 }
