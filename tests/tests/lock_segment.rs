@@ -20,6 +20,14 @@ mod lock_segment {
         format!("/dev/shm{}", sb.lock_name)
     }
 
+    /// The segment's file, open for writing (to damage it).
+    fn segment_file(sb: &Sandbox) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment(sb))
+            .unwrap()
+    }
+
     /// A root with a running container, a created one and a pod: 4 objects, 4 locks.
     fn populated() -> Sandbox {
         let sb = Sandbox::new();
@@ -106,11 +114,7 @@ mod lock_segment {
             return;
         }
         let sb = populated();
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(segment(&sb))
-            .unwrap();
-        file.set_len(1000).unwrap();
+        segment_file(&sb).set_len(1000).unwrap();
         let out = sb.run(&["ps", "-a"]);
         assert_clean_failure(&sb, &out, "truncated");
         assert!(String::from_utf8_lossy(&out.stderr).contains("is 1000 bytes"));
@@ -121,11 +125,7 @@ mod lock_segment {
         // Emptied (the renumbered segment is a new file), as a creator killed before sizing it
         // leaves it: after the wait for that creator, the segment is initialised again and
         // every recorded ID reserved; reset still works.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(segment(&sb))
-            .unwrap();
-        file.set_len(0).unwrap();
+        segment_file(&sb).set_len(0).unwrap();
         let out = sb.run(&["ps", "-a"]);
         assert!(
             out.status.success(),
@@ -143,11 +143,7 @@ mod lock_segment {
             return;
         }
         let sb = populated();
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(segment(&sb))
-            .unwrap();
-        file.write_all_at(&[0xa5; 4096], 0).unwrap();
+        segment_file(&sb).write_all_at(&[0xa5; 4096], 0).unwrap();
         let out = sb.run(&["ps", "-a"]);
         assert_clean_failure(&sb, &out, "garbage");
         assert!(String::from_utf8_lossy(&out.stderr).contains("is not an rpod lock segment"));

@@ -88,11 +88,7 @@ impl Runtime {
         config.stop_timeout = spec.stop_timeout.unwrap_or(10);
         config.auto_remove = spec.auto_remove;
         config.terminal = spec.terminal;
-        config.log_path = self
-            .container_dir(&id)
-            .join("ctr.log")
-            .display()
-            .to_string();
+        config.log_path = self.container_log_path(&id);
         config.created = SystemTime::now();
         if let Some(p) = &pod {
             // Members share the infra container's namespaces, as the pod was created to.

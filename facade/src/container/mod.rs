@@ -54,6 +54,11 @@ impl Runtime {
         self.config.values.static_dir.join("containers").join(id)
     }
 
+    /// `<static_dir>/containers/<id>/ctr.log`: the container's k8s-file log.
+    pub(crate) fn container_log_path(&self, id: &str) -> String {
+        self.container_dir(id).join("ctr.log").display().to_string()
+    }
+
     /// `<run_root>/containers/<id>`: per-boot files (pid files).
     pub fn container_run_dir(&self, id: &str) -> PathBuf {
         self.config.values.run_root.join("containers").join(id)

@@ -148,11 +148,7 @@ impl Runtime {
         config.hostname = pod.config.name.clone();
         config.stop_signal = 15;
         config.stop_timeout = 10;
-        config.log_path = self
-            .container_dir(&id)
-            .join("ctr.log")
-            .display()
-            .to_string();
+        config.log_path = self.container_log_path(&id);
         config.created = SystemTime::now();
         let lock = self.locks.allocate()?;
         config.lock_id = lock.id();
