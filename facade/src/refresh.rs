@@ -55,9 +55,11 @@ impl Runtime {
 
     fn refresh_all(&self, reserve_locks: bool) -> Result<(), RuntimeError> {
         // What a reboot does not release (IP leases, result caches, mounts that outlive the
-        // boot) goes through the seams before the per-boot state is forgotten.
-        for c in self.state.all_containers()? {
-            self.release_after_reboot(&c);
+        // boot) goes through the seams before the per-boot state is forgotten. The records are
+        // read once: refresh changes their state, not their IDs or lock IDs.
+        let containers = self.state.all_containers()?;
+        for c in &containers {
+            self.release_after_reboot(c);
         }
         self.state.refresh()?;
         // Lock allocations are per boot like everything in the tmp dir: whatever the table
@@ -73,7 +75,7 @@ impl Runtime {
             Ok(())
         };
         let exits = self.exits_dir();
-        for c in self.state.all_containers()? {
+        for c in &containers {
             let id = &c.config.id;
             reserve(c.config.lock_id, format!("container {id}"))?;
             // Per-boot files: conmon's, the pid files, the exit file (kept as <id>-old).
