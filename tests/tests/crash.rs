@@ -341,7 +341,12 @@ fn a_full_disk_gives_clear_errors_and_reset_still_works() {
     let out = last.expect("the 600 KiB static dir never filled up");
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "{err}");
-    assert!(err.contains("No space left on device"), "{err}");
+    // The kernel reports a full tmpfs to LMDB's commit as ENOSPC, or as EIO when the write went
+    // through the map: either way the error says what failed and where.
+    assert!(
+        err.contains("No space left on device") || err.contains("Input/output error"),
+        "{err}"
+    );
     assert!(err.contains(&root.display().to_string()), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     // Listing still works, and a start (a state write, a bundle, a spec) on the full disk fails
