@@ -50,10 +50,10 @@ impl Runtime {
                 released.push(format!("releasing the root filesystem: {e}"));
             }
         }
+        // A Created record must not outlive its runtime container (a start would then skip
+        // the create), so it is saved even before a removal.
+        let save = save || rec.state.status == ContainerStatus::Created;
         if initialised {
-            // A Created record must not outlive its runtime container (a start would then
-            // skip the create), so it is saved even before a removal.
-            let save = save || rec.state.status == ContainerStatus::Created;
             if rec.state.status == ContainerStatus::Created && rec.state.finished.is_none() {
                 rec.state.finished = Some(SystemTime::now());
             }
@@ -62,19 +62,13 @@ impl Runtime {
             rec.state.conmon_pid = 0;
             // Exec'd processes died with the container's PID namespace.
             rec.state.exec_sessions.clear();
-            if released.is_empty() {
-                rec.state.netns_path.clear();
-                rec.state.network_results.clear();
-            }
-            if save {
-                self.state.save_container(&id, &rec.state)?;
-            }
-        } else if recorded_network && released.is_empty() {
+        }
+        if released.is_empty() {
             rec.state.netns_path.clear();
             rec.state.network_results.clear();
-            if save {
-                self.state.save_container(&id, &rec.state)?;
-            }
+        }
+        if save && (initialised || recorded_network) {
+            self.state.save_container(&id, &rec.state)?;
         }
         let _ = std::fs::remove_dir_all(self.container_run_dir(&id));
         if released.is_empty() {

@@ -246,9 +246,7 @@ impl Runtime {
     /// cleaned up, and recorded as exited with code -1.
     fn start_failed(&self, rec: &mut ContainerRecord, error: RuntimeError) -> RuntimeError {
         let id = rec.config.id.clone();
-        if let Ok(oci) = self.oci() {
-            let _ = oci.delete(&id, true);
-        }
+        // Cleanup of a stopped container deletes it from the runtime.
         rec.state.status = ContainerStatus::Stopped;
         let mut failures = Vec::new();
         if let Err(e) = self.cleanup_locked(rec, false) {
