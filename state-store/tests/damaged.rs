@@ -316,3 +316,21 @@ fn truncation_after_open_is_caught_by_the_next_open() {
     // `s` is not used again: its map now reaches beyond the end of the file (the documented residual race).
     drop(s);
 }
+
+#[test]
+fn a_creation_cut_short_is_created_again() {
+    // LMDB writes both initial meta pages (transaction 0) when it creates the file; a process
+    // killed in that write leaves only the first. Such a file holds no data, so it is replaced
+    // by a new database instead of being refused until a reset.
+    let (dir, file) = populated();
+    let (psize, _) = meta(&file);
+    let mut first = std::fs::read(&file).unwrap()[..psize as usize].to_vec();
+    first[136..144].copy_from_slice(&1u64.to_ne_bytes()); // last page: the second meta page
+    first[144..152].copy_from_slice(&0u64.to_ne_bytes()); // transaction 0
+    std::fs::write(&file, &first).unwrap();
+    assert_eq!(probe(dir.path()), Ok(0));
+    // A real database cut to its first page (a later transaction in that meta) is still refused.
+    let (dir, file) = populated();
+    truncate(&file, psize);
+    expect_damaged(dir.path(), &file, "the file is truncated");
+}

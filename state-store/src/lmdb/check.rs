@@ -78,7 +78,13 @@ enum Damage {
     /// Zero bytes.
     Empty,
     /// Too short for the two meta pages (`need` bytes, when the page size is known).
-    ShortMeta { len: u64, need: Option<u64> },
+    ShortMeta {
+        len: u64,
+        need: Option<u64>,
+        /// Its first meta page is LMDB's initial one (transaction 0, nothing beyond the metas):
+        /// a creation cut short, which holds no data.
+        unfinished: bool,
+    },
     /// Anything else, as a reason.
     Other(String),
     /// Pages in use lie beyond the end of the file.
@@ -103,7 +109,7 @@ impl Damage {
             Damage::Empty => {
                 "it is empty (0 bytes); only a missing file starts a new database".to_string()
             }
-            Damage::ShortMeta { len, need } => format!(
+            Damage::ShortMeta { len, need, .. } => format!(
                 "it is {}, shorter than LMDB's two meta pages{}: the file is truncated",
                 bytes(len),
                 need.map(|n| format!(" ({n} bytes)")).unwrap_or_default()
@@ -161,6 +167,22 @@ pub(super) fn check_file(path: &Path, may_wait: bool) -> Result<()> {
             }
             // Nobody holds the lock now; a creator may have finished in the meantime.
             if matches!(inspect(path), Ok(None)) {
+                return Ok(());
+            }
+        }
+        if let Damage::ShortMeta {
+            unfinished: true, ..
+        } = damage
+        {
+            // LMDB writes both initial meta pages when it creates the file; a file that has only
+            // the first, still at transaction 0, is a creation that was killed: it holds no data
+            // (records live after the meta pages), so it is removed and created again.
+            if lock_holder(path).is_none() {
+                tracing::warn!(path = %path.display(), "the state database's creation was cut short; creating it again");
+                let _ = std::fs::remove_file(path);
+                let mut lock = path.as_os_str().to_owned();
+                lock.push("-lock");
+                let _ = std::fs::remove_file(lock);
                 return Ok(());
             }
         }
@@ -252,13 +274,18 @@ fn read_meta(file: &File) -> std::result::Result<Meta, Damage> {
             if let Some(magic) = u32_at(&prefix, 16).filter(|m| *m != MAGIC) {
                 return Err(not_lmdb(magic));
             }
-            return Err(Damage::ShortMeta { len, need: None });
+            return Err(Damage::ShortMeta {
+                len,
+                need: None,
+                unfinished: false,
+            });
         }
     };
     let m0 = parse_meta(&first, "first")?;
     let second = read_exact_at(file, m0.page_size, META_BUF)?.ok_or(Damage::ShortMeta {
         len,
         need: Some(2 * m0.page_size),
+        unfinished: m0.txnid == 0 && m0.last_page <= 1,
     })?;
     let m1 = parse_meta(&second, "second")?;
     Ok(if m1.txnid > m0.txnid { m1 } else { m0 })
