@@ -172,10 +172,31 @@ declare_keys! {
         rootless: inherit,
     } = strings(&["/usr/libexec/cni", "/usr/lib/cni", "/usr/local/lib/cni", "/opt/cni/bin"]);
 
-    /// Name of the default CNI network.
+    /// Name of the default CNI network. rpod's own (`rpod`), so that rpod and podman (whose
+    /// default network is `podman` on `cni-podman0`, 10.88.0.0/16) coexist on one host.
     cni_default_network: String {
         network: default_network,
-    } = "podman".to_owned();
+    } = "rpod".to_owned();
+
+    /// Subnet of the default network when rpod writes its configuration (on first use, when
+    /// `cni_config_dir` has no configuration for `cni_default_network`).
+    default_subnet: String {
+        network: default_subnet,
+    } = "10.77.0.0/16".to_owned();
+
+    /// Bridge of the default network when rpod writes its configuration.
+    default_bridge: String {} = "rpod0".to_owned();
+
+    /// Where the `host-local` IPAM plugin keeps its leases for the networks rpod writes
+    /// (the conflists' `dataDir`; one directory per network below it).
+    ipam_data_dir: String {} = "/var/lib/cni/networks".to_owned();
+
+    /// rpod's own firewall backend, run after each CNI ADD and before each DEL: `none` (the
+    /// default: the CNI `firewall` plugin in the conflist does the work, as in libpod 1.6+) or
+    /// `iptables` (libpod 1.0–1.5's CNI-FORWARD rules).
+    firewall_driver: String {
+        network: firewall_driver,
+    } = "none".to_owned();
 
     /// Path of slirp4netns; empty means look it up on `$PATH`.
     network_cmd_path: String {} = String::new();

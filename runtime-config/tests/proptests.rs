@@ -78,7 +78,8 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
         btree_map(any_string(), strings(), 0..4),
         any_string(),
     );
-    (a, b, c).prop_map(
+    let d = (any_string(), any_string(), any_string(), any_string());
+    (a, b, c, d).prop_map(
         |(
             (
                 runtime,
@@ -109,6 +110,7 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
                 infra_command,
             ),
             (label, num_locks, lock_name, state_backend, runtimes, cgroup_parent),
+            (default_subnet, default_bridge, ipam_data_dir, firewall_driver),
         )| RuntimeConfig {
             runtime,
             runtime_path,
@@ -129,6 +131,10 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
             cni_config_dir,
             cni_plugin_dir,
             cni_default_network,
+            default_subnet,
+            default_bridge,
+            ipam_data_dir,
+            firewall_driver,
             network_cmd_path,
             enable_port_reservation,
             namespace,
