@@ -198,6 +198,14 @@ declare_keys! {
         network: firewall_driver,
     } = "none".to_owned();
 
+    /// The network mode of containers and pods created without `--network` (containers.conf's
+    /// `netns`): `bridge` (the default network, as podman does for root), `none` or `host`.
+    netns: String {
+        flag: "netns" "MODE",
+        set: netns(impl Into<String>),
+        help: "Network mode of containers and pods created without --network: bridge, none or host.",
+    } = "bridge".to_owned();
+
     /// Path of slirp4netns; empty means look it up on `$PATH`.
     network_cmd_path: String {} = String::new();
 

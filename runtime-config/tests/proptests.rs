@@ -78,7 +78,13 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
         btree_map(any_string(), strings(), 0..4),
         any_string(),
     );
-    let d = (any_string(), any_string(), any_string(), any_string());
+    let d = (
+        any_string(),
+        any_string(),
+        any_string(),
+        any_string(),
+        any_string(),
+    );
     (a, b, c, d).prop_map(
         |(
             (
@@ -110,7 +116,7 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
                 infra_command,
             ),
             (label, num_locks, lock_name, state_backend, runtimes, cgroup_parent),
-            (default_subnet, default_bridge, ipam_data_dir, firewall_driver),
+            (default_subnet, default_bridge, ipam_data_dir, firewall_driver, netns),
         )| RuntimeConfig {
             runtime,
             runtime_path,
@@ -135,6 +141,7 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
             default_bridge,
             ipam_data_dir,
             firewall_driver,
+            netns,
             network_cmd_path,
             enable_port_reservation,
             namespace,

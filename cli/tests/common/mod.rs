@@ -90,7 +90,10 @@ impl Sandbox {
             .arg("--lock-name")
             .arg(&self.lock_name)
             .arg("--cgroup-parent")
-            .arg(self.cgroup_parent());
+            .arg(self.cgroup_parent())
+            // No network (the default, bridge, would make rpod's default network on the host).
+            .args(["--netns", "none", "--cni-config-dir"])
+            .arg(self.path("cni"));
         c
     }
 

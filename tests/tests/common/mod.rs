@@ -137,7 +137,11 @@ impl Sandbox {
             .arg("--runtime")
             .arg("runc")
             .arg("--cgroup-parent")
-            .arg(self.cgroup_parent());
+            .arg(self.cgroup_parent())
+            // No network unless a test asks for one (with its own CNI config dir, bridge and
+            // subnet): the default, bridge, would make rpod's default network on the host.
+            .args(["--netns", "none", "--cni-config-dir"])
+            .arg(self.path("cni"));
         c
     }
 

@@ -96,6 +96,10 @@ impl RpodRoot {
             base.push(dir.join(sub).display().to_string());
         }
         base.extend(["--lock-name".to_string(), lock_name]);
+        // The cases without a network measure what they did before networking existed; the
+        // network cases pass `--network` themselves.
+        base.extend(["--netns", "none", "--cni-config-dir"].map(String::from));
+        base.push(dir.join("cni").display().to_string());
         let mut prefix = base.clone();
         prefix.extend(extra.iter().cloned());
         Ok(RpodRoot {

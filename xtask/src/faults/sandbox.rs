@@ -175,6 +175,8 @@ impl Sandbox {
             .args(["--runtime", RUNC, "--cgroup-manager", "cgroupfs"])
             .arg("--cgroup-parent")
             .arg(format!("/{}", self.cgroup_rel))
+            .args(["--netns", "none", "--cni-config-dir"])
+            .arg(self.dir.join("cni"))
             .args(args);
         cmd
     }
