@@ -4,9 +4,10 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -24,8 +25,12 @@ pub const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 /// Default conmon path.
 pub const DEFAULT_CONMON_PATH: &str = "/usr/bin/conmon";
 
+/// The fd number conmon receives the first of [`CreateOptions::extra_fds`] at (after the sync
+/// pipe at 3 and the start pipe at 4).
+pub const FIRST_EXTRA_FD: RawFd = 5;
+
 /// Per-container parameters for [`OciRuntime::create`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CreateOptions {
     /// Container ID.
     pub id: String,
@@ -47,7 +52,38 @@ pub struct CreateOptions {
     /// The process has a terminal (`process.terminal` in the spec): conmon `-t` (which then
     /// also carries stdin), instead of `-i`.
     pub terminal: bool,
+    /// Descriptors conmon inherits and holds while the container lives, e.g. the sockets of
+    /// reserved host ports (libpod's port reservation). They land in conmon at
+    /// [`FIRST_EXTRA_FD`], `FIRST_EXTRA_FD + 1`, ... without close-on-exec; libpod passes them
+    /// as `ExtraFiles` with no flag naming them, and conmon closes every fd >= 3 after writing
+    /// the exit file, which releases them. The caller keeps its own references (and may drop
+    /// them once [`OciRuntime::create`] returned).
+    pub extra_fds: Vec<Arc<OwnedFd>>,
 }
+
+impl PartialEq for CreateOptions {
+    /// Equal when every field is; extra descriptors compare by identity (the same open
+    /// descriptor), since two descriptors have no other meaningful equality.
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.name == other.name
+            && self.bundle == other.bundle
+            && self.pid_file == other.pid_file
+            && self.conmon_pid_file == other.conmon_pid_file
+            && self.log_path == other.log_path
+            && self.exit_command == other.exit_command
+            && self.stdin == other.stdin
+            && self.terminal == other.terminal
+            && self.extra_fds.len() == other.extra_fds.len()
+            && self
+                .extra_fds
+                .iter()
+                .zip(&other.extra_fds)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
+impl Eq for CreateOptions {}
 
 impl CreateOptions {
     /// Options with default paths inside `bundle`.
@@ -63,6 +99,7 @@ impl CreateOptions {
             exit_command: Vec::new(),
             stdin: false,
             terminal: false,
+            extra_fds: Vec::new(),
         }
     }
 
@@ -195,8 +232,12 @@ impl OciRuntime {
             .map_err(|e| OciError::sys("creating sync pipe", e))?;
         let (start_r, start_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .map_err(|e| OciError::sys("creating start pipe", e))?;
-        let child_fds = ChildFds::new(&[(&sync_w, 3), (&start_r, 4)])
-            .map_err(|e| OciError::sys("duplicating pipe descriptors", e))?;
+        let mut mapping: Vec<(&OwnedFd, RawFd)> = vec![(&sync_w, 3), (&start_r, 4)];
+        for (fd, target) in opts.extra_fds.iter().zip(FIRST_EXTRA_FD..) {
+            mapping.push((fd.as_ref(), target));
+        }
+        let child_fds = ChildFds::new(&mapping)
+            .map_err(|e| OciError::sys("duplicating descriptors for conmon", e))?;
 
         // conmon's own stderr (before it daemonizes) goes to an anonymous file.
         let errfile = tempfile::tempfile()

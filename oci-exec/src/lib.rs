@@ -43,7 +43,9 @@ pub use cgroup::{
     cgroup_mode_from_mounts, cgroup_path, host_cgroup_mode, CgroupManager, CgroupMode,
     DEFAULT_CGROUPFS_PARENT, DEFAULT_SYSTEMD_PARENT,
 };
-pub use conmon::{CreateOptions, Created, DEFAULT_CONMON_PATH, DEFAULT_CREATE_TIMEOUT};
+pub use conmon::{
+    CreateOptions, Created, DEFAULT_CONMON_PATH, DEFAULT_CREATE_TIMEOUT, FIRST_EXTRA_FD,
+};
 pub use error::{OciError, Result};
 pub use exitcode::{
     exit_code_for_create_error, EXIT_COMMAND_CANNOT_INVOKE, EXIT_COMMAND_NOT_FOUND,

@@ -8,13 +8,14 @@ use std::process::Command;
 
 use nix::fcntl::{fcntl, FcntlArg};
 
-/// Lowest fd number used for the temporary duplicates, above every target.
+/// Lowest fd number used for the temporary duplicates (raised above the highest target when
+/// a target is at or above it).
 const HIGH_FD_BASE: RawFd = 64;
 
 /// File descriptors to install in a child at fixed numbers.
 ///
-/// The sources are duplicated (close-on-exec) at or above [`HIGH_FD_BASE`]
-/// so that `dup2` onto small targets can never clobber another source.
+/// The sources are duplicated (close-on-exec) at or above [`HIGH_FD_BASE`] and above every
+/// target, so that `dup2` onto the targets can never clobber another source.
 pub(crate) struct ChildFds {
     mapped: Vec<(OwnedFd, RawFd)>,
 }
@@ -23,11 +24,12 @@ impl ChildFds {
     /// Duplicate each `(fd, target)`; the originals stay owned by the caller.
     pub(crate) fn new(pairs: &[(&OwnedFd, RawFd)]) -> nix::Result<Self> {
         let mut mapped = Vec::with_capacity(pairs.len());
+        let base = pairs
+            .iter()
+            .map(|(_, target)| target.saturating_add(1))
+            .fold(HIGH_FD_BASE, RawFd::max);
         for (fd, target) in pairs {
-            let raw = fcntl(
-                fd.as_fd().as_raw_fd(),
-                FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD_BASE),
-            )?;
+            let raw = fcntl(fd.as_fd().as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(base))?;
             // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` just returned `raw` as a fresh
             // descriptor that nothing else owns, so taking ownership is sound.
             let owned = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -47,7 +49,7 @@ impl ChildFds {
         // SAFETY: the closure runs in the forked child before exec and only
         // calls dup2(2), which is async-signal-safe; it does not allocate
         // (`pairs` was built in the parent and is only iterated). Every source
-        // is >= HIGH_FD_BASE and every target is smaller, so no dup2 overwrites
+        // is above every target, so no dup2 overwrites
         // a source that is still needed. dup2 clears FD_CLOEXEC on the target.
         unsafe {
             cmd.pre_exec(move || {

@@ -171,3 +171,47 @@ fn create_timeout_kills_conmon() {
     assert!(took < Duration::from_millis(2500), "{took:?}");
     c.assert_clean();
 }
+
+#[test]
+fn extra_fds_reach_conmon_at_5_and_up() {
+    if !can_run() {
+        return;
+    }
+    let d = scripts_dir();
+    let report = d.path().join("fds");
+    // The fake conmon records what it inherited at 3..=6 (5 and 6 are not close-on-exec, or
+    // they would not have survived its exec).
+    let body = format!(
+        "for n in 3 4 5 6; do echo \"$n $(readlink /proc/$$/fd/$n)\"; done > {}\nexit 1",
+        report.display()
+    );
+    let conmon = write_script(d.path(), "fake-conmon-fds", &body);
+    let mut c = TestCtr::with_runtime("fakefds", RUNC, conmon.to_str().unwrap());
+    let a = std::sync::Arc::new(std::os::fd::OwnedFd::from(
+        std::fs::File::create(d.path().join("extra-a")).unwrap(),
+    ));
+    let b = std::sync::Arc::new(std::os::fd::OwnedFd::from(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    ));
+    let mut opts = c.opts();
+    opts.extra_fds = vec![a.clone(), b.clone()];
+    assert_eq!(opts, opts.clone());
+    rpod_oci::write_spec_for(&c.bundle, &c.spec(&["true"])).unwrap();
+    let err = c.rt.create(&opts).unwrap_err();
+    assert!(matches!(err, OciError::ConmonNoReport { .. }), "{err:?}");
+    c.conmon_pid = None;
+    let text = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("3 pipe:"), "{text}");
+    assert!(lines[1].starts_with("4 pipe:"), "{text}");
+    assert_eq!(
+        lines[2],
+        format!("5 {}", d.path().join("extra-a").display()),
+        "{text}"
+    );
+    assert!(lines[3].starts_with("6 socket:"), "{text}");
+    // The options only hold references; the caller's stay valid.
+    drop(opts);
+    assert_eq!(std::sync::Arc::strong_count(&a), 1);
+    assert_eq!(std::sync::Arc::strong_count(&b), 1);
+}
