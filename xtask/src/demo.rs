@@ -1,10 +1,17 @@
-//! `cargo xtask demo`: the README's main job. A real pod on the embedded defaults: a busybox
-//! `httpd` serving a page on the pod's 127.0.0.1:8080 in one container, fetched with `wget` from
-//! a second container of the same pod; then `pod ps`, `ps`, `logs`, and a full cleanup.
+//! `cargo xtask demo`: the README's main job. A real pod on a real CNI bridge network: a busybox
+//! `httpd` listening on the pod's port 80 in one container, the pod publishing it on
+//! `127.0.0.1:<free port>` of the host; the page is fetched with `wget` from a second container of
+//! the same pod and from the host (a plain HTTP GET); then `pod ps`, `ps`, `port`, `logs`, and a
+//! full cleanup.
 //!
-//! Everything lives in its own root, run root and tmp dir (printed), with empty configuration
-//! directories, so the demo never reads or touches a user's configuration or state.
+//! Everything lives in its own root, run root and tmp dir (printed). Its only configuration is a
+//! `libpod.conf` giving the demo its own network: CNI config dir and IPAM dir inside its temp
+//! dir, bridge `rpoddemo0`, subnet 10.81.0.0/24 (the embedded defaults otherwise), so the demo
+//! never reads or touches a user's configuration, state or networks. The cleanup (also after a
+//! failure) removes the pod, resets the state and deletes the bridge.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,6 +22,10 @@ use crate::{bench, deps, util};
 
 /// The page the web container serves.
 const PAGE: &str = "Hello from an rpod pod!\n";
+/// The demo's network (its name and its bridge's).
+const NETWORK: &str = "rpoddemo0";
+/// The demo network's subnet.
+const SUBNET: &str = "10.81.0.0/24";
 
 /// The demo's private world: directories, lock segment and cgroup parent.
 struct Demo {
@@ -63,6 +74,11 @@ impl Demo {
     fn cleanup(&self) {
         let _ = self.cmd().args(["pod", "rm", "-f", "demo"]).output();
         let _ = self.cmd().args(["system", "reset", "--force"]).output();
+        // The bridge plugin leaves the bridge (shared by a network's containers) behind.
+        let _ = Command::new("ip")
+            .args(["link", "del", NETWORK])
+            .stderr(std::process::Stdio::null())
+            .output();
         let rel = self.cgroup_parent.trim_start_matches('/');
         if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
             for e in rd.flatten() {
@@ -117,8 +133,16 @@ pub fn run() -> Result<()> {
             .prefix("rpod-demo-tmp-")
             .tempdir()?
     };
-    for d in ["etc", "share", "home"] {
+    for d in ["etc", "share", "home", "cni", "ipam"] {
         std::fs::create_dir_all(dir.path().join(d))?;
+    }
+    std::fs::write(dir.path().join("etc/libpod.conf"), libpod_conf(dir.path()))?;
+    // Checked before the guard exists: its cleanup deletes the bridge.
+    if Path::new("/sys/class/net").join(NETWORK).exists() {
+        bail!(
+            "a network interface {NETWORK} already exists (a demo still running, or a \
+             leftover: `ip link del {NETWORK}`)"
+        );
     }
     let demo = Demo {
         rpod,
@@ -133,28 +157,31 @@ pub fn run() -> Result<()> {
         demo.dir.path().join("runroot").display()
     );
     println!("    tmp dir:  {}", demo.tmp.path().display());
-    println!("    config:   none (empty configuration directories: built-in defaults)");
+    println!(
+        "    config:   {} (its own network {NETWORK}: bridge {NETWORK}, {SUBNET}; built-in defaults otherwise)",
+        demo.dir.path().join("etc/libpod.conf").display()
+    );
     let rootfs = demo.dir.path().join("rootfs");
     bench::build_busybox_rootfs(&rootfs)?;
     std::fs::write(rootfs.join("var/www/index.html"), PAGE)?;
     let r = rootfs.display().to_string();
 
-    demo.rpod(&["pod", "create", "--name", "demo"])?;
-    demo.rpod(&[
+    let port = free_port()?;
+    let publish = format!("127.0.0.1:{port}:80");
+    let pod_id = demo.rpod(&[
+        "pod",
         "create",
-        "--pod",
-        "demo",
         "--name",
-        "web",
-        "--rootfs",
-        &r,
-        "httpd",
-        "-f",
-        "-v",
+        "demo",
+        "--network",
+        "bridge",
         "-p",
-        "127.0.0.1:8080",
-        "-h",
-        "/var/www",
+        &publish,
+    ])?;
+    let infra = format!("{}-infra", pod_id.trim().get(..12).unwrap_or_default());
+    demo.rpod(&[
+        "create", "--pod", "demo", "--name", "web", "--rootfs", &r, "httpd", "-f", "-v", "-p",
+        "80", "-h", "/var/www",
     ])?;
     demo.rpod(&["pod", "start", "demo"])?;
     // httpd needs a moment to bind; retry the fetch briefly.
@@ -171,7 +198,7 @@ pub fn run() -> Result<()> {
             "-q",
             "-O",
             "-",
-            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:80/",
         ];
         match demo.rpod(&args) {
             Ok(p) => break p,
@@ -183,14 +210,79 @@ pub fn run() -> Result<()> {
         }
     };
     if page != PAGE {
-        bail!("the client got {page:?}, expected {PAGE:?}");
+        bail!("the client container got {page:?}, expected {PAGE:?}");
     }
+    println!("\n$ # from the host: GET http://127.0.0.1:{port}/ (the pod's published port)");
+    let from_host = http_get(port)?;
+    print!("{from_host}");
+    if from_host != PAGE {
+        bail!("the host got {from_host:?}, expected {PAGE:?}");
+    }
+    // The pod's ports belong to its infra container.
+    demo.rpod(&["port", &infra])?;
     demo.rpod(&["pod", "ps", "--ctr-status"])?;
     demo.rpod(&["ps", "-a"])?;
     demo.rpod(&["logs", "web"])?;
     demo.rpod(&["pod", "stop", "-t", "2", "demo"])?;
     demo.rpod(&["pod", "rm", "-f", "demo"])?;
     demo.rpod(&["system", "reset", "--force"])?;
-    println!("\n==> demo finished: the client fetched the page from the server over the pod's loopback; everything was removed");
+    println!(
+        "\n==> demo finished: a second container of the pod and the host (through the published \
+         port {port}) fetched the page; everything was removed"
+    );
     Ok(())
+}
+
+/// The demo's `libpod.conf`: its own CNI config dir, default network, bridge, subnet and IPAM
+/// dir, all under `dir` (the bridge excepted).
+fn libpod_conf(dir: &Path) -> String {
+    format!(
+        "cni_config_dir = \"{}\"\ncni_default_network = \"{NETWORK}\"\n\
+         default_bridge = \"{NETWORK}\"\ndefault_subnet = \"{SUBNET}\"\n\
+         ipam_data_dir = \"{}\"\n",
+        dir.join("cni").display(),
+        dir.join("ipam").display()
+    )
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// `GET /` on 127.0.0.1:`port` from the host, retried for a few seconds; the body of the
+/// 200 answer.
+fn http_get(port: u16) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http_get_once(port) {
+            Ok(body) => return Ok(body),
+            Err(e) if Instant::now() < deadline => {
+                println!("    (not ready yet: {e:#}; retrying)");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn http_get_once(port: u16) -> Result<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .with_context(|| format!("reading the answer from {addr}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("{addr} sent no HTTP answer: {text:?}");
+    };
+    let status = head.lines().next().unwrap_or_default();
+    if !status.starts_with("HTTP/1.") || status.split_whitespace().nth(1) != Some("200") {
+        bail!("{addr} answered {status:?}");
+    }
+    Ok(body.to_owned())
 }
