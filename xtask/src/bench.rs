@@ -30,6 +30,7 @@ mod floor;
 mod isolation;
 mod markdown;
 mod measure;
+mod network;
 mod process;
 mod report;
 mod runner;

@@ -108,6 +108,10 @@ pub(super) struct Case {
     pub(super) runs_containers: bool,
     /// Never measured (reported as n/a), with the reason.
     pub(super) not_measured: Option<&'static str>,
+    /// The case uses the bench's own CNI networks (see [`super::network`]): rpod gets
+    /// `--config` with its default network, podman's argv names its network config dir
+    /// ([`super::network::PODMAN_NET_DIR`]); their bridges are deleted after the case.
+    pub(super) network: bool,
 }
 
 impl Case {
@@ -131,6 +135,7 @@ impl Case {
             slow: false,
             runs_containers: false,
             not_measured: None,
+            network: false,
         }
     }
 

@@ -13,6 +13,7 @@ use super::cases::{Case, Tool, ROOTFS};
 use super::floor;
 use super::isolation::{podman_ctr_name, CgroupParent, PodmanObjects, RpodRoot, CGROUP_PREFIX};
 use super::measure::measure;
+use super::network::{podman_net_dir, BenchNetworks, PODMAN_NET_DIR};
 use super::process::{command, run_capturing};
 use super::report::Row;
 use super::setup::PODMAN_BUSYBOX_IMAGE;
@@ -76,9 +77,19 @@ pub(super) fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> 
     let mut rpod_root = None;
     let mut podman_objects = None;
     let mut floor = None;
+    let mut networks = None;
+    let mut net_conf = None;
+    if case.network {
+        let (guard, conf) = BenchNetworks::new(env.dir.path())?;
+        networks = Some(guard);
+        net_conf = Some(conf);
+    }
     let prefix: Vec<String> = match case.tool {
         Tool::Rpod => {
             let mut extra = Vec::new();
+            if let Some(conf) = &net_conf {
+                extra.extend(["--config".to_string(), conf.display().to_string()]);
+            }
             if let Some(n) = case.num_locks {
                 extra.extend(["--num-locks".to_string(), n.to_string()]);
             }
@@ -146,7 +157,19 @@ pub(super) fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> 
         let argvs: Vec<Vec<String>> = case
             .argvs()
             .iter()
-            .map(|a| with_prefix(&prefix, a, &env.rootfs))
+            .map(|a| {
+                let net_dir = podman_net_dir(env.dir.path()).display().to_string();
+                with_prefix(&prefix, a, &env.rootfs)
+                    .into_iter()
+                    .map(|w| {
+                        if w == PODMAN_NET_DIR {
+                            net_dir.clone()
+                        } else {
+                            w
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         measured_argv(&argvs)
     };
@@ -168,6 +191,7 @@ pub(super) fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> 
     drop(floor);
     drop(podman_objects);
     drop(rpod_root);
+    drop(networks);
     drop(cgroup_parent);
     Ok(Row {
         name: case.name,

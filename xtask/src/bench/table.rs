@@ -3,6 +3,7 @@
 //! `run --rm`, with the conmon+runc floor next to the `run` cases).
 
 use super::cases::{Case, Relative, Run, Target, Tool, ROOTFS, RPOD_RSS_TARGET_MIB, RUN_RM_TRUE};
+use super::network::{PODMAN_NET, PODMAN_NET_DIR};
 use super::setup::{PODMAN_BUSYBOX_IMAGE, PODMAN_PAUSE_IMAGE};
 
 /// The benchmark table, in report order: each podman case right after the
@@ -121,6 +122,106 @@ pub(super) const CASES: &[Case] = &[
         runs_containers: true,
         ..Case::plain(FLOOR_RUN, Tool::Floor, &[])
     },
+    // `run --rm true` on a CNI bridge network (each engine on a network of the bench's own:
+    // see `network`), without and with one published port; the floor is the same plugin
+    // chain run by hand around the conmon+runc floor.
+    Case {
+        runs_containers: true,
+        network: true,
+        rss_target_mib: Some(RPOD_RSS_TARGET_MIB),
+        ..Case::plain(RPOD_NET_RUN, Tool::Rpod, RPOD_NET_ARGS)
+    },
+    Case {
+        podman_containers: &["rpod-bench-netrun"],
+        network: true,
+        ..Case::plain(PODMAN_CNI_RUN, Tool::Podman, PODMAN_CNI_ARGS)
+    },
+    Case {
+        not_measured: Some(NO_NETAVARK),
+        podman_containers: &["rpod-bench-netrun"],
+        ..Case::plain(
+            "podman run --rm --network (netavark) true",
+            Tool::Podman,
+            &[
+                "run",
+                "--rm",
+                "--name",
+                "rpod-bench-netrun",
+                PODMAN_BUSYBOX_IMAGE,
+                "true",
+            ],
+        )
+    },
+    Case {
+        run: Run::Floor,
+        not_measured: Some(NO_CNI_FLOOR),
+        ..Case::plain("floor netns+CNI+conmon+runc true", Tool::Floor, &[])
+    },
+    Case {
+        runs_containers: true,
+        network: true,
+        rss_target_mib: Some(RPOD_RSS_TARGET_MIB),
+        ..Case::plain(
+            "rpod run --rm --network -p true",
+            Tool::Rpod,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "bridge",
+                "-p",
+                RPOD_PUBLISH,
+                "--rootfs",
+                ROOTFS,
+                "true",
+            ],
+        )
+    },
+    Case {
+        podman_containers: &["rpod-bench-netrun"],
+        network: true,
+        ..Case::plain(
+            "podman run --rm --network (cni) -p true",
+            Tool::Podman,
+            &[
+                "--network-config-dir",
+                PODMAN_NET_DIR,
+                "run",
+                "--rm",
+                "--network",
+                PODMAN_NET,
+                "-p",
+                PODMAN_PUBLISH,
+                "--name",
+                "rpod-bench-netrun",
+                PODMAN_BUSYBOX_IMAGE,
+                "true",
+            ],
+        )
+    },
+    Case {
+        not_measured: Some(NO_NETAVARK),
+        podman_containers: &["rpod-bench-netrun"],
+        ..Case::plain(
+            "podman run --rm --network (netavark) -p true",
+            Tool::Podman,
+            &[
+                "run",
+                "--rm",
+                "-p",
+                PODMAN_PUBLISH,
+                "--name",
+                "rpod-bench-netrun",
+                PODMAN_BUSYBOX_IMAGE,
+                "true",
+            ],
+        )
+    },
+    Case {
+        run: Run::Floor,
+        not_measured: Some(NO_CNI_FLOOR),
+        ..Case::plain("floor netns+CNI+conmon+runc -p true", Tool::Floor, &[])
+    },
     // Both start the pod's infra container (rpod: catatonit, its rootfs
     // built on the first start, i.e. in the warm-up; podman: catatonit from
     // the local rpod-bench-pause image) and remove the running pod.
@@ -170,6 +271,46 @@ const PODMAN_POD_CREATE: &[&str] = &[
     "--infra-name",
     "rpod-bench-pod-infra",
 ];
+
+// The network `run` cases.
+
+/// rpod's network `run` case.
+pub(super) const RPOD_NET_RUN: &str = "rpod run --rm --network true";
+/// Its argv: the default network of the case's own configuration (see `network`).
+const RPOD_NET_ARGS: &[&str] = &[
+    "run",
+    "--rm",
+    "--network",
+    "bridge",
+    "--rootfs",
+    ROOTFS,
+    "true",
+];
+/// podman's network `run` case, on the CNI backend (this host's podman 4.3.1 has no
+/// netavark; its `--network-backend` flag is not needed).
+pub(super) const PODMAN_CNI_RUN: &str = "podman run --rm --network (cni) true";
+/// Its argv: the bench's own network config dir and network.
+const PODMAN_CNI_ARGS: &[&str] = &[
+    "--network-config-dir",
+    PODMAN_NET_DIR,
+    "run",
+    "--rm",
+    "--network",
+    PODMAN_NET,
+    "--name",
+    "rpod-bench-netrun",
+    PODMAN_BUSYBOX_IMAGE,
+    "true",
+];
+/// The published port of rpod's `-p` case (loopback only).
+const RPOD_PUBLISH: &str = "127.0.0.1:28480:80";
+/// The published port of podman's `-p` case (loopback only).
+const PODMAN_PUBLISH: &str = "127.0.0.1:28481:80";
+/// Why the netavark cases are not measured.
+const NO_NETAVARK: &str = "netavark is not installed on this host (podman 4.3.1 runs CNI here)";
+/// Why the CNI floor is not measured.
+const NO_CNI_FLOOR: &str = "to be written: netns + the plugin chain by hand (protocols.md §3) \
+     around the conmon+runc floor";
 
 // The three `run` cases, measured one after the other in the same run.
 
