@@ -16,7 +16,7 @@
 //! - setting up and measuring them: [`setup`] (rpod binary, rootfs, podman
 //!   images), [`runner`] (one case under its guards), [`isolation`] (the
 //!   guards and the final check), [`measure`] (hyperfine and GNU time),
-//!   [`process`] (running commands), [`sweep`] and [`floor`];
+//!   [`process`] (running commands), [`sweep`], [`floor`] and [`cni_floor`];
 //! - the results: [`report`] (the markdown tables) and [`markdown`]
 //!   (writing them into BENCHMARKS.md).
 
@@ -25,6 +25,7 @@ use std::fs;
 use anyhow::{ensure, Context, Result};
 
 mod cases;
+mod cni_floor;
 mod criterion;
 mod floor;
 mod isolation;

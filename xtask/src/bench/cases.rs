@@ -43,9 +43,19 @@ pub(super) enum Run {
     /// `sh -c 'tool step1... && tool step2... && ...'`: every step in one
     /// measured run (the shell's own start-up is included, for both tools).
     Seq(&'static [&'static [&'static str]]),
-    /// `bash $BENCH_DIR/floor/run.sh`: the conmon+runc floor (see
-    /// [`super::floor`]).
-    Floor,
+    /// `bash $BENCH_DIR/floor…/run.sh`: the conmon+runc floor (see
+    /// [`super::floor`]), with this network around it.
+    Floor(FloorNet),
+}
+
+/// The network around a floor run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FloorNet {
+    /// None but runc's new, empty netns (as `--network none`).
+    None,
+    /// A netns and the CNI plugin chain by hand (see [`super::cni_floor`]); `publish`: with
+    /// one port mapping.
+    Cni { publish: bool },
 }
 
 /// The goal printed next to a case's median.
@@ -180,7 +190,7 @@ impl Case {
         match self.run {
             Run::Argv(a) => vec![a],
             Run::Seq(steps) => steps.to_vec(),
-            Run::Floor => Vec::new(),
+            Run::Floor(_) => Vec::new(),
         }
     }
 

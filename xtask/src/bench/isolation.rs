@@ -19,7 +19,10 @@
 //!   name, afterwards (and before, in case an earlier run was killed);
 //! - the conmon+runc floor of `run` ([`floor`]) uses container IDs
 //!   `rpod-bench-floor-<pid>-*` and its own directory, removed with their
-//!   processes, runc state and cgroups by a [`floor::Floor`] guard.
+//!   processes, runc state and cgroups by a [`floor::Floor`] guard; its CNI
+//!   variant ([`cni_floor`]) also uses the netns `rpod-bench-floor-<pid>-net`
+//!   and its own bridge `rpodbenchf0` (10.82.2.0/24), removed with the
+//!   network's per-container iptables rules by the same guard.
 //!
 //! At the end the run fails if any SHM segment, cgroup, runc container,
 //! process or podman object of its own is left ([`check_nothing_left`]).
@@ -32,7 +35,7 @@ use anyhow::{ensure, Context, Result};
 
 use super::process::{run_quiet, run_quiet_cmd};
 use super::runner::{with_prefix, Env};
-use super::{floor, sweep};
+use super::{cni_floor, floor, sweep};
 use crate::util;
 
 /// Every podman object the benchmark creates has a name with this prefix.
@@ -288,10 +291,12 @@ pub(super) fn remove_stale_containers() {
     let stale_floor = |name: &str| sweep::is_stale(name, floor::ID_PREFIX);
     sweep::delete_runc_containers(|id, _| stale_floor(id));
     sweep::remove_cgroups(|name| sweep::is_stale(name, CGROUP_PREFIX) || stale_floor(name));
+    cni_floor::remove_stale_netns(floor::ID_PREFIX);
 }
 
 /// Fails if this run left an SHM segment, a process, runc state or a cgroup
-/// of its containers, or a podman `rpod-bench-*` container or pod behind
+/// of its containers, the CNI floor's netns, bridge or iptables rules, or a
+/// podman `rpod-bench-*` container or pod behind
 /// (the guards should have removed them all).
 pub(super) fn check_nothing_left(env: &Env, check_podman: bool) -> Result<()> {
     let me = std::process::id();
@@ -314,6 +319,8 @@ pub(super) fn check_nothing_left(env: &Env, check_podman: bool) -> Result<()> {
     );
     let processes = sweep::processes_mentioning(&dir);
     ensure!(processes.is_empty(), "processes left behind: {processes:?}");
+    let network = cni_floor::leftovers(&format!("{}{me}-", floor::ID_PREFIX));
+    ensure!(network.is_empty(), "left behind: {network:?}");
     if check_podman {
         let filter = format!("name=^{PODMAN_PREFIX}");
         let ctrs = util::output(podman().args([

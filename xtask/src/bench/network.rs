@@ -67,7 +67,7 @@ impl BenchNetworks {
         )?;
         fs::write(
             podman_dir.join(format!("{PODMAN_NET}.conflist")),
-            podman_conflist(&ipam),
+            conflist(PODMAN_NET, PODMAN_BRIDGE, PODMAN_SUBNET, &ipam),
         )?;
         Ok((BenchNetworks, conf))
     }
@@ -84,22 +84,38 @@ impl Drop for BenchNetworks {
     }
 }
 
-/// podman's bench conflist: podman 4's CNI default chain on our own bridge and subnet.
-fn podman_conflist(ipam: &Path) -> String {
+/// A bench conflist: podman 4's CNI default chain (bridge + host-local, portmap, firewall,
+/// tuning) on the network `name`, bridge `bridge`, `subnet` (a /24, gateway `.1`) and leases
+/// under `ipam`: podman's bench network; the CNI floor ([`super::cni_floor`]) uses its JSON.
+fn conflist(name: &str, bridge: &str, subnet: &str, ipam: &Path) -> String {
+    conflist_value(name, bridge, subnet, ipam).to_string()
+}
+
+/// [`conflist`] as JSON.
+pub(super) fn conflist_value(
+    name: &str,
+    bridge: &str,
+    subnet: &str,
+    ipam: &Path,
+) -> serde_json::Value {
+    let gateway = format!(
+        "{}.1",
+        subnet.rsplit_once('.').map_or(subnet, |(net, _)| net)
+    );
     serde_json::json!({
         "cniVersion": "0.4.0",
-        "name": PODMAN_NET,
+        "name": name,
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": PODMAN_BRIDGE,
+                "bridge": bridge,
                 "isGateway": true,
                 "ipMasq": true,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
                     "routes": [{"dst": "0.0.0.0/0"}],
-                    "ranges": [[{"subnet": PODMAN_SUBNET, "gateway": "10.82.1.1"}]],
+                    "ranges": [[{"subnet": subnet, "gateway": gateway}]],
                     "dataDir": ipam.display().to_string(),
                 }
             },
@@ -108,7 +124,6 @@ fn podman_conflist(ipam: &Path) -> String {
             {"type": "tuning"}
         ]
     })
-    .to_string()
 }
 
 #[cfg(test)]
@@ -117,14 +132,23 @@ mod tests {
 
     #[test]
     fn podman_conflist_is_ours() {
-        let v: serde_json::Value =
-            serde_json::from_str(&podman_conflist(Path::new("/b/net/ipam"))).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&conflist(
+            PODMAN_NET,
+            PODMAN_BRIDGE,
+            PODMAN_SUBNET,
+            Path::new("/b/net/ipam"),
+        ))
+        .unwrap_or_default();
         assert_eq!(v["name"], PODMAN_NET);
         assert_eq!(v["plugins"][0]["bridge"], PODMAN_BRIDGE);
         assert_eq!(v["plugins"][0]["ipam"]["dataDir"], "/b/net/ipam");
         assert_eq!(
             v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             PODMAN_SUBNET
+        );
+        assert_eq!(
+            v["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
+            "10.82.1.1"
         );
     }
 }

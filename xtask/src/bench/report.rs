@@ -5,11 +5,11 @@
 use std::fs;
 use std::process::{Command, Stdio};
 
-use super::cases::Target;
+use super::cases::{FloorNet, Target};
 use super::floor;
 use super::measure::Measurement;
 use super::runner::Env;
-use super::table::FLOOR_RUN;
+use super::table::{FLOOR_CNI_PUBLISH_RUN, FLOOR_CNI_RUN, FLOOR_RUN};
 use super::BenchArgs;
 use crate::util::{self, shell_join};
 
@@ -219,6 +219,26 @@ pub(super) fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option
              `/<ID>`) and conmon processes are checked and removed after the case.\n",
         );
     }
+    if has("netns+CNI") {
+        out.push_str(
+            "- `floor netns+CNI+conmon+runc [-p] true`: the floor of `run --rm` on a CNI \
+             bridge network, by hand with no engine logic (`$BENCH_DIR/floor-cni[-p]/run.sh`, \
+             below): `ip netns add rpod-bench-floor-<pid>-net`; CNI ADD (protocols.md §3.1: \
+             each plugin a fresh exec with `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`, \
+             `CNI_IFNAME`, `CNI_PATH=/usr/lib/cni`, `CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=<id>`, \
+             `PATH`) of loopback on `lo`, then bridge + host-local, portmap, firewall, tuning \
+             on `eth0`, each result the next one's `prevResult`; the conmon+runc floor with \
+             the spec joining that netns; CNI DEL last to first with the final ADD result; \
+             `ip netns del`. The network is the floor's own (`rpod-bench-floor-net`, bridge \
+             `rpodbenchf0`, 10.82.2.0/24, leases under its directory; the chain of podman's \
+             bench network); the bridge is made by the first ADD, in the warm-up. With `-p`, \
+             portmap (the one plugin declaring `portMappings`) also gets `runtimeConfig` \
+             `{hostPort: 28482, containerPort: 80, protocol: tcp, hostIP: 127.0.0.1}`. The \
+             netns, the bridge and any per-container iptables rule of the network are \
+             checked and removed after the case (the shared CNI chains stay, as with \
+             podman).\n",
+        );
+    }
     let skipped: Vec<_> = rows
         .iter()
         .filter_map(|r| r.outcome.as_ref().err().map(|why| (&r.label, why)))
@@ -248,10 +268,24 @@ pub(super) fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option
         .iter()
         .any(|r| r.name == FLOOR_RUN && r.outcome.is_ok())
     {
-        let script = floor::display_script(env.dir.path());
+        let script = floor::display_script(env.dir.path(), FloorNet::None);
         out.push_str(&format!(
             "\nThe floor script, `$BENCH_DIR/floor/run.sh` (`$XTASK_PID` is the \
              benchmark's PID):\n\n```bash\n{}```\n",
+            env.hide_dir(&script)
+        ));
+    }
+    let cni = [
+        (FLOOR_CNI_PUBLISH_RUN, true, "floor-cni-p"),
+        (FLOOR_CNI_RUN, false, "floor-cni"),
+    ]
+    .into_iter()
+    .find(|(name, ..)| rows.iter().any(|r| r.name == *name && r.outcome.is_ok()));
+    if let Some((_, publish, dir)) = cni {
+        let script = floor::display_script(env.dir.path(), FloorNet::Cni { publish });
+        out.push_str(&format!(
+            "\nThe CNI floor script, `$BENCH_DIR/{dir}/run.sh` (the other variant differs only \
+             in its directory and portmap's `runtimeConfig`):\n\n```bash\n{}```\n",
             env.hide_dir(&script)
         ));
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, ensure, Result};
 
-use super::cases::{Case, Tool, ROOTFS};
+use super::cases::{Case, FloorNet, Run, Tool, ROOTFS};
 use super::floor;
 use super::isolation::{podman_ctr_name, CgroupParent, PodmanObjects, RpodRoot, CGROUP_PREFIX};
 use super::measure::measure;
@@ -112,7 +112,13 @@ pub(super) fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> 
                 .prefix
                 .clone()
         }
-        Tool::Floor => floor.insert(floor::Floor::new(env.dir.path())?).argv(),
+        Tool::Floor => {
+            let net = match case.run {
+                Run::Floor(net) => net,
+                _ => FloorNet::None,
+            };
+            floor.insert(floor::Floor::new(env.dir.path(), net)?).argv()
+        }
         Tool::Podman => {
             let mut containers: Vec<String> = (1..=case.containers).map(podman_ctr_name).collect();
             containers.extend(case.podman_containers.iter().map(|s| (*s).to_string()));

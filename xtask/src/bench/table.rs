@@ -2,7 +2,9 @@
 //! after the rpod case it mirrors (`info`, `ps -a`, `create+rm`, pods and
 //! `run --rm`, with the conmon+runc floor next to the `run` cases).
 
-use super::cases::{Case, Relative, Run, Target, Tool, ROOTFS, RPOD_RSS_TARGET_MIB, RUN_RM_TRUE};
+use super::cases::{
+    Case, FloorNet, Relative, Run, Target, Tool, ROOTFS, RPOD_RSS_TARGET_MIB, RUN_RM_TRUE,
+};
 use super::network::{PODMAN_NET, PODMAN_NET_DIR};
 use super::setup::{PODMAN_BUSYBOX_IMAGE, PODMAN_PAUSE_IMAGE};
 
@@ -118,7 +120,7 @@ pub(super) const CASES: &[Case] = &[
         )
     },
     Case {
-        run: Run::Floor,
+        run: Run::Floor(FloorNet::None),
         runs_containers: true,
         ..Case::plain(FLOOR_RUN, Tool::Floor, &[])
     },
@@ -153,9 +155,9 @@ pub(super) const CASES: &[Case] = &[
         )
     },
     Case {
-        run: Run::Floor,
-        not_measured: Some(NO_CNI_FLOOR),
-        ..Case::plain("floor netns+CNI+conmon+runc true", Tool::Floor, &[])
+        run: Run::Floor(FloorNet::Cni { publish: false }),
+        runs_containers: true,
+        ..Case::plain(FLOOR_CNI_RUN, Tool::Floor, &[])
     },
     Case {
         runs_containers: true,
@@ -218,9 +220,9 @@ pub(super) const CASES: &[Case] = &[
         )
     },
     Case {
-        run: Run::Floor,
-        not_measured: Some(NO_CNI_FLOOR),
-        ..Case::plain("floor netns+CNI+conmon+runc -p true", Tool::Floor, &[])
+        run: Run::Floor(FloorNet::Cni { publish: true }),
+        runs_containers: true,
+        ..Case::plain(FLOOR_CNI_PUBLISH_RUN, Tool::Floor, &[])
     },
     // Both start the pod's infra container (rpod: catatonit, its rootfs
     // built on the first start, i.e. in the warm-up; podman: catatonit from
@@ -308,9 +310,11 @@ const RPOD_PUBLISH: &str = "127.0.0.1:28480:80";
 const PODMAN_PUBLISH: &str = "127.0.0.1:28481:80";
 /// Why the netavark cases are not measured.
 const NO_NETAVARK: &str = "netavark is not installed on this host (podman 4.3.1 runs CNI here)";
-/// Why the CNI floor is not measured.
-const NO_CNI_FLOOR: &str = "to be written: netns + the plugin chain by hand (protocols.md §3) \
-     around the conmon+runc floor";
+/// The CNI floor of the network `run` case: a netns and the plugin chain by hand around the
+/// conmon+runc floor (see `cni_floor`).
+pub(super) const FLOOR_CNI_RUN: &str = "floor netns+CNI+conmon+runc true";
+/// The same with one port mapping.
+pub(super) const FLOOR_CNI_PUBLISH_RUN: &str = "floor netns+CNI+conmon+runc -p true";
 
 // The three `run` cases, measured one after the other in the same run.
 
@@ -413,7 +417,14 @@ mod tests {
             rpod,
             Some((true, Some(12.0), Target::Relative(RUN_TARGETS)))
         );
-        assert!(find(FLOOR_RUN).is_some_and(|c| matches!(c.run, Run::Floor)));
+        assert!(find(FLOOR_RUN).is_some_and(|c| matches!(c.run, Run::Floor(FloorNet::None))));
+        for (name, publish) in [(FLOOR_CNI_RUN, false), (FLOOR_CNI_PUBLISH_RUN, true)] {
+            let case = find(name).map(|c| (c.run, c.runs_containers, c.not_measured));
+            assert!(
+                matches!(case, Some((Run::Floor(FloorNet::Cni { publish: p }), true, None)) if p == publish),
+                "{name}"
+            );
+        }
         // podman's container has a name of ours, removed by the guard.
         assert!(find(PODMAN_RUN).is_some_and(|c| c.podman_containers == ["rpod-bench-run"]));
     }
