@@ -179,9 +179,23 @@ pub enum Command {
         /// Ignore names and IDs that do not exist.
         #[arg(short = 'i', long)]
         ignore: bool,
+        /// With force: seconds to wait after the stop signal before SIGKILL (default: each
+        /// container's stop timeout).
+        #[arg(short = 't', long = "time", value_name = "SECONDS")]
+        time: Option<u64>,
         /// Container names or IDs.
         #[arg(required_unless_present = "all")]
         names: Vec<String>,
+    },
+    /// List a container's published ports.
+    Port {
+        /// Container name or ID.
+        container: String,
+    },
+    /// Manage CNI networks.
+    Network {
+        #[command(subcommand)]
+        command: crate::network::NetworkCommand,
     },
     /// Manage pods.
     Pod {
@@ -404,6 +418,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             force,
             all,
             ignore,
+            time,
             names,
         } => {
             let rt = Runtime::new(options)?;
@@ -418,11 +433,19 @@ pub fn run(cli: Cli) -> Result<u8> {
             } else {
                 names
             };
-            return ctr::rm(&rt, &names, force, ignore || all);
+            return ctr::rm(&rt, &names, force, ignore || all, time);
         }
         Command::Pod { command } => {
             let rt = Runtime::new(options)?;
             return pod::run(&rt, command);
+        }
+        Command::Port { container } => {
+            let rt = Runtime::new(options)?;
+            return crate::network::port(&rt, &container);
+        }
+        Command::Network { command } => {
+            let rt = Runtime::new(options)?;
+            return crate::network::run(&rt, command);
         }
         Command::System {
             command: SystemCommand::Reset { force },

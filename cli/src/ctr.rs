@@ -43,9 +43,9 @@ pub struct CreateArgs {
     /// Seconds to wait for the stop signal before SIGKILL.
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u32>,
-    /// Network mode: only `none` (a new, empty network namespace) is supported so far.
-    #[arg(long, default_value = "none")]
-    pub network: String,
+    /// Network options.
+    #[command(flatten)]
+    pub net: crate::network::NetArgs,
     /// Allocate a terminal for the container's process (its output is then one stream).
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
@@ -74,12 +74,6 @@ fn parse_kv(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
 impl CreateArgs {
     /// The library's view of these flags.
     pub fn spec(&self) -> Result<ContainerSpec> {
-        if self.network != "none" {
-            bail!(
-                "--network {:?} is not supported yet: use --network none (a new, empty network namespace)",
-                self.network
-            );
-        }
         let mut env = Vec::with_capacity(self.env.len());
         for e in &self.env {
             match e.split_once('=') {
@@ -109,6 +103,7 @@ impl CreateArgs {
             stop_timeout: self.stop_timeout,
             auto_remove: false,
             terminal: self.tty,
+            network: self.net.spec(),
         })
     }
 }
@@ -230,8 +225,20 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
 
 /// `rpod rm`: podman's exit codes (1: a container did not exist; 2: one is running; 125: other);
 /// with `ignore`, names that do not exist (any more) are skipped silently.
-pub fn rm(rt: &Runtime, names: &[String], force: bool, ignore: bool) -> Result<u8> {
-    remove_each(names, ignore, |n| rt.remove_container(n, force))
+pub fn rm(
+    rt: &Runtime,
+    names: &[String],
+    force: bool,
+    ignore: bool,
+    time: Option<u64>,
+) -> Result<u8> {
+    remove_each(names, ignore, |n| {
+        if let (true, Some(t)) = (force, time) {
+            // Stopped with the given timeout first; whatever fails here, the removal reports.
+            let _ = rt.stop_container(n, Some(std::time::Duration::from_secs(t)));
+        }
+        rt.remove_container(n, force)
+    })
 }
 
 /// Removes each of `names` with `remove`, printing the removed IDs; the worst exit code.

@@ -95,6 +95,9 @@ pub struct PodCreateArgs {
     /// Label KEY=VALUE (repeatable).
     #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// The pod's network (its infra container's; members join it).
+    #[command(flatten)]
+    pub net: crate::network::NetArgs,
 }
 
 /// Runs a pod subcommand.
@@ -117,6 +120,7 @@ pub fn run(rt: &Runtime, cmd: PodCommand) -> Result<u8> {
                 labels,
                 infra: a.infra,
                 share,
+                network: a.net.spec(),
             })?;
             output::line(&pod.config.id)?;
         }

@@ -21,6 +21,8 @@ struct World {
 impl World {
     fn options(&self) -> RuntimeOptions {
         RuntimeOptions::new()
+            .netns("none")
+            .cni_config_dir("/nonexistent/rpod-cni")
             .graph_root(self.dir.path().join("root"))
             .run_root(self.dir.path().join("runroot"))
             .tmp_dir(self.tmp.path())

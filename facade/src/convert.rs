@@ -46,3 +46,23 @@ pub(crate) fn rlimit(r: &rpod_state::Rlimit) -> rpod_oci::Rlimit {
         hard: r.hard,
     }
 }
+
+/// A published port from `rpod-net`'s `-p` parser into the record (`rpod-state`).
+pub(crate) fn port_from_net(m: &rpod_net::PortMapping) -> rpod_state::PortMapping {
+    rpod_state::PortMapping {
+        host_ip: m.host_ip.clone(),
+        host_port: m.host_port,
+        container_port: m.container_port,
+        protocol: m.protocol.clone(),
+    }
+}
+
+/// A recorded published port (`rpod-state`) for `rpod-net` (CNI `portMappings`, reservation).
+pub(crate) fn port_to_net(m: &rpod_state::PortMapping) -> rpod_net::PortMapping {
+    rpod_net::PortMapping {
+        host_ip: m.host_ip.clone(),
+        host_port: m.host_port,
+        container_port: m.container_port,
+        protocol: m.protocol.clone(),
+    }
+}

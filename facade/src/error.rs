@@ -275,6 +275,18 @@ pub enum RuntimeError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// Networking failed (CNI configuration, a plugin, the network namespace, ports); the
+    /// message names the network, plugin, file or port.
+    #[error(transparent)]
+    Network(#[from] rpod_net::NetError),
+    /// A network cannot be removed while containers use it.
+    #[error("network {name} is used by containers {}: remove them first or use force", .containers.join(", "))]
+    NetworkInUse {
+        /// The network.
+        name: String,
+        /// The containers that use it.
+        containers: Vec<String>,
+    },
     /// `registries.conf` is unreadable or malformed.
     #[error("reading registries: {0}")]
     Registries(#[from] rpod_config::RegistriesError),

@@ -15,6 +15,26 @@ pub struct Info {
     pub store: StoreInfo,
     /// Search and insecure registries from `registries.conf`.
     pub registries: RegistriesInfo,
+    /// Networking.
+    pub network: NetworkInfo,
+}
+
+/// How containers get their network.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInfo {
+    /// The network backend (`cni`, or an embedder's).
+    pub backend: String,
+    /// Where CNI network configurations are.
+    pub cni_config_dir: PathBuf,
+    /// Where CNI plugins are searched for.
+    pub cni_plugin_dirs: Vec<PathBuf>,
+    /// The default network.
+    pub default_network: String,
+    /// The network mode of containers created without `--network`.
+    pub default_mode: String,
+    /// rpod's own firewall backend (`none`: the CNI firewall plugin does the work).
+    pub firewall_driver: String,
 }
 
 /// Host facts.
@@ -211,6 +231,18 @@ pub(crate) fn host_info(rt: &crate::Runtime) -> HostInfo {
             path: rt.oci_runtime().path.clone(),
             version: oci_version.unwrap_or_default(),
         },
+    }
+}
+
+pub(crate) fn network_info(cfg: &rpod_config::Config, backend: &str) -> NetworkInfo {
+    let v = &cfg.values;
+    NetworkInfo {
+        backend: backend.to_owned(),
+        cni_config_dir: PathBuf::from(&v.cni_config_dir),
+        cni_plugin_dirs: v.cni_plugin_dir.iter().map(PathBuf::from).collect(),
+        default_network: v.cni_default_network.clone(),
+        default_mode: v.netns.clone(),
+        firewall_driver: v.firewall_driver.clone(),
     }
 }
 

@@ -9,7 +9,7 @@
 //! documents `inspect` and `ps` print, and host information (`rpod info`).
 //!
 //! It does **not** own configuration parsing, lock internals, state storage, OCI spec generation,
-//! the conmon protocol or CNI: those live in the leaf crates, which never depend on each other
+//! the conmon protocol or CNI (`rpod-net`): those live in the leaf crates, which never depend on each other
 //! and share plain data through this facade. Embedders use the types re-exported here by name;
 //! nothing here hands out the raw state or lock manager, so every record is written under its
 //! lock.
@@ -37,25 +37,29 @@ pub mod timefmt;
 pub use container::{
     parse_detach_keys, status_text, AttachOptions, Attached, ContainerFilter, ContainerInspect,
     ContainerListing, ContainerSpec, DetachFilter, ExecResult, ExecSpec, InspectConfig,
-    InspectNetwork, InspectState, StatusRules, Streamed, DEFAULT_DETACH_KEYS,
+    InspectState, StatusRules, Streamed, DEFAULT_DETACH_KEYS,
 };
 pub use error::RuntimeError;
 pub use rpod_oci::Binary;
 
 pub use info::{
-    ConmonInfo, Distribution, HostInfo, Info, OciRuntimeInfo, RegistriesInfo, StoreInfo,
+    ConmonInfo, Distribution, HostInfo, Info, NetworkInfo, OciRuntimeInfo, RegistriesInfo,
+    StoreInfo,
 };
 pub use locks::{segment_name, LockHolder, LockReport};
 pub use names::{generate_id, random_name, validate_name, MAX_NAME_LEN};
 pub use network::{
-    NetNamespace, NetworkBackend, NetworkMode, NetworkRequest, NetworkStatus, NetworkTeardown,
-    NullNetwork,
+    port_line, CniNetwork, InspectNetwork, InspectNetworkEntry, InspectPort, NetNamespace,
+    NetworkBackend, NetworkInspect, NetworkMember, NetworkMode, NetworkRequest, NetworkSpec,
+    NetworkStatus, NetworkSubnet, NetworkSummary, NetworkTeardown, NullNetwork,
 };
 pub use pod::{
     PodInspect, PodListing, PodMember, PodSpec, PodStatus, DEFAULT_POD_SHARE, SHAREABLE_NAMESPACES,
 };
 pub use refresh::ALIVE_FILE;
 pub use rootfs::{DefaultRootfs, DirectoryRootfs, InfraRootfs, RootfsProvider, RootfsRequest};
+/// The options of `rpod network create`, and the errors of networking (`rpod-net`).
+pub use rpod_net::{NetError, NetworkCreate};
 pub use runtime::{load_config, Runtime, RuntimeBuilder, STATE_FILE};
 pub use signal::parse_signal;
 pub use system::{remove_lock_segment, reset_unreadable};

@@ -61,6 +61,16 @@ impl Runtime {
         for c in &containers {
             self.release_after_reboot(c);
         }
+        // Then whatever of this runtime's containers is left in the networks' IP leases and
+        // the CNI result cache (libpod #3759: stale leases made static IPs unusable).
+        let ids: std::collections::HashSet<&str> =
+            containers.iter().map(|c| c.config.id.as_str()).collect();
+        if let Err(e) = self
+            .network
+            .release_after_reboot(&|id: &str| ids.contains(id))
+        {
+            tracing::warn!(error = %e, "releasing network leases after a reboot");
+        }
         self.state.refresh()?;
         // Lock allocations are per boot like everything in the tmp dir: whatever the table
         // holds now is stale (a segment that survived while the tmp dir was wiped).

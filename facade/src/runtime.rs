@@ -16,7 +16,7 @@ use crate::convert;
 use crate::error::RuntimeError;
 use crate::info::{self, Info, RegistriesInfo};
 use crate::locks::{self, AliveLock, LockReport};
-use crate::network::{NetworkBackend, NullNetwork};
+use crate::network::{CniNetwork, NetworkBackend};
 use crate::oci::OciDriver;
 use crate::rootfs::{DefaultRootfs, DirectoryRootfs, InfraRootfs, RootfsProvider};
 
@@ -107,8 +107,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The network backend containers get their network namespace from (default: the `none`
-    /// backend, [`NullNetwork`]).
+    /// The network backend containers get their network namespace from (default:
+    /// [`CniNetwork`] for this configuration; [`NullNetwork`](crate::NullNetwork) has no CNI).
     #[must_use]
     pub fn network_backend(mut self, backend: Arc<dyn NetworkBackend>) -> Self {
         self.network = Some(backend);
@@ -251,6 +251,10 @@ impl Runtime {
                 },
             })
         });
+        let network: Arc<dyn NetworkBackend> = match builder.network {
+            Some(n) => n,
+            None => Arc::new(CniNetwork::from_config(&config)?),
+        };
         let oci = OnceLock::new();
         if let Some(driver) = builder.oci {
             let _ = oci.set(driver);
@@ -262,7 +266,7 @@ impl Runtime {
             locks: rt_locks,
             state,
             oci,
-            network: builder.network.unwrap_or_else(|| Arc::new(NullNetwork)),
+            network,
             rootfs,
             cleanup_bin: default_cleanup_binary(),
             valid: AtomicBool::new(true),
@@ -406,6 +410,7 @@ impl Runtime {
                 insecure: registries.insecure,
                 file,
             },
+            network: info::network_info(&self.config, self.network.name()),
         })
     }
 }

@@ -43,6 +43,8 @@ impl Sandbox {
     /// with `--root` alone share the default tmp dir and its segment.
     fn options_for(&self, root: &str) -> RuntimeOptions {
         RuntimeOptions::new()
+            .netns("none")
+            .cni_config_dir("/nonexistent/rpod-cni")
             .graph_root(self.path(&format!("{root}/graph")))
             .run_root(self.path(&format!("{root}/run")))
             .tmp_dir(self.path("tmp"))

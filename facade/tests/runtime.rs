@@ -47,6 +47,8 @@ impl Sandbox {
 
     fn options(&self) -> RuntimeOptions {
         RuntimeOptions::new()
+            .netns("none")
+            .cni_config_dir("/nonexistent/rpod-cni")
             .graph_root(self.path("root"))
             .run_root(self.path("runroot"))
             .tmp_dir(self.path("tmp"))
@@ -132,6 +134,8 @@ fn without_lock_name_each_tmp_dir_gets_its_own_segment() {
     let env = ConfigEnv::sandboxed(a.path());
     let opts = |d: &Path| {
         RuntimeOptions::new()
+            .netns("none")
+            .cni_config_dir("/nonexistent/rpod-cni")
             .graph_root(d.join("root"))
             .tmp_dir(d.join("tmp"))
     };
@@ -155,6 +159,8 @@ fn child() -> bool {
         std::thread::yield_now();
     }
     let opts = RuntimeOptions::new()
+        .netns("none")
+        .cni_config_dir("/nonexistent/rpod-cni")
         .graph_root(base.join("root"))
         .run_root(base.join("runroot"))
         .tmp_dir(base.join("tmp"))
@@ -213,6 +219,8 @@ fn database_paths_override_defaults_and_explicit_mismatch_fails() {
     Runtime::with_env(&sb.env(), sb.options()).unwrap();
     // Without --runroot, the stored run root wins over the default, and says so.
     let opts = RuntimeOptions::new()
+        .netns("none")
+        .cni_config_dir("/nonexistent/rpod-cni")
         .graph_root(sb.path("root"))
         .tmp_dir(sb.path("tmp"))
         .lock_name(sb.lock_name.clone());

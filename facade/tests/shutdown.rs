@@ -68,6 +68,8 @@ struct Sandbox {
 impl Sandbox {
     fn runtime(&self) -> Runtime {
         let opts = RuntimeOptions::new()
+            .netns("none")
+            .cni_config_dir("/nonexistent/rpod-cni")
             .graph_root(self.dir.path().join("root"))
             .run_root(self.dir.path().join("runroot"))
             .tmp_dir(self.tmp.path())

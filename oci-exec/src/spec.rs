@@ -24,7 +24,8 @@ pub const DEFAULT_PATH_ENV: &str =
 /// Default size of `/dev/shm` (64 MiB).
 pub const DEFAULT_SHM_SIZE: u64 = 64 * 1024 * 1024;
 
-/// podman's default capability set.
+/// The default capability set: podman's, plus `CAP_NET_RAW`, which libpod v1 granted (busybox
+/// `ping` opens raw ICMP sockets; the `ping_group_range` sysctl alone does not serve it).
 pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -32,6 +33,7 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "CAP_FSETID",
     "CAP_KILL",
     "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
     "CAP_SETFCAP",
     "CAP_SETGID",
     "CAP_SETPCAP",
@@ -163,6 +165,9 @@ pub struct SpecInput {
     pub pids_limit: Option<i64>,
     /// Annotations.
     pub annotations: Vec<(String, String)>,
+    /// Namespaced kernel parameters (`linux.sysctl`), e.g. podman's default
+    /// `net.ipv4.ping_group_range=0 0` for a container with its own network namespace.
+    pub sysctls: Vec<(String, String)>,
 }
 
 impl SpecInput {
@@ -203,6 +208,7 @@ impl SpecInput {
             memory_limit: None,
             pids_limit: None,
             annotations: Vec::new(),
+            sysctls: Vec::new(),
         }
     }
 }
@@ -421,6 +427,13 @@ pub fn generate_spec(input: &SpecInput) -> Result<Spec> {
                 .iter()
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
+        )
+        .sysctl(
+            input
+                .sysctls
+                .iter()
+                .cloned()
+                .collect::<std::collections::HashMap<_, _>>(),
         )
         .build()?;
 

@@ -9,6 +9,7 @@ use rpod_state::{ContainerConfig, ContainerRecord};
 
 use crate::error::RuntimeError;
 use crate::names::{add_named, generate_id, validate_name};
+use crate::network::mode::{self as netmode, ModeChoice};
 use crate::Runtime;
 
 /// What a new container should be (the fields of `rpod create`).
@@ -40,6 +41,8 @@ pub struct ContainerSpec {
     pub auto_remove: bool,
     /// Give the process a terminal (`-t`).
     pub terminal: bool,
+    /// Network options (`--network`, `-p`, `--ip`, `--dns…`, `--add-host`, `--no-hosts`).
+    pub network: crate::NetworkSpec,
 }
 
 impl Runtime {
@@ -122,6 +125,7 @@ impl Runtime {
                 }
             }
         }
+        self.apply_network(&spec.network, &mut config, pod.as_ref())?;
         // Pod lock before container lock.
         let pod_lock = match &pod {
             Some(p) => Some(self.locks.retrieve(p.config.lock_id)?),
@@ -143,6 +147,57 @@ impl Runtime {
             }
         }
         result
+    }
+
+    /// Checks the network options and records them in `config` (pod members are in their
+    /// pod's network: `net_ns_ctr` is already set).
+    pub(crate) fn apply_network(
+        &self,
+        spec: &crate::NetworkSpec,
+        config: &mut ContainerConfig,
+        pod: Option<&rpod_state::PodRecord>,
+    ) -> Result<(), RuntimeError> {
+        if config.net_ns_ctr.is_some() {
+            if let Some(p) = pod {
+                netmode::check_pod_member(spec, &p.config.name)?;
+            }
+            netmode::check_mode_settings(spec, &ModeChoice::Container(String::new()))?;
+            netmode::apply_settings(spec, config)?;
+            config.network_mode = "container".to_owned();
+            return Ok(());
+        }
+        let mode = netmode::parse_mode(spec.mode.as_deref(), &self.config.values.netns)?;
+        netmode::check_mode_settings(spec, &mode)?;
+        netmode::apply_settings(spec, config)?;
+        match mode {
+            ModeChoice::Cni(networks) => {
+                if self.network.name() == "cni" {
+                    // Unknown networks are refused now, not at the first start.
+                    crate::network::CniNetwork::from_config(&self.config)?.resolve(&networks)?;
+                }
+                config.network_mode = "bridge".to_owned();
+                config.networks = networks;
+                let mut ports: Vec<_> = config
+                    .port_mappings
+                    .iter()
+                    .map(crate::convert::port_to_net)
+                    .collect();
+                if ports.iter().any(|p| p.host_port == 0) {
+                    rpod_net::assign_free_ports(&mut ports)?;
+                    config.port_mappings =
+                        ports.iter().map(crate::convert::port_from_net).collect();
+                }
+            }
+            ModeChoice::None => config.network_mode = "none".to_owned(),
+            ModeChoice::Host => config.network_mode = "host".to_owned(),
+            ModeChoice::Path(p) => config.network_mode = format!("ns:{p}"),
+            ModeChoice::Container(other) => {
+                let other = self.state.lookup_container(&other)?;
+                config.net_ns_ctr = Some(other.config.id);
+                config.network_mode = "container".to_owned();
+            }
+        }
+        Ok(())
     }
 
     /// Adds the record; a generated name is re-drawn while it collides.

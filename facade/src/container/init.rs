@@ -115,7 +115,7 @@ impl Runtime {
     }
 
     /// The network request for a container: join the container it shares the network with,
-    /// else its own (for now: new and empty) namespace.
+    /// else its recorded mode.
     fn network_request(&self, rec: &ContainerRecord) -> Result<NetworkRequest, RuntimeError> {
         let c = &rec.config;
         let mode = match &c.net_ns_ctr {
@@ -123,14 +123,76 @@ impl Runtime {
                 container: other.clone(),
                 path: self.join_path(rec, other, "net")?,
             },
-            None => NetworkMode::None,
+            None => crate::network::mode::recorded_mode(c),
+        };
+        let static_ip = match c.static_ip.as_str() {
+            "" => None,
+            ip => Some(ip.parse().map_err(|_| {
+                RuntimeError::InvalidSpec(format!("invalid static IP {ip:?} in the record"))
+            })?),
         };
         Ok(NetworkRequest {
             container_id: c.id.clone(),
             container_name: c.name.clone(),
             mode,
             networks: c.networks.clone(),
+            ports: c.port_mappings.clone(),
+            static_ip,
         })
+    }
+
+    /// Binds the container's published host ports (libpod's port reservation) so that a port
+    /// in use fails before any network is set up; conmon holds the sockets while the container
+    /// lives.
+    fn reserve_ports(
+        &self,
+        request: &NetworkRequest,
+    ) -> Result<Vec<std::sync::Arc<std::os::fd::OwnedFd>>, RuntimeError> {
+        if request.mode != NetworkMode::Cni
+            || request.ports.is_empty()
+            || !self.config.values.enable_port_reservation
+        {
+            return Ok(Vec::new());
+        }
+        let mut ports: Vec<_> = request
+            .ports
+            .iter()
+            .map(crate::convert::port_to_net)
+            .collect();
+        Ok(rpod_net::reserve_ports(&mut ports)?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect())
+    }
+
+    /// The generated `/etc` files of a container (see `network/files.rs`); a container in
+    /// another's network gets that one's addresses and, unless it set its own, its DNS.
+    fn etc_mounts(
+        &self,
+        rec: &ContainerRecord,
+        bundle: &std::path::Path,
+        results: &[serde_json::Value],
+        host_network: bool,
+    ) -> Result<Vec<rpod_oci::UserMount>, RuntimeError> {
+        let mut config = rec.config.clone();
+        let ips = match self.network_owner(rec)? {
+            Some(owner) => {
+                let o = &owner.config;
+                if config.dns_servers.is_empty() {
+                    config.dns_servers = o.dns_servers.clone();
+                }
+                if config.dns_search.is_empty() {
+                    config.dns_search = o.dns_search.clone();
+                }
+                if config.dns_options.is_empty() {
+                    config.dns_options = o.dns_options.clone();
+                }
+                config.add_hosts.extend(o.add_hosts.iter().cloned());
+                crate::network::files::result_ips(&owner.state.network_results)
+            }
+            None => crate::network::files::result_ips(results),
+        };
+        crate::network::files::etc_files(bundle, &config, &ips, host_network)
     }
 
     /// What the rootfs seam is asked for, for this container.
@@ -149,6 +211,7 @@ impl Runtime {
             container_name: rec.config.name.clone(),
             netns_path: rec.state.netns_path.clone(),
             results: rec.state.network_results.clone(),
+            ports: rec.config.port_mappings.clone(),
         }
     }
 
@@ -207,6 +270,7 @@ impl Runtime {
             self.rootfs.release(&rootfs_request)
         });
 
+        let port_fds = self.reserve_ports(&net_request)?;
         let net = self.network.setup(&net_request)?;
         let teardown = NetworkTeardown {
             container_id: id.clone(),
@@ -217,6 +281,7 @@ impl Runtime {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             results: net.results.clone(),
+            ports: rec.config.port_mappings.clone(),
         };
         rec.state.netns_path = teardown.netns_path.clone();
         rec.state.network_results = net.results.clone();
@@ -224,8 +289,12 @@ impl Runtime {
             self.network.teardown(&teardown)
         });
 
+        let host_network = net.namespace == NetNamespace::Host;
+        let etc_mounts = self.etc_mounts(rec, &bundle, &net.results, host_network)?;
+
         let c = &rec.config;
         let mut input = SpecInput::new(&id, &rootfs, c.command.clone());
+        input.mounts.extend(etc_mounts);
         input.env = c.env.clone();
         input.cwd = if c.working_dir.is_empty() {
             "/".to_owned()
@@ -239,8 +308,18 @@ impl Runtime {
         input.hostname =
             Some(c.hostname.clone()).filter(|h| !h.is_empty() && c.uts_ns_ctr.is_none());
         input.namespaces = namespaces;
+        // podman's default sysctl: unprivileged ICMP echo sockets (busybox `ping`) in a
+        // network namespace of the container's own.
+        if matches!(net.namespace, NetNamespace::New)
+            || (net.owned_netns.is_some() && matches!(net.namespace, NetNamespace::Path(_)))
+        {
+            input
+                .sysctls
+                .push(("net.ipv4.ping_group_range".to_owned(), "0 0".to_owned()));
+        }
         input.namespaces.net = match net.namespace {
             NetNamespace::New => NsMode::New,
+            NetNamespace::Host => NsMode::Host,
             NetNamespace::Path(p) => NsMode::Join(p),
         };
         input.cgroup_manager = crate::convert::cgroup_manager(self.config.values.cgroup_manager);
@@ -262,6 +341,7 @@ impl Runtime {
         opts.exit_command = self.exit_command(&id, auto_remove);
         opts.stdin = attach.stdin;
         opts.terminal = c.terminal;
+        opts.extra_fds = port_fds;
         let oci = self.oci()?;
         let delete_id = id.clone();
         // Nothing may stay behind in the runtime, even after a half-done create.

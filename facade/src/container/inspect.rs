@@ -9,6 +9,7 @@ use rpod_state::{ContainerRecord, ContainerStatus};
 use serde::Serialize;
 
 use crate::error::RuntimeError;
+use crate::network::InspectNetwork;
 use crate::timefmt;
 use crate::Runtime;
 
@@ -59,14 +60,6 @@ pub struct InspectConfig {
     pub stop_timeout: u32,
     /// Whether it has a terminal.
     pub tty: bool,
-}
-
-/// `NetworkSettings` in [`ContainerInspect`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct InspectNetwork {
-    /// The network namespace rpod made for it (empty: none).
-    pub sandbox_key: String,
 }
 
 /// What `rpod inspect` shows for a container.
@@ -150,9 +143,7 @@ impl From<&ContainerRecord> for ContainerInspect {
                 stop_timeout: cfg.stop_timeout,
                 tty: cfg.terminal,
             },
-            network_settings: InspectNetwork {
-                sandbox_key: st.netns_path.clone(),
-            },
+            network_settings: InspectNetwork::from_record(c, None),
         }
     }
 }
@@ -313,7 +304,12 @@ impl Runtime {
     pub fn inspect_container(&self, id_or_name: &str) -> Result<ContainerInspect, RuntimeError> {
         let mut rec = self.lookup_container(id_or_name)?;
         self.container_view(&mut rec)?;
-        Ok(ContainerInspect::from(&rec))
+        let mut doc = ContainerInspect::from(&rec);
+        // A container in another's network shows that network.
+        if let Some(owner) = self.network_owner(&rec)? {
+            doc.network_settings = InspectNetwork::from_record(&rec, Some(&owner));
+        }
+        Ok(doc)
     }
 
     /// Pod IDs mapped to their names (for `ps`'s pod column and filter).

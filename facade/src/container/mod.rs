@@ -39,8 +39,7 @@ pub use attach::{
 pub use create::ContainerSpec;
 pub use exec::{ExecResult, ExecSpec};
 pub use inspect::{
-    status_text, ContainerFilter, ContainerInspect, ContainerListing, InspectConfig,
-    InspectNetwork, InspectState,
+    status_text, ContainerFilter, ContainerInspect, ContainerListing, InspectConfig, InspectState,
 };
 pub(crate) use start::StartRequest;
 pub use status::StatusRules;

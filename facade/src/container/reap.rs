@@ -121,6 +121,11 @@ impl Runtime {
                 failures.extend(errors);
             }
         }
+        // The network an interrupted setup made (its namespace is named by the container and
+        // its CNI results are cached, so nothing recorded is needed).
+        if let Err(e) = self.network.teardown(&Self::network_teardown(rec)) {
+            failures.push(format!("tearing down the network: {e}"));
+        }
         let run_dir = self.container_run_dir(id);
         if let Err(e) = std::fs::remove_dir_all(&run_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

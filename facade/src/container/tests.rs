@@ -182,6 +182,8 @@ fn harness() -> Harness {
     let calls = Calls::default();
     let fail_create = Arc::new(Mutex::new(false));
     let options = RuntimeOptions::new()
+        .netns("none")
+        .cni_config_dir("/nonexistent/rpod-cni")
         .graph_root(p("root"))
         .run_root(p("runroot"))
         .tmp_dir(p("tmp"))

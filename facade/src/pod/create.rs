@@ -27,6 +27,8 @@ pub struct PodSpec {
     pub infra: bool,
     /// Namespaces the members share through the infra container (`None`: the default set).
     pub share: Option<Vec<String>>,
+    /// The pod's network (its infra container's): `--network`, `-p`, `--ip`, `--dns…`.
+    pub network: crate::NetworkSpec,
 }
 
 impl Default for PodSpec {
@@ -36,6 +38,7 @@ impl Default for PodSpec {
             labels: BTreeMap::new(),
             infra: true,
             share: None,
+            network: crate::NetworkSpec::default(),
         }
     }
 }
@@ -67,6 +70,18 @@ impl Runtime {
                 "pods must have an infra container to share namespaces".into(),
             ));
         }
+        if !spec.network.is_empty() && !share.iter().any(|s| s == "net") {
+            return Err(RuntimeError::InvalidSpec(
+                "network options need a pod that shares its network namespace (an infra \
+                 container and --share net)"
+                    .into(),
+            ));
+        }
+        // The infra container's network, checked before anything is written.
+        let mut infra_net = ContainerConfig::default();
+        if spec.infra {
+            self.apply_network(&spec.network, &mut infra_net, None)?;
+        }
         let id = generate_id()?;
         let mut config = PodConfig::new(id.clone(), String::new());
         config.namespace = self.config.values.namespace.clone();
@@ -93,7 +108,7 @@ impl Runtime {
             return Ok(rec);
         }
         let _guard = lock.lock()?;
-        match self.add_infra_container(&rec) {
+        match self.add_infra_container(&rec, infra_net) {
             Ok(rec) => Ok(rec),
             Err(e) => {
                 if let Err(re) = self.state.remove_pod(&id) {
@@ -135,10 +150,24 @@ impl Runtime {
 
     /// Adds the infra container record of `pod` and records it in the pod's state (the caller
     /// holds the allocation gate).
-    fn add_infra_container(&self, pod: &PodRecord) -> Result<PodRecord, RuntimeError> {
+    fn add_infra_container(
+        &self,
+        pod: &PodRecord,
+        net: ContainerConfig,
+    ) -> Result<PodRecord, RuntimeError> {
         let id = generate_id()?;
         let pod_id = &pod.config.id;
         let mut config = ContainerConfig::new(id.clone(), format!("{}-infra", &pod_id[..12]));
+        config.network_mode = net.network_mode;
+        config.networks = net.networks;
+        config.net_ns_ctr = net.net_ns_ctr;
+        config.port_mappings = net.port_mappings;
+        config.static_ip = net.static_ip;
+        config.dns_servers = net.dns_servers;
+        config.dns_search = net.dns_search;
+        config.dns_options = net.dns_options;
+        config.add_hosts = net.add_hosts;
+        config.no_hosts = net.no_hosts;
         config.namespace = pod.config.namespace.clone();
         config.pod = Some(pod_id.clone());
         config.is_infra = true;

@@ -121,6 +121,22 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// Whether the process gets a terminal (`-t`): conmon holds the pty and the output is one stream.
     pub terminal: bool,
+    /// Network mode: `bridge` (CNI: [`networks`](Self::networks), empty = the default network),
+    /// `none`, `host`, `ns:<path>`, or `container` (the namespace of
+    /// [`net_ns_ctr`](Self::net_ns_ctr)). Empty in records written before networking: `none`.
+    pub network_mode: String,
+    /// Static IP address asked for on the first network (`--ip`); empty = assigned.
+    pub static_ip: String,
+    /// DNS servers for the generated `/etc/resolv.conf` (`--dns`); empty = the host's.
+    pub dns_servers: Vec<String>,
+    /// DNS search domains (`--dns-search`); empty = the host's.
+    pub dns_search: Vec<String>,
+    /// DNS options (`--dns-opt`); empty = the host's.
+    pub dns_options: Vec<String>,
+    /// Extra `/etc/hosts` entries, `name:ip` (`--add-host`).
+    pub add_hosts: Vec<String>,
+    /// Do not generate `/etc/hosts` (`--no-hosts`).
+    pub no_hosts: bool,
 }
 
 impl Default for ContainerConfig {
@@ -157,6 +173,13 @@ impl Default for ContainerConfig {
             is_infra: false,
             auto_remove: false,
             terminal: false,
+            network_mode: String::new(),
+            static_ip: String::new(),
+            dns_servers: Vec::new(),
+            dns_search: Vec::new(),
+            dns_options: Vec::new(),
+            add_hosts: Vec::new(),
+            no_hosts: false,
         }
     }
 }

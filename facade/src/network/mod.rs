@@ -1,12 +1,27 @@
 //! The network seam of the container life cycle: a [`NetworkBackend`] gives a container its
 //! network namespace before its OCI spec is written ([`NetworkBackend::setup`]) and releases it
 //! in every cleanup ([`NetworkBackend::teardown`]: exit command, stop, removal, refresh after a
-//! reboot, a failed init).
+//! reboot, a failed or interrupted init).
 //!
-//! The built-in backend, [`NullNetwork`], is the "none" network (a new, empty network namespace
-//! made by the OCI runtime) and "join another container's namespace" (pod members). A CNI
-//! backend plugs in here next, without touching the life cycle.
+//! Two backends: [`NullNetwork`] (no CNI: `none`, `host`, `ns:<path>` and joining another
+//! container's namespace) and [`CniNetwork`] (the default: the same, plus `bridge` and named
+//! CNI networks through `rpod-net`). `mode.rs` turns `--network`/`-p`/`--ip`/`--dns…` into a
+//! container's record, `files.rs` writes its `/etc/resolv.conf`, `/etc/hosts` and
+//! `/etc/hostname`, `manage.rs` is `rpod network …` and `settings.rs` what `inspect` and
+//! `port` show.
 
+mod cni;
+pub(crate) mod files;
+mod manage;
+pub(crate) mod mode;
+mod settings;
+
+pub use cni::CniNetwork;
+pub use manage::{NetworkInspect, NetworkMember, NetworkSubnet, NetworkSummary};
+pub use mode::NetworkSpec;
+pub use settings::{port_line, InspectNetwork, InspectNetworkEntry, InspectPort};
+
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::error::RuntimeError;
@@ -16,6 +31,13 @@ use crate::error::RuntimeError;
 pub enum NetworkMode {
     /// A new, empty network namespace (`--network none`).
     None,
+    /// The host's network namespace (`--network host`).
+    Host,
+    /// A namespace the user named (`--network ns:<path>`).
+    Path(PathBuf),
+    /// A new namespace attached to CNI networks ([`NetworkRequest::networks`]; empty means
+    /// the default network): `--network bridge` or `--network net1,net2`.
+    Cni,
     /// Another container's network namespace (pod members; `container:<id>`).
     Join {
         /// The container whose namespace is joined.
@@ -36,6 +58,10 @@ pub struct NetworkRequest {
     pub mode: NetworkMode,
     /// The networks it asked to join (its record's `networks`).
     pub networks: Vec<String>,
+    /// Host ports published to it (host port already assigned).
+    pub ports: Vec<crate::PortMapping>,
+    /// A static address on the first network (`--ip`).
+    pub static_ip: Option<IpAddr>,
 }
 
 /// Where the OCI runtime finds the container's network namespace.
@@ -43,6 +69,8 @@ pub struct NetworkRequest {
 pub enum NetNamespace {
     /// The runtime creates a new one.
     New,
+    /// The host's (no network namespace in the spec).
+    Host,
     /// The runtime joins this one (a bind-mounted netns file or `/proc/<pid>/ns/net`).
     Path(PathBuf),
 }
@@ -70,6 +98,8 @@ pub struct NetworkTeardown {
     pub netns_path: String,
     /// The results setup recorded.
     pub results: Vec<serde_json::Value>,
+    /// The host ports published to it.
+    pub ports: Vec<crate::PortMapping>,
 }
 
 /// A network backend (netavark's driver model: a trait plus a `none` implementation).
@@ -87,10 +117,18 @@ pub trait NetworkBackend: Send + Sync + std::fmt::Debug {
 
     /// Releases what [`setup`](Self::setup) created.
     fn teardown(&self, teardown: &NetworkTeardown) -> Result<(), RuntimeError>;
+
+    /// After a reboot (refresh): releases what the boot did not, for the containers `owned`
+    /// says are this runtime's (host-local IP leases, cached CNI results; libpod #3759).
+    fn release_after_reboot(&self, owned: &dyn Fn(&str) -> bool) -> Result<(), RuntimeError> {
+        let _ = owned;
+        Ok(())
+    }
 }
 
-/// The `none` backend: a new, empty namespace made by the OCI runtime, or another container's.
-/// It creates nothing, so its teardown has nothing to release.
+/// The backend without CNI: a new, empty namespace made by the OCI runtime, the host's, a
+/// given one or another container's. It creates nothing, so its teardown has nothing to
+/// release; it refuses CNI networks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NullNetwork;
 
@@ -102,7 +140,17 @@ impl NetworkBackend for NullNetwork {
     fn setup(&self, request: &NetworkRequest) -> Result<NetworkStatus, RuntimeError> {
         let namespace = match &request.mode {
             NetworkMode::None => NetNamespace::New,
-            NetworkMode::Join { path, .. } => NetNamespace::Path(path.clone()),
+            NetworkMode::Host => NetNamespace::Host,
+            NetworkMode::Join { path, .. } | NetworkMode::Path(path) => {
+                NetNamespace::Path(path.clone())
+            }
+            NetworkMode::Cni => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "container {}: the {} network backend has no CNI networks",
+                    request.container_name,
+                    self.name()
+                )))
+            }
         };
         Ok(NetworkStatus {
             namespace,
@@ -127,6 +175,8 @@ mod tests {
             container_name: "a".into(),
             mode: NetworkMode::None,
             networks: Vec::new(),
+            ports: Vec::new(),
+            static_ip: None,
         };
         let st = NullNetwork.setup(&req).ok();
         assert_eq!(st.map(|s| s.namespace), Some(NetNamespace::New));
