@@ -78,9 +78,13 @@ fn host_link_exists(name: &str) -> bool {
 
 /// IPv4 routes of the host (from /proc/net/route), default route excluded.
 pub(crate) fn host_routes() -> Vec<Cidr> {
-    let Ok(text) = std::fs::read_to_string("/proc/net/route") else {
-        return Vec::new();
-    };
+    std::fs::read_to_string("/proc/net/route")
+        .map(|t| parse_routes(&t))
+        .unwrap_or_default()
+}
+
+/// Parse the text of /proc/net/route (default routes excluded).
+pub(crate) fn parse_routes(text: &str) -> Vec<Cidr> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
