@@ -251,8 +251,11 @@ impl PluginExec {
         });
         let mut stdout = Vec::new();
         if let Some(mut p) = child.stdout.take() {
-            p.read_to_end(&mut stdout)
-                .map_err(|e| exec_err(format!("reading its output: {e}")))?;
+            if let Err(e) = p.read_to_end(&mut stdout) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(exec_err(format!("reading its output: {e}")));
+            }
         }
         let status = child
             .wait()
