@@ -219,6 +219,11 @@ impl CniRunner {
     /// **Hazard (protocols.md §3.4):** the bridge plugin's DEL is keyed on (netns, ifname),
     /// not on the container ID. Never call this with another container's netns: it would
     /// delete that container's veth and leak its ipMasq chain and POSTROUTING rule.
+    ///
+    /// **Order:** call this *before* removing the netns. The bridge plugin learns the
+    /// addresses whose masquerade rules it removes from the interface inside the netns; with
+    /// the netns gone its DEL still exits 0 but leaves the `CNI-<hash>` nat chain and its
+    /// POSTROUTING jump behind (observed with containernetworking-plugins 1.1.1).
     pub fn del(
         &self,
         net: &NetworkConfigList,

@@ -45,6 +45,9 @@ pub struct IptablesFirewall {
 }
 
 const COMMENT: &str = "CNI firewall plugin rules";
+/// The comment the CNI firewall plugin puts on the CNI-FORWARD → CNI-ADMIN jump; using the
+/// same one lets this backend and the plugin share the jump instead of duplicating it.
+const ADMIN_COMMENT: &str = "CNI firewall plugin admin overrides";
 const FORWARD_CHAIN: &str = "CNI-FORWARD";
 const ADMIN_CHAIN: &str = "CNI-ADMIN";
 
@@ -157,8 +160,11 @@ impl IptablesFirewall {
                 }
             }
         }
-        for (from, to) in [("FORWARD", FORWARD_CHAIN), (FORWARD_CHAIN, ADMIN_CHAIN)] {
-            let rule = ["-m", "comment", "--comment", COMMENT, "-j", to];
+        for (from, to, comment) in [
+            ("FORWARD", FORWARD_CHAIN, COMMENT),
+            (FORWARD_CHAIN, ADMIN_CHAIN, ADMIN_COMMENT),
+        ] {
+            let rule = ["-m", "comment", "--comment", comment, "-j", to];
             let mut check = vec!["-C", from];
             check.extend(rule);
             if !ipt(tool, &check)? {

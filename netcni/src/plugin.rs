@@ -209,8 +209,8 @@ impl PluginExec {
             ifname = inv.ifname,
             "running CNI plugin"
         );
-        let mut child = Command::new(&bin)
-            .env_clear()
+        let mut cmd = Command::new(&bin);
+        cmd.env_clear()
             .env("CNI_COMMAND", inv.command)
             .env("CNI_CONTAINERID", inv.container_id)
             .env("CNI_NETNS", inv.netns)
@@ -220,9 +220,20 @@ impl PluginExec {
             .env("PATH", PLUGIN_PATH_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| exec_err(format!("cannot execute {}: {e}", bin.display())))?;
+            .stderr(Stdio::piped());
+        // ETXTBSY: a binary just written may briefly be held open by a concurrent fork
+        // elsewhere in this process; retry a few times.
+        let mut attempt = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Ok(c) => break c,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempt < 20 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5 * attempt));
+                }
+                Err(e) => return Err(exec_err(format!("cannot execute {}: {e}", bin.display()))),
+            }
+        };
         // Feed stdin from a thread so a plugin that writes before reading cannot deadlock us.
         let writer = child.stdin.take().map(|mut w| {
             std::thread::spawn(move || {
@@ -240,8 +251,11 @@ impl PluginExec {
         });
         let mut stdout = Vec::new();
         if let Some(mut p) = child.stdout.take() {
-            p.read_to_end(&mut stdout)
-                .map_err(|e| exec_err(format!("reading its output: {e}")))?;
+            if let Err(e) = p.read_to_end(&mut stdout) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(exec_err(format!("reading its output: {e}")));
+            }
         }
         let status = child
             .wait()
