@@ -14,7 +14,7 @@ use crate::output;
 #[derive(Debug, Subcommand)]
 pub enum PodCommand {
     /// Create a pod.
-    Create(PodCreateArgs),
+    Create(Box<PodCreateArgs>),
     /// Start pods (the infra container first, then every member).
     Start {
         /// Pod names or IDs.

@@ -3,6 +3,12 @@
 use std::io;
 use std::path::PathBuf;
 
+impl From<rpod_net::NetError> for RuntimeError {
+    fn from(e: rpod_net::NetError) -> Self {
+        RuntimeError::Network(Box::new(e))
+    }
+}
+
 impl RuntimeError {
     /// The exit code podman gives for this failure: 126 or 127 when the container's command
     /// cannot be invoked or found, 125 otherwise.
@@ -278,7 +284,7 @@ pub enum RuntimeError {
     /// Networking failed (CNI configuration, a plugin, the network namespace, ports); the
     /// message names the network, plugin, file or port.
     #[error(transparent)]
-    Network(#[from] rpod_net::NetError),
+    Network(Box<rpod_net::NetError>),
     /// A network cannot be removed while containers use it.
     #[error("network {name} is used by containers {}: remove them first or use force", .containers.join(", "))]
     NetworkInUse {

@@ -286,7 +286,7 @@ impl ConfigDir {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "skipping invalid CNI configuration file");
+                    tracing::debug!(error = %e, "skipping invalid CNI configuration file");
                     cd.invalid.push(e);
                 }
             }

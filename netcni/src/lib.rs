@@ -39,11 +39,11 @@ pub use dns::{hosts_file, parse_add_host, parse_dns_server, resolv_conf, FALLBAC
 pub use error::NetError;
 pub use firewall::{firewall_backend, FirewallBackend, IptablesFirewall, NoFirewall};
 pub use ipam::{leases, release_leases, Lease};
+pub use link::remove_bridge;
 pub use manage::{
     create_network, default_network_config, remove_network_config, validate_network_name,
     write_network_config, NetworkCreate,
 };
-pub use link::remove_bridge;
 pub use netns::{create_netns, create_netns_at, is_netns_mounted, remove_netns};
 pub use plugin::{PluginExec, PLUGIN_PATH_ENV};
 pub use ports::{assign_free_ports, parse_publish, reserve_ports, PortMapping};

@@ -49,7 +49,8 @@ fn wget_from(sb: &NetSandbox, name: &str, addr: &str) -> String {
     let url = format!("http://{addr}/");
     let mut last = String::new();
     let ok = eventually(Duration::from_secs(10), || {
-        let out = sb.run(&["exec", name, "wget", "-q", "-T", "3", "-O", "-", &url]);
+        // No `-T`: busybox 1.35's static wget crashes (SIGSEGV) with a timeout set.
+        let out = sb.run(&["exec", name, "wget", "-q", "-O", "-", &url]);
         last = format!(
             "{:?} {}{}",
             out.status.code(),
