@@ -140,6 +140,10 @@ impl CniRunner {
         let inv = a.invocation("ADD", &args);
         let mut prev: Option<Value> = None;
         let mut failure: Option<NetError> = None;
+        // A marker first: if this process dies mid-chain, a later teardown still finds the
+        // attachment (by container ID) and runs DEL without a result.
+        self.cache
+            .put(&net.name, &a.container_id, &a.ifname, &pending_marker())?;
         for plugin in &net.plugins {
             let ty = plugin.get("type").and_then(Value::as_str).unwrap_or("");
             let stdin = plugin_stdin(plugin, &net.name, &net.cni_version, prev.as_ref(), &caps);
@@ -234,7 +238,10 @@ impl CniRunner {
         let prev = match prev {
             Some(p) => Some(p),
             None => {
-                cached = self.cache.get(&net.name, &a.container_id, &a.ifname);
+                cached = self
+                    .cache
+                    .get(&net.name, &a.container_id, &a.ifname)
+                    .filter(|v| !is_pending(v));
                 cached.as_ref()
             }
         };
@@ -273,6 +280,7 @@ impl CniRunner {
         let prev = self
             .cache
             .get(&net.name, &a.container_id, &a.ifname)
+            .filter(|v| !is_pending(v))
             .ok_or_else(|| NetError::NoCachedResult {
                 network: net.name.clone(),
                 container_id: a.container_id.clone(),
@@ -421,6 +429,16 @@ impl CniResult {
             raw: v.get("result")?.clone(),
         })
     }
+}
+
+/// The cache entry written before an ADD chain runs (replaced by the result when it ends).
+fn pending_marker() -> Value {
+    json!({ "rpodPending": true })
+}
+
+/// Whether a cached value is [`pending_marker`]: an ADD that never finished.
+fn is_pending(v: &Value) -> bool {
+    v.get("rpodPending").and_then(Value::as_bool) == Some(true)
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ mod tests {
                 ("--root", "/r"),
                 ("--runroot", "/rr"),
                 ("--cni-config-dir", "/cni"),
+                ("--netns", "bridge"),
                 ("--namespace", "ns"),
                 ("--num-locks", "64"),
                 ("--lock-name", "/rpod_lock"),

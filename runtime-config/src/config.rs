@@ -199,12 +199,15 @@ declare_keys! {
     } = "none".to_owned();
 
     /// The network mode of containers and pods created without `--network` (containers.conf's
-    /// `netns`): `bridge` (the default network, as podman does for root), `none` or `host`.
+    /// `netns`): `bridge` (the default network, as podman does for root; `none` for rootless),
+    /// `none` or `host`.
     netns: String {
         flag: "netns" "MODE",
         set: netns(impl Into<String>),
         help: "Network mode of containers and pods created without --network: bridge, none or host.",
-    } = "bridge".to_owned();
+    } = // podman: bridge for root; rootless podman uses slirp4netns, which rpod does not
+        // drive, so a rootless rpod defaults to a new, empty namespace.
+        if env.rootless { "none" } else { "bridge" }.to_owned();
 
     /// Path of slirp4netns; empty means look it up on `$PATH`.
     network_cmd_path: String {} = String::new();
