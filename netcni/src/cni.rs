@@ -178,7 +178,7 @@ impl CniRunner {
         let err = failure.unwrap_or_else(|| NetError::InvalidNetwork {
             msg: "internal error: ADD failed without an error".into(),
         });
-        tracing::warn!(network = %net.name, container = %a.container_id, error = %err, "CNI ADD failed; undoing it with DEL");
+        tracing::debug!(network = %net.name, container = %a.container_id, error = %err, "CNI ADD failed; undoing it with DEL");
         if let Err(del_err) = self.del_chain(net, a, prev.as_ref()) {
             for e in del_err {
                 tracing::warn!(network = %net.name, container = %a.container_id, error = %e, "DEL after a failed ADD failed");

@@ -633,3 +633,42 @@ fn default_network_is_written_on_first_use_and_info_shows_the_backend() {
     assert!(info.to_lowercase().contains("cni"), "{info}");
     sb.assert_no_leftovers(&[]);
 }
+
+#[test]
+fn static_ip_is_given_and_released_for_the_next_container() {
+    let Some(sb) = net_sandbox() else { return };
+    let prefix = sb
+        .gateway
+        .rsplit_once('.')
+        .map(|(p, _)| p.to_owned())
+        .unwrap();
+    let ip = format!("{prefix}.200");
+    let first = sb.run_ctr_ok(
+        &["-d", "--name", "fixed", "--network", "bridge", "--ip", &ip],
+        &["sleep", "1000"],
+    );
+    assert_eq!(sb.ip_of("fixed"), ip);
+    let listing = exec_ok(&sb, "fixed", &["ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert_eq!(eth0_addr(&listing), format!("{ip}/24"));
+    // Taken while it runs: a second container cannot have it.
+    let out = sb.run_ctr(
+        &["-d", "--name", "clash", "--network", "bridge", "--ip", &ip],
+        &["sleep", "1000"],
+    );
+    expect_refused(&out, &[ip.as_str()]);
+    sb.ok(&["rm", "-f", "-t", "0", "fixed", "clash"]);
+    // Released by the removal: the next container gets it again.
+    let second = sb.run_ctr_ok(
+        &["-d", "--name", "again", "--network", "bridge", "--ip", &ip],
+        &["sleep", "1000"],
+    );
+    assert_eq!(sb.ip_of("again"), ip);
+    sb.ok(&["rm", "-f", "-t", "0", "again"]);
+    sb.assert_no_leftovers(&[first, second]);
+    // Bad addresses are refused before anything is made.
+    for bad in ["10.1.2", "not-an-ip"] {
+        let out = sb.run_ctr(&["--rm", "--network", "bridge", "--ip", bad], &["true"]);
+        expect_refused(&out, &[bad]);
+    }
+    assert_eq!(count(&sb), 0);
+}

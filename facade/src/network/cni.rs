@@ -92,6 +92,17 @@ impl CniNetwork {
         {
             return Err(e.into());
         }
+        // Never overwrite a file that holds another network.
+        let path = self
+            .config_dir
+            .join(format!("{}.conflist", self.default_network));
+        if path.exists() {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "{} does not define network {:?} (cni_default_network); fix or move the file",
+                path.display(),
+                self.default_network
+            )));
+        }
         let value = rpod_net::default_network_config(
             &self.default_network,
             &self.default_bridge,
