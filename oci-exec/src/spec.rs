@@ -560,7 +560,7 @@ mod tests {
         let caps = v["process"]["capabilities"]["bounding"]
             .as_array()
             .map(|a| a.len());
-        assert_eq!(caps, Some(11));
+        assert_eq!(caps, Some(12));
         assert_eq!(
             v["linux"]["maskedPaths"].as_array().map(|a| a.len()),
             Some(11)
