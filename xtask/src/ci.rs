@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the whole CI pipeline, also run by `.ci/run`.
 //!
 //! The steps: deps, fmt, clippy, doc, test, then a short fault-injection
-//! round and the damaged-state round (`cargo xtask faults`, `--damage`). Steps run in order
+//! round, a short one on a CNI network and the damaged-state round (`cargo xtask faults`,
+//! `--network`, `--damage`). Steps run in order
 //! and the first failure stops the run with a
 //! `xtask ci: STEP failed` line and a non-zero exit code. Cargo uses its
 //! default target directory (or whatever `CARGO_TARGET_DIR` the caller set).
@@ -130,6 +131,10 @@ pub fn run(args: CiArgs) -> Result<()> {
         // violated invariant, a panic, a signal death or a hang fails CI (the full round of
         // 500+ trials is run by hand before an issue is resolved; RELIABILITY.md).
         step("faults", &mut || faults::run(&FaultsArgs::ci()))?;
+        // The same on a CNI bridge network of the round's own: one trial per verb.
+        step("faults --network", &mut || {
+            faults::run(&FaultsArgs::ci_network())
+        })?;
         step("faults --damage", &mut || {
             faults::run(&FaultsArgs {
                 damage: true,

@@ -166,7 +166,7 @@ fn scenario(
     target: Target,
     harm: Harm,
 ) -> Result<Row> {
-    let sb = round.sandbox(&format!("d{seq}"))?;
+    let sb = round.sandbox(&format!("d{seq}"), false)?;
     let rootfs = sb.rootfs.display().to_string();
     let mut row = Row {
         name,

@@ -11,7 +11,15 @@
 //! - no exit file (`<tmpdir>/exits/<id>` or `<id>-old`) of a container that
 //!   no record owns;
 //! - no lock segment of the round but the trial's own (and none under the
-//!   name rpod derives from the tmp dir when `--lock-name` is lost).
+//!   name rpod derives from the tmp dir when `--lock-name` is lost);
+//! - with `--network` ([`NetSnapshot`]): no network namespace file or mount,
+//!   host-local lease, cached CNI result or iptables/ip6tables rule of a
+//!   container that no record owns or whose record says `exited` (its
+//!   network is torn down at cleanup), no rule for an
+//!   address no lease holds; a running container has its namespace (its
+//!   pod's, for a pod member) and an address in `inspect`; once no
+//!   container is left, no port on the bridge and no rule mentioning the
+//!   subnet.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -45,6 +53,21 @@ pub enum Kind {
     OrphanExitFile,
     /// A lock segment other than the trial's own.
     ForeignSegment,
+    /// A network namespace file or mount of a container without a record.
+    OrphanNetns,
+    /// A host-local lease of a container without a record.
+    OrphanLease,
+    /// A cached CNI result of a container without a record.
+    OrphanCniResult,
+    /// An iptables rule of a container without a record, of an address no
+    /// lease holds, or of the subnet once no container is left.
+    OrphanRule,
+    /// A port (veth) on the bridge once no container is left.
+    BridgePort,
+    /// An exited container still has network state.
+    NetworkKept,
+    /// A running container without its namespace or address.
+    NetworkMissing,
     /// The verb a user runs next failed.
     RetryFailed,
     /// Removing the trial's objects (`rm -f`, `pod rm -f`) failed.
@@ -69,6 +92,13 @@ impl Kind {
             Kind::OrphanCgroup => "orphan cgroup",
             Kind::OrphanExitFile => "orphan exit file",
             Kind::ForeignSegment => "foreign lock segment",
+            Kind::OrphanNetns => "orphan netns",
+            Kind::OrphanLease => "orphan IPAM lease",
+            Kind::OrphanCniResult => "orphan CNI result",
+            Kind::OrphanRule => "orphan iptables rule",
+            Kind::BridgePort => "port left on bridge",
+            Kind::NetworkKept => "exited container keeps network",
+            Kind::NetworkMissing => "running container without network",
             Kind::RetryFailed => "next verb failed",
             Kind::RemoveFailed => "rm -f failed",
             Kind::ResetFailed => "system reset failed",
@@ -86,6 +116,13 @@ impl Kind {
                 | Kind::OrphanRuncState
                 | Kind::OrphanCgroup
                 | Kind::LockCount
+                | Kind::OrphanNetns
+                | Kind::OrphanLease
+                | Kind::OrphanCniResult
+                | Kind::OrphanRule
+                | Kind::BridgePort
+                | Kind::NetworkKept
+                | Kind::NetworkMissing
         )
     }
 }
@@ -129,6 +166,8 @@ pub struct CtrRecord {
     pub state: String,
     /// Pod ID, empty when none.
     pub pod: String,
+    /// A pod's infra container.
+    pub infra: bool,
 }
 
 /// A pod record, from `rpod pod ps --format json`.
@@ -167,6 +206,33 @@ pub struct Snapshot {
     /// The round's lock segments present in /dev/shm (file names), plus the
     /// derived default name of the trial's tmp dir when present.
     pub segments: Vec<String>,
+    /// The network's leftovers (`--network` rounds only).
+    pub net: Option<NetSnapshot>,
+}
+
+/// What a sandbox's CNI network has on the host, at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct NetSnapshot {
+    /// The subnet's address prefix, `10.83.<k>.`.
+    pub prefix: String,
+    /// File names in `<tmpdir>/netns` (`rpod-<id>`).
+    pub netns_files: Vec<String>,
+    /// File names of the mounts under `<tmpdir>/netns`.
+    pub netns_mounts: Vec<String>,
+    /// host-local leases: address (the file name) and the first line of
+    /// the file (the container ID).
+    pub leases: Vec<(String, String)>,
+    /// File names in `<static_dir>/cni/results`.
+    pub cache_files: Vec<String>,
+    /// iptables and ip6tables rules quoting the sandbox's network or
+    /// mentioning the subnet (`iptables nat: -A ...`).
+    pub rules: Vec<String>,
+    /// Interfaces on the bridge (`/sys/class/net/<bridge>/brif`).
+    pub bridge_ports: Vec<String>,
+    /// Running containers and their `inspect` `NetworkSettings.IPAddress`.
+    pub addresses: Vec<(String, String)>,
+    /// Failures looking (`iptables-save`, `inspect`).
+    pub errors: Vec<String>,
 }
 
 /// Whether `s` is a full 64-hex-digit ID.
@@ -189,6 +255,26 @@ pub fn cgroup_id(component: &str) -> Option<&str> {
 pub fn exit_file_id(name: &str) -> Option<&str> {
     let id = name.strip_suffix("-old").unwrap_or(name);
     is_id(id).then_some(id)
+}
+
+/// The full IDs in `text` (runs of exactly 64 hex digits).
+pub fn ids_in(text: &str) -> Vec<&str> {
+    let mut ids = Vec::new();
+    let bytes = text.as_bytes();
+    let mut start = None;
+    for (i, b) in bytes.iter().chain(std::iter::once(&b' ')).enumerate() {
+        match (b.is_ascii_hexdigit(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if i - s == 64 {
+                    ids.push(&text[s..i]);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    ids
 }
 
 /// The first 12 characters of an ID.
@@ -323,6 +409,142 @@ pub fn evaluate(snap: &Snapshot, expect: &Expect, phase: &'static str) -> Vec<Vi
             add(Kind::OrphanExitFile, format!("exits/{shown}"));
         }
     }
+    if let Some(net) = &snap.net {
+        found.extend(evaluate_net(snap, net, phase));
+    }
+    found
+}
+
+/// States in which a container has no network: torn down at cleanup. (A
+/// `configured` container may keep what a killed `init` set up: rpod finds
+/// it by the container's ID at the next start or removal, and the checks
+/// after the removal see whether it did.)
+const NETWORKLESS: &[&str] = &["exited"];
+
+/// The network invariants (see the module documentation).
+fn evaluate_net(snap: &Snapshot, net: &NetSnapshot, phase: &'static str) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut add = |kind, detail: String| found.push(Violation::new(kind, phase, detail));
+    for e in &net.errors {
+        add(Kind::StateUnreadable, e.clone());
+    }
+    let record = |id: &str| snap.containers.iter().find(|c| c.id == id);
+    // The kind to report `what` (of container `id`) as, if it is a leftover.
+    let judge = |id: &str, orphan: Kind, what: &str| -> Option<(Kind, String)> {
+        match record(id) {
+            None => Some((orphan, format!("{what} of {}", short(id)))),
+            Some(c) if NETWORKLESS.contains(&c.state.as_str()) => Some((
+                Kind::NetworkKept,
+                format!("{what} of {} container {}", c.state, short(id)),
+            )),
+            Some(_) => None,
+        }
+    };
+    for (names, what) in [
+        (&net.netns_files, "netns file"),
+        (&net.netns_mounts, "netns mount"),
+    ] {
+        for name in names {
+            match name.strip_prefix("rpod-").filter(|id| is_id(id)) {
+                Some(id) => {
+                    if let Some((k, d)) = judge(id, Kind::OrphanNetns, what) {
+                        add(k, d);
+                    }
+                }
+                None => add(Kind::OrphanNetns, format!("{what} netns/{name}")),
+            }
+        }
+    }
+    let mut leased: Vec<(&str, &str)> = Vec::new();
+    for (ip, owner) in &net.leases {
+        if is_id(owner) {
+            leased.push((ip, owner));
+            if let Some((k, d)) = judge(owner, Kind::OrphanLease, &format!("lease {ip}")) {
+                add(k, d);
+            }
+        }
+    }
+    for name in &net.cache_files {
+        for id in ids_in(name) {
+            let what = format!("cni/results/{}", name.replacen(id, short(id), 1));
+            if let Some((k, d)) = judge(id, Kind::OrphanCniResult, &what) {
+                add(k, d);
+            }
+        }
+    }
+    let no_containers = snap.query_errors.is_empty() && snap.containers.is_empty();
+    for rule in &net.rules {
+        let mut reported = false;
+        for id in ids_in(rule) {
+            if let Some((k, d)) = judge(id, Kind::OrphanRule, "rule") {
+                add(k, format!("{d}: {rule}"));
+                reported = true;
+            }
+        }
+        for ip in addresses_in(rule, &net.prefix) {
+            if reported {
+                break;
+            }
+            let found = match leased.iter().find(|(l, _)| *l == ip) {
+                Some((_, owner)) => judge(owner, Kind::OrphanRule, &format!("rule for {ip}")),
+                None => Some((Kind::OrphanRule, format!("for {ip}, which no lease holds"))),
+            };
+            if let Some((k, d)) = found {
+                add(k, format!("{d}: {rule}"));
+                reported = true;
+            }
+        }
+        if no_containers && !reported {
+            add(Kind::OrphanRule, format!("left with no container: {rule}"));
+        }
+    }
+    if no_containers {
+        for port in &net.bridge_ports {
+            add(Kind::BridgePort, port.clone());
+        }
+    }
+    for c in snap.containers.iter().filter(|c| c.state == "running") {
+        let own = c.pod.is_empty() || c.infra;
+        let file = format!("rpod-{}", c.id);
+        if own && !(net.netns_files.contains(&file) && net.netns_mounts.contains(&file)) {
+            add(
+                Kind::NetworkMissing,
+                format!("{} runs without netns/{}", short(&c.id), short(&file)),
+            );
+        }
+        let address = net.addresses.iter().find(|(id, _)| *id == c.id);
+        if address.is_none_or(|(_, ip)| ip.is_empty()) {
+            add(
+                Kind::NetworkMissing,
+                format!("{} runs without an IPAddress in inspect", short(&c.id)),
+            );
+        }
+    }
+    found
+}
+
+/// The host addresses of the subnet `prefix` in `text` (not the network
+/// address `<prefix>0`).
+fn addresses_in(text: &str, prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices(prefix) {
+        if text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_digit() || c == '.')
+        {
+            continue;
+        }
+        let host: String = text[at + prefix.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if !host.is_empty() && host != "0" {
+            found.push(format!("{prefix}{host}"));
+        }
+    }
+    found.sort();
+    found.dedup();
     found
 }
 
@@ -344,12 +566,14 @@ mod tests {
                     name: "t".into(),
                     state: "running".into(),
                     pod: String::new(),
+                    infra: false,
                 },
                 CtrRecord {
                     id: b.clone(),
                     name: "infra".into(),
                     state: "running".into(),
                     pod: p.clone(),
+                    infra: true,
                 },
             ],
             pods: vec![PodRecord {
@@ -414,6 +638,134 @@ mod tests {
         assert!(found[2].detail.contains("dddddddddddd"));
         assert!(!found[2].detail.contains("ddddddddddddd"));
         assert_eq!(found[8].detail, "exits/dddddddddddd-old");
+    }
+
+    /// A clean snapshot of a network round: `a` runs with 10.83.7.3, the
+    /// pod's infra `b` with 10.83.7.4.
+    fn clean_net() -> (Snapshot, Expect) {
+        let (mut snap, expect) = clean();
+        let (a, b) = (id('a'), id('b'));
+        let rule = |ip: &str, c: &str| {
+            format!("iptables nat: -A POSTROUTING -s {ip}/32 -m comment --comment \"name: \\\"n\\\" id: \\\"{c}\\\"\" -j CNI-1")
+        };
+        snap.net = Some(NetSnapshot {
+            prefix: "10.83.7.".into(),
+            netns_files: vec![format!("rpod-{a}"), format!("rpod-{b}")],
+            netns_mounts: vec![format!("rpod-{a}"), format!("rpod-{b}")],
+            leases: vec![
+                ("10.83.7.3".into(), a.clone()),
+                ("10.83.7.4".into(), b.clone()),
+                ("last_reserved_ip.0".into(), "10.83.7.4".into()),
+            ],
+            cache_files: vec![format!("n-{a}-eth0.json"), format!("n-{b}-eth0.json")],
+            rules: vec![
+                rule("10.83.7.3", &a),
+                rule("10.83.7.4", &b),
+                "iptables filter: -A CNI-FORWARD -s 10.83.7.3/32 -j ACCEPT".into(),
+                "iptables nat: -A CNI-DN-1 -s 10.83.7.0/24 -j CNI-HOSTPORT-SETMARK".into(),
+            ],
+            bridge_ports: vec!["veth1".into(), "veth2".into()],
+            addresses: vec![(a, "10.83.7.3".into()), (b, "10.83.7.4".into())],
+            errors: Vec::new(),
+        });
+        (snap, expect)
+    }
+
+    #[test]
+    fn clean_network_has_no_violation() {
+        let (snap, expect) = clean_net();
+        assert_eq!(evaluate(&snap, &expect, "x"), Vec::new());
+    }
+
+    #[test]
+    fn network_leftovers_are_found() {
+        let (mut snap, expect) = clean_net();
+        let gone = id('d');
+        if let Some(net) = snap.net.as_mut() {
+            net.netns_files.push(format!("rpod-{gone}"));
+            net.netns_mounts.push(format!("rpod-{gone}"));
+            net.leases.push(("10.83.7.9".into(), gone.clone()));
+            net.cache_files.push(format!(".n-{gone}-eth0.json.tmp-0a"));
+            net.rules.push(format!("iptables nat: -A CNI-HOSTPORT-DNAT -m comment --comment \"dnat id: {gone}\" -j CNI-DN-2"));
+            net.rules
+                .push("iptables filter: -A CNI-FORWARD -d 10.83.7.8/32 -j ACCEPT".into());
+            // `a` exited: what it keeps counts; `b` runs without an address.
+            net.addresses[1].1 = String::new();
+        }
+        snap.containers[0].state = "exited".into();
+        let found = evaluate(&snap, &expect, "after next");
+        let kinds: Vec<Kind> = found.iter().map(|v| v.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::NetworkKept,
+                Kind::OrphanNetns,
+                Kind::NetworkKept,
+                Kind::OrphanNetns,
+                Kind::NetworkKept,
+                Kind::OrphanLease,
+                Kind::NetworkKept,
+                Kind::OrphanCniResult,
+                Kind::NetworkKept,
+                Kind::NetworkKept,
+                Kind::OrphanRule,
+                Kind::OrphanRule,
+                Kind::NetworkMissing,
+            ],
+            "{found:#?}"
+        );
+        assert_eq!(found[5].detail, "lease 10.83.7.9 of dddddddddddd");
+        assert!(found[10]
+            .detail
+            .starts_with("rule of dddddddddddd: iptables nat"));
+        assert!(found[11]
+            .detail
+            .starts_with("for 10.83.7.8, which no lease holds"));
+    }
+
+    #[test]
+    fn no_container_leaves_no_port_and_no_rule() {
+        let (mut snap, expect) = clean_net();
+        snap.containers.clear();
+        snap.pods.clear();
+        snap.locks_held = 0;
+        snap.conmons.clear();
+        snap.runc_states.clear();
+        snap.cgroups.clear();
+        snap.exit_files.clear();
+        if let Some(net) = snap.net.as_mut() {
+            net.netns_files.clear();
+            net.netns_mounts.clear();
+            net.leases.clear();
+            net.cache_files.clear();
+            net.addresses.clear();
+            net.rules.truncate(1);
+            net.rules
+                .push("iptables nat: -A CNI-DN-1 -s 10.83.7.0/24 -j CNI-HOSTPORT-SETMARK".into());
+            net.bridge_ports.truncate(1);
+        }
+        let kinds: Vec<Kind> = evaluate(&snap, &expect, "after remove")
+            .iter()
+            .map(|v| v.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![Kind::OrphanRule, Kind::OrphanRule, Kind::BridgePort]
+        );
+    }
+
+    #[test]
+    fn ids_and_addresses_in_text() {
+        let a = id('a');
+        assert_eq!(ids_in(&format!("x-{a}-eth0.json")), vec![a.as_str()]);
+        assert!(ids_in(&format!("{a}0")).is_empty());
+        assert_eq!(
+            addresses_in(
+                "-s 10.83.7.0/24 -d 10.83.7.12/32 --to 10.83.7.3:80 110.83.7.5",
+                "10.83.7."
+            ),
+            vec!["10.83.7.12".to_string(), "10.83.7.3".to_string()]
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //! `--seed S` replays a round's plan (delays scale with the durations
 //! measured in that run); `--seed S --trial T --delay-ms D` replays one
 //! trial exactly. The run fails if any invariant was violated, unless
-//! `--report-only`.
+//! `--report-only`. `--network` runs every verb on a real CNI bridge
+//! network of the round's own ([`net`]), publishing a loopback port in
+//! half the trials, and adds the network invariants (no namespace, lease,
+//! cached result or iptables rule left of a removed or exited container).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -25,6 +28,7 @@ use anyhow::{bail, Context, Result};
 mod damage;
 mod invariants;
 mod killer;
+mod net;
 mod observe;
 mod report;
 mod sandbox;
@@ -66,6 +70,11 @@ pub struct FaultsArgs {
     /// Damaged-state scenarios instead of kills.
     #[arg(long, conflicts_with_all = ["trials", "verbs", "trial", "delay_ms"])]
     pub damage: bool,
+    /// Run the containers on a CNI bridge network of the round's own
+    /// (bridge `rpodflt<pid>`, a free 10.83.<k>.0/24), publishing a port in
+    /// half the trials, and check the network invariants too.
+    #[arg(long, conflicts_with = "damage")]
+    pub network: bool,
     /// Exit 0 even when invariants were violated.
     #[arg(long)]
     pub report_only: bool,
@@ -87,8 +96,20 @@ impl FaultsArgs {
             samples: 2,
             release: false,
             damage: false,
+            network: false,
             report_only: false,
             write: None,
+        }
+    }
+
+    /// The short network round `cargo xtask ci` runs: one trial per verb
+    /// (15), one calibration run per verb; a violation fails.
+    pub fn ci_network() -> FaultsArgs {
+        FaultsArgs {
+            trials: 15,
+            samples: 1,
+            network: true,
+            ..FaultsArgs::ci()
         }
     }
 }
@@ -100,12 +121,19 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
         bail!("cargo xtask faults runs containers with runc and must run as root");
     }
     let rpod = build_rpod(args.release)?;
-    let round = Round::new(rpod)?;
+    let round = Round::new(rpod, args.network)?;
     if args.damage {
         return damage::run(&round, args);
     }
     let seed = args.seed.unwrap_or_else(schedule::fresh_seed);
     println!("xtask faults: seed {seed} (replay with --seed {seed})");
+    if let Some(net) = &round.net {
+        println!(
+            "xtask faults: network: bridge {}, subnet {}",
+            net.bridge,
+            net.subnet()
+        );
+    }
 
     let plans: Vec<TrialPlan> = match args.trial {
         Some(t) => vec![schedule::plan_trial(seed, t, verbs.len())],
@@ -145,14 +173,20 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
             verb,
             Some(plan.clone()),
             Some((delay, plan.mode)),
+            plan.publish,
         )?;
         let verdict = if result.violations.is_empty() {
             "ok".to_string()
         } else {
             format!("{} violation(s)", result.violations.len())
         };
+        let port = if args.network && plan.publish {
+            " -p"
+        } else {
+            ""
+        };
         println!(
-            "xtask faults: trial {:>3} {:<10} kill {:<5} at {:>7.1} ms: verb {:<8} {verdict}",
+            "xtask faults: trial {:>3} {:<10}{port:<3} kill {:<5} at {:>7.1} ms: verb {:<8} {verdict}",
             plan.trial,
             verb.name,
             plan.mode.name(),
@@ -170,8 +204,12 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     if args.release {
         replay.push_str(" --release");
     }
+    if args.network {
+        replay.push_str(" --network");
+    }
     let text = round.hide_paths(&report::markdown(&report::Round {
         seed,
+        network: args.network,
         verbs: used
             .iter()
             .map(|&i| (verbs[i].name, durations[i]))
@@ -183,7 +221,12 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     println!("\n{text}");
     println!("xtask faults: done in {}", util::fmt_secs(start.elapsed()));
     if let Some(path) = &args.write {
-        write_markdown(path, "Fault injection", args, &text)?;
+        let title = if args.network {
+            "Fault injection on the network"
+        } else {
+            "Fault injection"
+        };
+        write_markdown(path, title, args, &text)?;
     }
     let bad = results
         .iter()
@@ -206,12 +249,15 @@ fn calibrate(
 ) -> Result<(Duration, Vec<TrialResult>)> {
     let mut runs = Vec::new();
     for k in 1..=samples {
+        // In a `--network` round, every other run (the first included)
+        // publishes a port.
         runs.push(trials::run_trial(
             round,
             &format!("c{index}_{k}"),
             verb,
             None,
             None,
+            k % 2 == 1,
         )?);
     }
     let mut times: Vec<Duration> = runs.iter().map(|r| r.elapsed).collect();

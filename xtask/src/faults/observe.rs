@@ -1,8 +1,9 @@
 //! Taking a [`Snapshot`] of one sandbox: rpod's records (`ps -a`, `pod ps`,
 //! `system locks`, all as JSON) and what is on the host (conmon and
 //! `runc init` processes, runc state dirs, cgroups, exit files, lock
-//! segments), and [`check`], which waits for the sandbox to settle and
-//! evaluates the invariants on it.
+//! segments; with `--network`, what the network left, [`super::net`], and
+//! each running container's address from `inspect`), and [`check`], which
+//! waits for the sandbox to settle and evaluates the invariants on it.
 
 use std::fs;
 use std::path::Path;
@@ -13,6 +14,7 @@ use serde_json::Value;
 
 use super::invariants::{self, cgroup_id, CtrRecord, Expect, PodRecord, Snapshot, Violation};
 use super::killer::Outcome;
+use super::net;
 use super::sandbox::{Sandbox, DEV_SHM};
 use crate::bench::sweep;
 
@@ -89,6 +91,7 @@ pub fn parse_containers(v: &Value) -> Vec<CtrRecord> {
                     name: c["Names"][0].as_str().unwrap_or_default().to_string(),
                     state: str_of(c, "State"),
                     pod: str_of(c, "Pod"),
+                    infra: c["IsInfra"].as_bool().unwrap_or(false),
                 })
                 .collect()
         })
@@ -258,7 +261,29 @@ pub fn snapshot(sb: &Sandbox, round_prefix: &str) -> (Snapshot, Vec<Outcome>) {
         );
     }
     snap.segments.sort();
+    if let Some(n) = &sb.net {
+        let mut ns = net::observe(n, &sb.netns_dir(), &sb.results_dir());
+        for c in snap.containers.iter().filter(|c| c.state == "running") {
+            let mut look = Queries::default();
+            if let Some(v) = look.run(sb, &["inspect", &c.id]) {
+                ns.addresses.push((c.id.clone(), ip_address(&v)));
+            }
+            ns.errors.extend(look.errors);
+            q.outcomes.extend(look.outcomes);
+        }
+        snap.net = Some(ns);
+    }
     (snap, q.outcomes)
+}
+
+/// `NetworkSettings.IPAddress` of `inspect`'s JSON (an array of one, or
+/// the object itself).
+pub fn ip_address(v: &Value) -> String {
+    let obj = v.as_array().and_then(|a| a.first()).unwrap_or(v);
+    obj["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Waits for the sandbox to settle (exit commands done, transient
@@ -302,8 +327,13 @@ mod tests {
         assert_eq!(ctrs.len(), 2);
         assert_eq!(ctrs[1].name, "p-infra");
         assert_eq!(ctrs[1].pod, "c3");
+        assert!(ctrs[1].infra && !ctrs[0].infra);
         let pods = parse_pods(&serde_json::json!([{"Id": "c3", "Name": "p"}]));
         assert_eq!(pods[0].name, "p");
         assert!(parse_pods(&serde_json::json!({})).is_empty());
+        let inspect = serde_json::json!([{"NetworkSettings": {"IPAddress": "10.83.7.3"}}]);
+        assert_eq!(ip_address(&inspect), "10.83.7.3");
+        assert_eq!(ip_address(&inspect[0]), "10.83.7.3");
+        assert_eq!(ip_address(&serde_json::json!([])), "");
     }
 }

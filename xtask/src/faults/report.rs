@@ -15,6 +15,8 @@ use super::trials::TrialResult;
 pub struct Round<'a> {
     /// The round's seed.
     pub seed: u64,
+    /// A `--network` round.
+    pub network: bool,
     /// The verbs, in order, with their measured typical duration.
     pub verbs: Vec<(&'static str, Duration)>,
     /// The calibration runs (not killed).
@@ -49,9 +51,10 @@ fn replay(round: &Round<'_>, t: &TrialResult) -> String {
 fn trial_label(t: &TrialResult) -> String {
     match &t.plan {
         Some(p) => format!(
-            "trial {} ({}, delay {}, kill {}, verb {})",
+            "trial {} ({}{}, delay {}, kill {}, verb {})",
             p.trial,
             t.verb,
+            if t.published { " -p" } else { "" },
             t.delay.map_or_else(|| "-".into(), ms),
             p.mode.name(),
             if t.ending == Ending::Killed {
@@ -95,10 +98,15 @@ pub fn markdown(round: &Round<'_>) -> String {
     let failed = |ts: &[&TrialResult]| ts.iter().filter(|t| !t.violations.is_empty()).count();
     let _ = writeln!(
         out,
-        "Seed {} · {} trials · {} verbs\n",
+        "Seed {} · {} trials · {} verbs{}\n",
         round.seed,
         round.trials.len(),
-        round.verbs.len()
+        round.verbs.len(),
+        if round.network {
+            " · on a CNI bridge network (a port published in half the trials)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,
@@ -291,6 +299,7 @@ mod tests {
             verb: 0,
             fraction: 0.5,
             mode: KillMode::Group,
+            publish: false,
         };
         let trials = vec![
             TrialResult {
@@ -298,6 +307,7 @@ mod tests {
                 plan: Some(plan.clone()),
                 delay: Some(Duration::from_millis(5)),
                 ending: Ending::Killed,
+                published: false,
                 elapsed: Duration::from_millis(5),
                 violations: vec![
                     v(Kind::OrphanExitFile, "exits/a-old"),
@@ -309,12 +319,14 @@ mod tests {
                 plan: Some(TrialPlan { trial: 3, ..plan }),
                 delay: Some(Duration::from_millis(50)),
                 ending: Ending::Code(0),
+                published: false,
                 elapsed: Duration::from_millis(9),
                 violations: vec![],
             },
         ];
         let text = markdown(&Round {
             seed: 9,
+            network: false,
             verbs: vec![
                 ("create", Duration::from_millis(10)),
                 ("start", Duration::from_millis(20)),

@@ -13,7 +13,12 @@
 //! which also thaws and kills paused ones), kills their conmon, runc and
 //! container processes, removes its cgroups
 //! bottom-up, unlinks its lock segment and deletes its directory; dropping
-//! the [`Round`] removes the round's cgroup and directory. Nothing is
+//! the [`Round`] removes the round's cgroup and directory. In a `--network`
+//! round ([`super::net`]) the sandbox passes `--netns bridge` and has a CNI
+//! network of its own; its clean-up first removes every pod and container
+//! with rpod (so rpod tears their networks down), and last unmounts
+//! namespace files left under its tmp dir, removes the iptables rules of
+//! its network and subnet and deletes the round's bridge. Nothing is
 //! selected by anything but these names and paths, so nothing that the round
 //! did not create is ever touched.
 
@@ -27,6 +32,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::killer::{self, Outcome};
+use super::net::{RoundNet, SandboxNet};
 use crate::bench::sweep;
 use crate::util::shell_join;
 
@@ -47,18 +53,27 @@ pub struct Round {
     pub rootfs: PathBuf,
     /// `rpod_faults_<pid>`: the top-level cgroup (and lock name prefix).
     pub name: String,
+    /// The round's bridge and subnet (`--network` only).
+    pub net: Option<RoundNet>,
 }
 
 impl Round {
-    /// Makes the round's directory and rootfs.
-    pub fn new(rpod: PathBuf) -> Result<Round> {
+    /// Makes the round's directory and rootfs (and, with `network`, picks
+    /// its bridge and subnet).
+    pub fn new(rpod: PathBuf, network: bool) -> Result<Round> {
         let pid = std::process::id();
         let dir = Path::new(DEV_SHM).join(format!("rpod-faults-{pid}"));
+        let net = if network {
+            Some(RoundNet::new()?)
+        } else {
+            None
+        };
         let round = Round {
             rpod,
             rootfs: dir.join("rootfs"),
             dir,
             name: format!("rpod_faults_{pid}"),
+            net,
         };
         // Created exclusively: a directory of this name can only be left by
         // a killed run with our PID, and is not ours to reuse.
@@ -68,17 +83,23 @@ impl Round {
         Ok(round)
     }
 
-    /// A fresh sandbox named `tag` (unique within the round).
-    pub fn sandbox(&self, tag: &str) -> Result<Sandbox> {
-        Sandbox::new(self, tag)
+    /// A fresh sandbox named `tag` (unique within the round); in a
+    /// `--network` round, `publish` gives it a loopback port to publish.
+    pub fn sandbox(&self, tag: &str, publish: bool) -> Result<Sandbox> {
+        Sandbox::new(self, tag, publish)
     }
 
     /// `text` with the round's directory shown as `$ROUND` and its PID as
     /// `<pid>`, for reports.
     pub fn hide_paths(&self, text: &str) -> String {
         let pid = std::process::id().to_string();
-        text.replace(&self.dir.display().to_string(), "$ROUND")
-            .replace(&self.name, &self.name.replace(&pid, "<pid>"))
+        let mut text = text
+            .replace(&self.dir.display().to_string(), "$ROUND")
+            .replace(&self.name, &self.name.replace(&pid, "<pid>"));
+        if let Some(net) = &self.net {
+            text = text.replace(&net.bridge, &net.bridge.replace(&pid, "<pid>"));
+        }
+        text
     }
 
     /// The file names (in /dev/shm) of this round's lock segments.
@@ -89,6 +110,9 @@ impl Round {
 
 impl Drop for Round {
     fn drop(&mut self) {
+        if let Some(net) = &self.net {
+            net.clean_up();
+        }
         for dir in cgroup_dirs(&self.name) {
             if let Err(e) = sweep::remove_cgroup_tree(&dir) {
                 eprintln!("xtask faults: warning: {e:#}");
@@ -115,22 +139,39 @@ pub struct Sandbox {
     pub lock_name: String,
     /// `--cgroup-parent` without the leading `/`: `rpod_faults_<pid>/<tag>`.
     pub cgroup_rel: String,
+    /// Its CNI network (`--network` rounds only).
+    pub net: Option<SandboxNet>,
 }
 
 impl Sandbox {
-    fn new(round: &Round, tag: &str) -> Result<Sandbox> {
+    fn new(round: &Round, tag: &str, publish: bool) -> Result<Sandbox> {
         let dir = round.dir.join(tag);
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for sub in ["root", "runroot", "tmp", "etc", "share", "home"] {
             fs::create_dir(dir.join(sub))?;
         }
-        Ok(Sandbox {
+        let mut sb = Sandbox {
             rpod: round.rpod.clone(),
             rootfs: round.rootfs.clone(),
             dir,
             lock_name: format!("/{}_{tag}", round.name),
             cgroup_rel: format!("{}/{tag}", round.name),
-        })
+            net: None,
+        };
+        if let Some(net) = &round.net {
+            sb.net = Some(SandboxNet::new(net, tag, &sb.dir, publish)?);
+        }
+        Ok(sb)
+    }
+
+    /// Where rpod keeps the network namespace files: `<tmpdir>/netns`.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.tmp().join("netns")
+    }
+
+    /// rpod's cache of CNI results: `<static dir>/cni/results`.
+    pub fn results_dir(&self) -> PathBuf {
+        self.static_dir().join("cni/results")
     }
 
     /// `--tmpdir`.
@@ -175,7 +216,9 @@ impl Sandbox {
             .args(["--runtime", RUNC, "--cgroup-manager", "cgroupfs"])
             .arg("--cgroup-parent")
             .arg(format!("/{}", self.cgroup_rel))
-            .args(["--netns", "none", "--cni-config-dir"])
+            .arg("--netns")
+            .arg(if self.net.is_some() { "bridge" } else { "none" })
+            .arg("--cni-config-dir")
             .arg(self.dir.join("cni"))
             .args(args);
         cmd
@@ -191,8 +234,38 @@ impl Sandbox {
         cgroup_dirs(&self.cgroup_rel)
     }
 
+    /// Runs `rpod args...` for the clean-up; a failure is a warning.
+    fn rpod_quietly(&self, args: &[&str]) -> Option<Outcome> {
+        let argv: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+        match self.rpod(&argv) {
+            Ok(o) if o.ok() => Some(o),
+            Ok(o) => {
+                eprintln!(
+                    "xtask faults: warning: cleaning up {}: `{}`: {}: {}",
+                    self.dir.display(),
+                    o.line,
+                    o.ending.short(),
+                    o.first_err_line()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("xtask faults: warning: {e:#}");
+                None
+            }
+        }
+    }
+
     /// Removes every trace of the sandbox; problems are only warnings.
     fn clean_up(&self) {
+        if self.net.is_some() {
+            // rpod's own removal tears the containers' networks down.
+            let pods = self.rpod_quietly(&["pod", "ps", "-q"]);
+            for pod in pods.iter().flat_map(|o| o.stdout.split_whitespace()) {
+                self.rpod_quietly(&["pod", "rm", "-f", pod]);
+            }
+            self.rpod_quietly(&["rm", "-af"]);
+        }
         match self.rpod(&["system".into(), "reset".into(), "--force".into()]) {
             Ok(o) if o.ok() => {}
             Ok(o) => eprintln!(
@@ -232,6 +305,9 @@ impl Sandbox {
             if let Err(e) = sweep::remove_cgroup_tree(&dir) {
                 eprintln!("xtask faults: warning: {e:#}");
             }
+        }
+        if let Some(net) = &self.net {
+            net.clean_up(&self.netns_dir());
         }
         for segment in [self.segment(), self.default_segment()] {
             match fs::remove_file(&segment) {

@@ -1,8 +1,9 @@
 //! The seeded plan of a fault-injection round: a small deterministic
 //! random number generator ([`Rng`], SplitMix64) and [`plan`], which gives
 //! every trial its verb, the point of the verb's run at which `rpod` is
-//! killed (a fraction of its measured duration) and whether the whole
-//! process group is killed or only `rpod` itself.
+//! killed (a fraction of its measured duration), whether the whole
+//! process group is killed or only `rpod` itself, and (for `--network`
+//! rounds) whether the trial's containers publish a port.
 //!
 //! Each trial draws from its own generator, derived from the round's seed
 //! and the trial's number, so `--seed S --trial T` replays trial `T` of
@@ -16,6 +17,9 @@ pub const KILL_SPAN: f64 = 1.2;
 /// The share of trials that kill the whole process group instead of the
 /// `rpod` process alone.
 const GROUP_KILL_SHARE: f64 = 1.0 / 3.0;
+
+/// The share of trials whose containers publish a port (`--network`).
+const PUBLISH_SHARE: f64 = 0.5;
 
 /// SplitMix64: tiny, fast and good enough to spread kill points; the same
 /// seed always gives the same sequence.
@@ -85,6 +89,8 @@ pub struct TrialPlan {
     pub fraction: f64,
     /// Whom the kill hits.
     pub mode: KillMode,
+    /// In a `--network` round: the containers publish a loopback port.
+    pub publish: bool,
 }
 
 impl TrialPlan {
@@ -110,11 +116,15 @@ pub fn plan_trial(seed: u64, trial: u32, verbs: usize) -> TrialPlan {
     } else {
         KillMode::Pid
     };
+    // Drawn last, so the kill points of a seed are those of rounds
+    // without the network.
+    let publish = rng.next_f64() < PUBLISH_SHARE;
     TrialPlan {
         trial,
         verb: (start + index) % verbs,
         fraction,
         mode,
+        publish,
     }
 }
 
@@ -172,6 +182,8 @@ mod tests {
         assert!((mean - KILL_SPAN / 2.0).abs() < 0.05, "mean {mean}");
         let groups = round.iter().filter(|p| p.mode == KillMode::Group).count();
         assert!((500..850).contains(&groups), "{groups} group kills");
+        let publish = round.iter().filter(|p| p.publish).count();
+        assert!((850..1150).contains(&publish), "{publish} publishing");
         let d = round[0].delay(Duration::from_millis(100));
         assert!(d <= Duration::from_millis(120));
     }

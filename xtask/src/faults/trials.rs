@@ -5,6 +5,11 @@
 //! there), then `rm -f`/`pod rm -f` of everything, with the invariants
 //! checked after the next verb and after the removal, and finally
 //! `system reset --force` (which must work too).
+//!
+//! In a `--network` round the same verbs run on the sandbox's CNI bridge
+//! network (`--netns bridge`, no `--network none`), and in the trials whose
+//! plan says so `create`, `run -d` and `pod create` publish a loopback port
+//! (`-p 127.0.0.1:<free port>:80`: port reservation and portmap).
 
 use std::time::Duration;
 
@@ -57,13 +62,35 @@ pub struct Verb {
 /// & wait"`. It exits on SIGTERM at once (a plain `sleep` as PID 1 ignores
 /// it, and every stop and `rm -f` would wait for the stop timeout).
 const SLEEPER: &str = "{sleeper}";
+/// Stands for `-p 127.0.0.1:<port>:80` when the sandbox publishes a port,
+/// else for nothing.
+const PUBLISH: &str = "{publish}";
 
-/// `create` container `t`.
-const CREATE_T: &[&str] = &["create", "--network", "none", "--name", "t", SLEEPER];
+/// `create` container `t` (`--network none` is dropped in `--network`
+/// rounds, here and in [`RUN_RM_TRUE`], so the default, `--netns bridge`,
+/// applies).
+const CREATE_T: &[&str] = &[
+    "create",
+    "--network",
+    "none",
+    PUBLISH,
+    "--name",
+    "t",
+    SLEEPER,
+];
 /// `run -d` container `t`.
-const RUN_T: &[&str] = &["run", "-d", "--network", "none", "--name", "t", SLEEPER];
+const RUN_T: &[&str] = &[
+    "run",
+    "-d",
+    "--network",
+    "none",
+    PUBLISH,
+    "--name",
+    "t",
+    SLEEPER,
+];
 /// `pod create` pod `p`.
-const POD_P: &[&str] = &["pod", "create", "--name", "p"];
+const POD_P: &[&str] = &["pod", "create", PUBLISH, "--name", "p"];
 /// `create` container `m` in pod `p`.
 const MEMBER_M: &[&str] = &["create", "--pod", "p", "--name", "m", SLEEPER];
 /// `pod start` pod `p`.
@@ -155,9 +182,18 @@ impl Verb {
             "trap 'exit 0' TERM; sleep 1000 & wait",
         ];
         let mut argv = Vec::new();
-        for word in words {
+        let mut words = words.iter().peekable();
+        while let Some(word) = words.next() {
             match *word {
+                "--network" if sb.net.is_some() && words.peek() == Some(&&"none") => {
+                    words.next();
+                }
                 SLEEPER => argv.extend(sleeper.map(str::to_string)),
+                PUBLISH => {
+                    if let Some(port) = sb.net.as_ref().and_then(|n| n.port) {
+                        argv.extend(["-p".into(), format!("127.0.0.1:{port}:80")]);
+                    }
+                }
                 ROOTFS => argv.push(rootfs.clone()),
                 w => argv.push(w.to_string()),
             }
@@ -201,6 +237,8 @@ pub struct TrialResult {
     pub delay: Option<Duration>,
     /// How the verb ended (`Killed` when the kill hit it).
     pub ending: Ending,
+    /// The containers published a port (`--network` rounds).
+    pub published: bool,
     /// How long the verb ran.
     pub elapsed: Duration,
     /// Every broken invariant.
@@ -214,21 +252,24 @@ fn failed(kind: Kind, phase: &'static str, what: &str, o: &Outcome) -> Violation
 }
 
 /// Runs one trial of `verb` in a fresh sandbox `tag`; `kill` is the delay
-/// and mode (`None`: a calibration run, not killed).
+/// and mode (`None`: a calibration run, not killed); `publish`: in a
+/// `--network` round, the containers publish a port.
 pub fn run_trial(
     round: &Round,
     tag: &str,
     verb: &Verb,
     plan: Option<TrialPlan>,
     kill: Option<(Duration, KillMode)>,
+    publish: bool,
 ) -> Result<TrialResult> {
-    let sb = round.sandbox(tag)?;
+    let sb = round.sandbox(tag, publish)?;
     let prefix = round.segment_prefix();
     let mut result = TrialResult {
         verb: verb.name,
         plan,
         delay: kill.map(|(d, _)| d),
         ending: Ending::Code(-1),
+        published: sb.net.as_ref().is_some_and(|n| n.port.is_some()),
         elapsed: Duration::ZERO,
         violations: Vec::new(),
     };
@@ -320,6 +361,7 @@ mod tests {
             name: name.into(),
             state: state.into(),
             pod: pod.into(),
+            infra: false,
         }
     }
 
