@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::fsutil::{mkdir_p, remove_if_exists, write_atomic};
+use crate::fsutil::{mkdir_p, remove_if_exists, write_replace};
 use crate::NetError;
 
 /// A directory of cached results, one file per (network, container, interface).
@@ -48,6 +48,29 @@ impl ResultCache {
         ifname: &str,
         result: &Value,
     ) -> Result<(), NetError> {
+        self.write(network, container_id, ifname, result, true)
+    }
+
+    /// [`put`](Self::put) without fsync: the progress of an ADD chain, which only has to
+    /// survive rpod being killed (a reboot takes the interfaces and rules with it).
+    pub fn put_progress(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+        result: &Value,
+    ) -> Result<(), NetError> {
+        self.write(network, container_id, ifname, result, false)
+    }
+
+    fn write(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+        result: &Value,
+        sync: bool,
+    ) -> Result<(), NetError> {
         mkdir_p(&self.dir, 0o700)?;
         let doc = json!({
             "network": network,
@@ -58,7 +81,7 @@ impl ResultCache {
         let path = self.path(network, container_id, ifname);
         let bytes = serde_json::to_vec(&doc)
             .map_err(|e| NetError::io("encoding", &path, std::io::Error::other(e.to_string())))?;
-        write_atomic(&path, &bytes, 0o600)
+        write_replace(&path, &bytes, 0o600, sync)
     }
 
     /// The cached result, if any (an unreadable or corrupt entry counts as absent, with a warning).

@@ -143,12 +143,24 @@ impl CniRunner {
         // A marker first: if this process dies mid-chain, a later teardown still finds the
         // attachment (by container ID) and runs DEL without a result.
         self.cache
-            .put(&net.name, &a.container_id, &a.ifname, &pending_marker())?;
+            .put(&net.name, &a.container_id, &a.ifname, &pending_marker(None))?;
         for plugin in &net.plugins {
             let ty = plugin.get("type").and_then(Value::as_str).unwrap_or("");
             let stdin = plugin_stdin(plugin, &net.name, &net.cni_version, prev.as_ref(), &caps);
             match self.exec.exec(&net.name, ty, &stdin, &inv) {
-                Ok(Some(v)) => prev = Some(v),
+                Ok(Some(v)) => {
+                    // The result so far, for a DEL after this process is killed mid-chain
+                    // (the firewall plugin's rules are keyed on the IPs in it).
+                    if let Err(e) = self.cache.put_progress(
+                        &net.name,
+                        &a.container_id,
+                        &a.ifname,
+                        &pending_marker(Some(&v)),
+                    ) {
+                        tracing::warn!(error = %e, "recording the progress of a CNI ADD");
+                    }
+                    prev = Some(v);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     failure = Some(e);
@@ -234,23 +246,46 @@ impl CniRunner {
         a: &Attachment,
         prev: Option<&Value>,
     ) -> Result<(), NetError> {
-        let cached;
-        let prev = match prev {
-            Some(p) => Some(p),
-            None => {
-                cached = self
-                    .cache
-                    .get(&net.name, &a.container_id, &a.ifname)
-                    .filter(|v| !is_pending(v));
-                cached.as_ref()
+        let entry = self.cache.get(&net.name, &a.container_id, &a.ifname);
+        // An ADD or DEL of this attachment was cut short (rpod killed): plugins may have left
+        // rules that a DEL cannot find any more; they are swept after this DEL.
+        let interrupted = entry
+            .as_ref()
+            .is_some_and(|v| is_pending(v) || is_deleting(v));
+        let cached = entry.and_then(|v| {
+            if is_pending(&v) || is_deleting(&v) {
+                v.get("result").cloned()
+            } else {
+                Some(v)
+            }
+        });
+        let prev = prev.or(cached.as_ref());
+        if let Err(e) = self.cache.put_progress(
+            &net.name,
+            &a.container_id,
+            &a.ifname,
+            &json!({ "rpodDeleting": true, "result": prev }),
+        ) {
+            tracing::warn!(error = %e, "recording a CNI DEL in progress");
+        }
+        let sweep = || {
+            if interrupted {
+                let ipv6 = prev.is_some_and(|p| p.to_string().contains(':'));
+                if let Err(e) = crate::residue::sweep_container_rules(&a.container_id, ipv6) {
+                    tracing::warn!(container = %a.container_id, error = %e, "sweeping rules left by an interrupted CNI run");
+                }
             }
         };
         match self.del_chain(net, a, prev) {
-            Ok(()) => self.cache.remove(&net.name, &a.container_id, &a.ifname),
+            Ok(()) => {
+                sweep();
+                self.cache.remove(&net.name, &a.container_id, &a.ifname)
+            }
             Err(errors) if errors.iter().all(is_already_gone) => {
                 for e in &errors {
                     tracing::warn!(error = %e, "CNI DEL: already gone");
                 }
+                sweep();
                 self.cache.remove(&net.name, &a.container_id, &a.ifname)
             }
             Err(mut errors) => {
@@ -280,7 +315,7 @@ impl CniRunner {
         let prev = self
             .cache
             .get(&net.name, &a.container_id, &a.ifname)
-            .filter(|v| !is_pending(v))
+            .filter(|v| !is_pending(v) && !is_deleting(v))
             .ok_or_else(|| NetError::NoCachedResult {
                 network: net.name.clone(),
                 container_id: a.container_id.clone(),
@@ -431,14 +466,24 @@ impl CniResult {
     }
 }
 
-/// The cache entry written before an ADD chain runs (replaced by the result when it ends).
-fn pending_marker() -> Value {
-    json!({ "rpodPending": true })
+/// The cache entry of an ADD chain in progress: written before it runs, updated with each
+/// plugin's result, replaced by the final result when it ends.
+fn pending_marker(result: Option<&Value>) -> Value {
+    match result {
+        Some(r) => json!({ "rpodPending": true, "result": r }),
+        None => json!({ "rpodPending": true }),
+    }
 }
 
 /// Whether a cached value is [`pending_marker`]: an ADD that never finished.
 fn is_pending(v: &Value) -> bool {
     v.get("rpodPending").and_then(Value::as_bool) == Some(true)
+}
+
+/// Whether a cached value marks a DEL in progress (one that never finished, when read at the
+/// start of another).
+fn is_deleting(v: &Value) -> bool {
+    v.get("rpodDeleting").and_then(Value::as_bool) == Some(true)
 }
 
 #[cfg(test)]

@@ -18,6 +18,17 @@ pub(crate) fn mkdir_p(dir: &Path, mode: u32) -> Result<(), NetError> {
 
 /// Write `data` to `path` atomically with permission bits `mode`.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), NetError> {
+    write_replace(path, data, mode, true)
+}
+
+/// [`write_atomic`] without the fsyncs: for a file that only has to survive the writer being
+/// killed (the page cache keeps it), not the machine going down.
+pub(crate) fn write_replace(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    sync: bool,
+) -> Result<(), NetError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -39,12 +50,17 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Ne
             .map_err(|e| NetError::io("setting mode of", &tmp, e))?;
         f.write_all(data)
             .map_err(|e| NetError::io("writing", &tmp, e))?;
-        f.sync_all().map_err(|e| NetError::io("syncing", &tmp, e))?;
+        if sync {
+            f.sync_all().map_err(|e| NetError::io("syncing", &tmp, e))?;
+        }
         fs::rename(&tmp, path).map_err(|e| NetError::io("renaming into place", path, e))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
         return result;
+    }
+    if !sync {
+        return Ok(());
     }
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();

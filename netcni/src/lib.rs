@@ -30,6 +30,7 @@ mod manage;
 mod netns;
 mod plugin;
 mod ports;
+mod residue;
 
 pub use cache::{CacheEntry, ResultCache};
 pub use cidr::Cidr;
@@ -47,3 +48,4 @@ pub use manage::{
 pub use netns::{create_netns, create_netns_at, is_netns_mounted, remove_netns};
 pub use plugin::{PluginExec, PLUGIN_PATH_ENV};
 pub use ports::{assign_free_ports, parse_publish, reserve_ports, PortMapping};
+pub use residue::sweep_container_rules;

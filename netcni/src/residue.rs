@@ -1,0 +1,162 @@
+//! Rules a plugin left behind because an earlier run of it was killed half-way: the bridge
+//! plugin's ipMasq chain (`CNI-<hash>`, rules commented `name: "<net>" id: "<id>"`) survives a
+//! DEL retried after a killed DEL, since the retry finds no interface and so no addresses.
+//! Swept by the container ID in the rules' comments, only after such an interrupted run.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::plugin::PLUGIN_PATH_ENV;
+use crate::NetError;
+
+/// Chains the plugins create per container: `CNI-` (ipMasq) or `CNI-DN-`/`CNI-SN-` (portmap)
+/// followed by a hash; never the shared `CNI-FORWARD`, `CNI-ADMIN`, `CNI-HOSTPORT-*`.
+fn per_container_chain(name: &str) -> bool {
+    let hash = name
+        .strip_prefix("CNI-DN-")
+        .or_else(|| name.strip_prefix("CNI-SN-"))
+        .or_else(|| name.strip_prefix("CNI-"));
+    hash.is_some_and(|h| h.len() >= 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The restore script removing every nat rule of `listing` (`iptables -t nat -S`) whose
+/// comment names `container_id`, and the per-container chains they are in or jump to.
+fn sweep_script(listing: &str, container_id: &str) -> Option<String> {
+    let needle = format!("id: \\\"{container_id}\\\"");
+    let mut deletes = Vec::new();
+    let mut chains: Vec<String> = Vec::new();
+    for line in listing.lines().filter(|l| l.contains(&needle)) {
+        let Some(rest) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        let chain = rest.split_whitespace().next().unwrap_or_default();
+        let target = rest
+            .split_whitespace()
+            .skip_while(|w| *w != "-j")
+            .nth(1)
+            .unwrap_or_default();
+        for c in [chain, target] {
+            if per_container_chain(c) && !chains.iter().any(|x| x == c) {
+                chains.push(c.to_owned());
+            }
+        }
+        if !per_container_chain(chain) {
+            deletes.push(format!("-D {rest}"));
+        }
+    }
+    if deletes.is_empty() && chains.is_empty() {
+        return None;
+    }
+    let mut script = String::from("*nat\n");
+    for d in deletes {
+        script.push_str(&d);
+        script.push('\n');
+    }
+    // Flushed first, then deleted: a chain can only go once nothing jumps to it.
+    for c in &chains {
+        script.push_str(&format!("-F {c}\n"));
+    }
+    for c in &chains {
+        script.push_str(&format!("-X {c}\n"));
+    }
+    script.push_str("COMMIT\n");
+    Some(script)
+}
+
+fn fw_err(msg: String) -> NetError {
+    NetError::Firewall {
+        backend: "iptables".into(),
+        msg,
+    }
+}
+
+/// Removes the nat rules and per-container chains that name `container_id` (IPv4 and, with
+/// `ipv6`, IPv6). Returns how many rules and chains went.
+pub fn sweep_container_rules(container_id: &str, ipv6: bool) -> Result<usize, NetError> {
+    let mut removed = 0;
+    let tools: &[(&str, &str)] = if ipv6 {
+        &[
+            ("iptables", "iptables-restore"),
+            ("ip6tables", "ip6tables-restore"),
+        ]
+    } else {
+        &[("iptables", "iptables-restore")]
+    };
+    for (list, restore) in tools {
+        let out = Command::new(list)
+            .args(["-w", "-t", "nat", "-S"])
+            .env("PATH", PLUGIN_PATH_ENV)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| fw_err(format!("cannot run {list}: {e}")))?;
+        if !out.status.success() {
+            // No nat table (e.g. ip6 never used): nothing to sweep.
+            continue;
+        }
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let Some(script) = sweep_script(&listing, container_id) else {
+            continue;
+        };
+        removed += script.lines().filter(|l| l.starts_with('-')).count();
+        tracing::warn!(container = %container_id, rules = %script.trim(), "removing CNI rules an interrupted run left behind");
+        let mut child = Command::new(restore)
+            .args(["-w", "--noflush"])
+            .env("PATH", PLUGIN_PATH_ENV)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fw_err(format!("cannot run {restore}: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .map_err(|e| fw_err(format!("writing to {restore}: {e}")))?;
+        }
+        let done = child
+            .wait_with_output()
+            .map_err(|e| fw_err(format!("waiting for {restore}: {e}")))?;
+        if !done.status.success() {
+            return Err(fw_err(format!(
+                "{restore} failed ({}): {}",
+                done.status,
+                String::from_utf8_lossy(&done.stderr).trim()
+            )));
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "abc123";
+
+    #[test]
+    fn sweeps_only_the_containers_rules_and_chains() {
+        let listing = concat!(
+            "-P POSTROUTING ACCEPT\n",
+            "-N CNI-0123456789abcdef01234567\n",
+            "-N CNI-HOSTPORT-DNAT\n",
+            "-A POSTROUTING -s 10.83.0.5/32 -m comment --comment \"name: \\\"n\\\" id: \\\"abc123\\\"\" -j CNI-0123456789abcdef01234567\n",
+            "-A POSTROUTING -s 10.83.0.6/32 -m comment --comment \"name: \\\"n\\\" id: \\\"other\\\"\" -j CNI-fedcba9876543210fedcba98\n",
+            "-A CNI-0123456789abcdef01234567 -d 10.83.0.0/24 -m comment --comment \"name: \\\"n\\\" id: \\\"abc123\\\"\" -j ACCEPT\n",
+            "-A CNI-HOSTPORT-DNAT -m comment --comment \"other\" -j ACCEPT\n",
+        );
+        let script = sweep_script(listing, ID).unwrap_or_default();
+        assert_eq!(
+            script,
+            concat!(
+                "*nat\n",
+                "-D POSTROUTING -s 10.83.0.5/32 -m comment --comment \"name: \\\"n\\\" id: \\\"abc123\\\"\" -j CNI-0123456789abcdef01234567\n",
+                "-F CNI-0123456789abcdef01234567\n",
+                "-X CNI-0123456789abcdef01234567\n",
+                "COMMIT\n"
+            )
+        );
+        assert!(sweep_script(listing, "nobody").is_none());
+        assert!(!per_container_chain("CNI-HOSTPORT-DNAT"));
+        assert!(!per_container_chain("CNI-FORWARD"));
+        assert!(per_container_chain("CNI-DN-0123456789abcdef0123"));
+    }
+}
