@@ -27,10 +27,17 @@ pub const PACKAGES: &[&str] = &[
 /// Extra package for the rpod-vs-podman benchmarks only.
 pub const PODMAN: &str = "podman";
 
+/// podman's other network backend, for the benchmark's netavark case (podman 4.3 runs CNI
+/// unless `--network-backend netavark` is given; bookworm ships netavark 1.4.0). The bench
+/// always names the backend, so installing them does not change which one its other cases
+/// use.
+pub const NETAVARK: &[&str] = &["netavark", "aardvark-dns"];
+
 /// Options of `cargo xtask deps`.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct DepsArgs {
-    /// Also require `podman` (only needed for `cargo xtask bench`).
+    /// Also require `podman`, `netavark` and `aardvark-dns` (only needed for `cargo xtask
+    /// bench`).
     #[arg(long)]
     pub with_podman: bool,
 }
@@ -70,6 +77,7 @@ fn wanted(args: DepsArgs) -> Vec<&'static str> {
     let mut wanted = PACKAGES.to_vec();
     if args.with_podman {
         wanted.push(PODMAN);
+        wanted.extend_from_slice(NETAVARK);
     }
     wanted
 }
@@ -126,7 +134,11 @@ mod tests {
     #[test]
     fn podman_only_on_request() {
         assert!(!wanted(DepsArgs { with_podman: false }).contains(&PODMAN));
-        assert!(wanted(DepsArgs { with_podman: true }).contains(&PODMAN));
+        let with = wanted(DepsArgs { with_podman: true });
+        assert!(with.contains(&PODMAN));
+        assert!(NETAVARK.iter().all(|p| with.contains(p)));
+        let without = wanted(DepsArgs { with_podman: false });
+        assert!(!NETAVARK.iter().any(|p| without.contains(p)));
         assert!(!PACKAGES.iter().any(|p| p.contains("nextest")));
     }
 }

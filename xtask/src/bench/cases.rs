@@ -122,6 +122,9 @@ pub(super) struct Case {
     /// `--config` with its default network, podman's argv names its network config dir
     /// ([`super::network::PODMAN_NET_DIR`]); their bridges are deleted after the case.
     pub(super) network: bool,
+    /// Cases of the same run whose medians this case's is compared with, with no goal (the
+    /// report prints the ratios).
+    pub(super) compare: &'static [&'static str],
 }
 
 impl Case {
@@ -146,6 +149,7 @@ impl Case {
             runs_containers: false,
             not_measured: None,
             network: false,
+            compare: &[],
         }
     }
 

@@ -28,15 +28,15 @@
 //! chains stay, as with podman) — the leases go with the floor's directory.
 
 use std::fs;
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::network;
+use super::network::firewall::{self, Scope};
 use super::process::silenced;
 use super::sweep;
 use crate::util::shell_quote;
@@ -47,8 +47,11 @@ pub(super) const NET: &str = "rpod-bench-floor-net";
 pub(super) const BRIDGE: &str = "rpodbenchf0";
 /// Its subnet.
 pub(super) const SUBNET: &str = "10.82.2.0/24";
-/// What every address of the subnet starts with (to find its iptables rules).
-const SUBNET_PREFIX: &str = "10.82.2.";
+/// The floor network's iptables rules (its name or an address of its subnet).
+const FIREWALL: Scope = Scope {
+    names: &[NET],
+    prefixes: &["10.82.2."],
+};
 /// The host port of the `-p` case (loopback only; nothing listens or connects).
 pub(super) const HOST_PORT: u16 = 28482;
 /// Where the plugins are (Debian's `containernetworking-plugins`).
@@ -219,26 +222,7 @@ impl CniFloor {
         if Path::new("/sys/class/net").join(BRIDGE).exists() {
             ip(&["link", "del", BRIDGE]);
         }
-        for (table, input) in iptables_leftovers() {
-            eprintln!(
-                "xtask bench: warning: removing left-over iptables rules of {NET} ({table}):\n\
-                 {input}"
-            );
-            let restored = Command::new("iptables-restore")
-                .arg("--noflush")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .spawn()
-                .and_then(|mut child| {
-                    if let Some(mut stdin) = child.stdin.take() {
-                        stdin.write_all(input.as_bytes())?;
-                    }
-                    child.wait()
-                });
-            if !restored.is_ok_and(|s| s.success()) {
-                eprintln!("xtask bench: warning: iptables-restore failed");
-            }
-        }
+        firewall::remove(&FIREWALL, NET);
     }
 }
 
@@ -256,64 +240,6 @@ fn ip(args: &[&str]) {
     }
 }
 
-/// For each iptables table holding rules of the floor's network, the
-/// `iptables-restore --noflush` input removing them.
-fn iptables_leftovers() -> Vec<(&'static str, String)> {
-    ["nat", "filter"]
-        .into_iter()
-        .filter_map(|table| {
-            let out = Command::new("iptables-save")
-                .args(["-t", table])
-                .stderr(Stdio::null())
-                .output()
-                .ok()?;
-            iptables_removal(table, &String::from_utf8_lossy(&out.stdout)).map(|i| (table, i))
-        })
-        .collect()
-}
-
-/// The `iptables-restore --noflush` input that removes from `table` (as `iptables-save -t
-/// table` printed it: `save`) the rules mentioning the floor's network (its name, in the
-/// plugins' comments, or its subnet) and the per-container chains they jump to (`CNI-<hash>`
-/// of bridge's ipMasq, `CNI-DN-<hash>` of portmap; not the shared `CNI-FORWARD`, `CNI-ADMIN`,
-/// `CNI-HOSTPORT-*`); `None` if there is none.
-fn iptables_removal(table: &str, save: &str) -> Option<String> {
-    let rules: Vec<&str> = save
-        .lines()
-        .filter(|l| l.starts_with("-A ") && (l.contains(NET) || l.contains(SUBNET_PREFIX)))
-        .collect();
-    if rules.is_empty() {
-        return None;
-    }
-    let mut chains: Vec<&str> = rules
-        .iter()
-        .filter_map(|rule| {
-            let mut words = rule.split_whitespace();
-            words.find(|w| *w == "-j")?;
-            words.next()
-        })
-        .filter(|chain| {
-            chain.starts_with("CNI-")
-                && !matches!(*chain, "CNI-FORWARD" | "CNI-ADMIN")
-                && !chain.starts_with("CNI-HOSTPORT-")
-        })
-        .collect();
-    chains.sort_unstable();
-    chains.dedup();
-    let mut input = format!("*{table}\n");
-    for rule in rules {
-        let chain = rule.split_whitespace().nth(1).unwrap_or_default();
-        if !chains.contains(&chain) {
-            input.push_str(&format!("-D {}\n", &rule[3..]));
-        }
-    }
-    for chain in chains {
-        input.push_str(&format!("-F {chain}\n-X {chain}\n"));
-    }
-    input.push_str("COMMIT\n");
-    Some(input)
-}
-
 /// What of the CNI floor is left on the host: a netns of this benchmark (`id_prefix`), the
 /// bridge, iptables rules of the network. For the final check.
 pub(super) fn leftovers(id_prefix: &str) -> Vec<String> {
@@ -325,7 +251,7 @@ pub(super) fn leftovers(id_prefix: &str) -> Vec<String> {
     if Path::new("/sys/class/net").join(BRIDGE).exists() {
         left.push(format!("bridge {BRIDGE}"));
     }
-    for (table, input) in iptables_leftovers() {
+    for (table, input) in firewall::leftovers(&FIREWALL) {
         left.push(format!("iptables rules ({table}): {input}"));
     }
     left
@@ -393,28 +319,5 @@ mod tests {
         assert!(text.contains("ns=rpod-bench-floor-1-net\n"));
         assert!(text.contains("portMappings"));
         assert!(text.contains("\"dataDir\":\"/tmp/rpod-bench-x/floor-cni/ipam\""));
-    }
-
-    #[test]
-    fn iptables_leftovers_are_found() {
-        let save = "*nat\n:CNI-abc - [0:0]\n:CNI-HOSTPORT-DNAT - [0:0]\n\
-            -A POSTROUTING -s 10.82.2.5/32 -m comment --comment \"name: \\\"rpod-bench-floor-net\\\" id: \\\"x\\\"\" -j CNI-abc\n\
-            -A POSTROUTING -s 10.88.0.5/32 -j CNI-other\n\
-            -A CNI-abc -d 10.82.2.0/24 -j ACCEPT\n\
-            -A CNI-HOSTPORT-DNAT -p tcp -m comment --comment \"dnat name: \\\"rpod-bench-floor-net\\\" id: \\\"x\\\"\" -j CNI-DN-def\n\
-            COMMIT\n";
-        let input = iptables_removal("nat", save).unwrap_or_default();
-        assert!(
-            input.starts_with("*nat\n-D POSTROUTING -s 10.82.2.5/32 "),
-            "{input}"
-        );
-        assert!(input.contains("-D CNI-HOSTPORT-DNAT -p tcp"), "{input}");
-        assert!(!input.contains("-D CNI-abc"), "{input}");
-        assert!(input.contains("-F CNI-DN-def\n-X CNI-DN-def\n-F CNI-abc\n-X CNI-abc\nCOMMIT\n"));
-        assert!(!input.contains("10.88"));
-        assert_eq!(
-            iptables_removal("filter", "*filter\n-A FORWARD -j CNI-FORWARD\n"),
-            None
-        );
     }
 }

@@ -22,7 +22,11 @@
 //!   processes, runc state and cgroups by a [`floor::Floor`] guard; its CNI
 //!   variant ([`cni_floor`]) also uses the netns `rpod-bench-floor-<pid>-net`
 //!   and its own bridge `rpodbenchf0` (10.82.2.0/24), removed with the
-//!   network's per-container iptables rules by the same guard.
+//!   network's per-container iptables rules by the same guard;
+//! - the network cases' engines use networks of the bench's own ([`network`]: bridges
+//!   `rpodbench0`, `rpodbenchp0`, `rpodbenchn0`, 10.82.{0,1,3}.0/24), whose bridges and
+//!   left-over rules a [`network::BenchNetworks`] guard removes; the podman cases pass
+//!   `--network-backend` and never change the host's default backend.
 //!
 //! At the end the run fails if any SHM segment, cgroup, runc container,
 //! process or podman object of its own is left ([`check_nothing_left`]).
@@ -35,7 +39,7 @@ use anyhow::{ensure, Context, Result};
 
 use super::process::{run_quiet, run_quiet_cmd};
 use super::runner::{with_prefix, Env};
-use super::{cni_floor, floor, sweep};
+use super::{cni_floor, floor, network, sweep};
 use crate::util;
 
 /// Every podman object the benchmark creates has a name with this prefix.
@@ -184,19 +188,31 @@ pub(super) struct PodmanObjects {
     containers: Vec<String>,
     /// The pods' names.
     pods: Vec<String>,
+    /// The case's global podman flags (`--network-backend …`), so that a container is
+    /// removed by the backend that set up its network.
+    global: Vec<String>,
 }
 
 impl PodmanObjects {
     /// The guard of these podman objects, removed right away (leftovers of a
-    /// killed earlier run); fails unless every name is `rpod-bench-*`.
-    pub(super) fn new(containers: Vec<String>, pods: Vec<String>) -> Result<PodmanObjects> {
+    /// killed earlier run); fails unless every name is `rpod-bench-*`. `global`: the case's
+    /// global podman flags.
+    pub(super) fn new(
+        containers: Vec<String>,
+        pods: Vec<String>,
+        global: Vec<String>,
+    ) -> Result<PodmanObjects> {
         for name in containers.iter().chain(&pods) {
             ensure!(
                 name.starts_with(PODMAN_PREFIX),
                 "internal error: podman object {name:?} is not named {PODMAN_PREFIX}*"
             );
         }
-        let guard = PodmanObjects { containers, pods };
+        let guard = PodmanObjects {
+            containers,
+            pods,
+            global,
+        };
         guard.remove()?;
         Ok(guard)
     }
@@ -206,13 +222,16 @@ impl PodmanObjects {
     fn remove(&self) -> Result<()> {
         if !self.pods.is_empty() {
             let mut cmd = podman();
-            cmd.args(["pod", "rm", "--force", "--ignore"])
+            cmd.args(&self.global)
+                .args(["pod", "rm", "--force", "--ignore"])
                 .args(&self.pods);
             run_quiet_cmd(&mut cmd)?;
         }
         for chunk in self.containers.chunks(500) {
             let mut cmd = podman();
-            cmd.args(["rm", "--force", "--ignore"]).args(chunk);
+            cmd.args(&self.global)
+                .args(["rm", "--force", "--ignore"])
+                .args(chunk);
             run_quiet_cmd(&mut cmd)?;
         }
         Ok(())
@@ -295,7 +314,8 @@ pub(super) fn remove_stale_containers() {
 }
 
 /// Fails if this run left an SHM segment, a process, runc state or a cgroup
-/// of its containers, the CNI floor's netns, bridge or iptables rules, or a
+/// of its containers, the CNI floor's netns, bridge or iptables rules, a bridge or iptables
+/// rule of the engines' bench networks, or a
 /// podman `rpod-bench-*` container or pod behind
 /// (the guards should have removed them all).
 pub(super) fn check_nothing_left(env: &Env, check_podman: bool) -> Result<()> {
@@ -319,7 +339,8 @@ pub(super) fn check_nothing_left(env: &Env, check_podman: bool) -> Result<()> {
     );
     let processes = sweep::processes_mentioning(&dir);
     ensure!(processes.is_empty(), "processes left behind: {processes:?}");
-    let network = cni_floor::leftovers(&format!("{}{me}-", floor::ID_PREFIX));
+    let mut network = cni_floor::leftovers(&format!("{}{me}-", floor::ID_PREFIX));
+    network.extend(network::leftovers());
     ensure!(network.is_empty(), "left behind: {network:?}");
     if check_podman {
         let filter = format!("name=^{PODMAN_PREFIX}");

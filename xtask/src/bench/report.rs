@@ -9,7 +9,7 @@ use super::cases::{FloorNet, Target};
 use super::floor;
 use super::measure::Measurement;
 use super::runner::Env;
-use super::table::{FLOOR_CNI_PUBLISH_RUN, FLOOR_CNI_RUN, FLOOR_RUN};
+use super::table::{CASES, FLOOR_CNI_PUBLISH_RUN, FLOOR_CNI_RUN, FLOOR_RUN};
 use super::BenchArgs;
 use crate::util::{self, shell_join};
 
@@ -85,8 +85,9 @@ fn target_cell(
 fn ratio_lines(rows: &[Row], median_of: &dyn Fn(&str) -> Option<f64>) -> Vec<String> {
     let mut lines = Vec::new();
     for row in rows {
-        let Target::Relative(goals) = row.target else {
-            continue;
+        let goals = match row.target {
+            Target::Relative(goals) => goals,
+            _ => &[],
         };
         for r in goals {
             let ratio = match (median_of(row.name), median_of(r.case)) {
@@ -99,6 +100,18 @@ fn ratio_lines(rows: &[Row], median_of: &dyn Fn(&str) -> Option<f64>) -> Vec<Str
                 None => format!("n/a (goal ≤ {goal})"),
             };
             lines.push(format!("`{}` / `{}` = {shown}", row.name, r.case));
+        }
+        // The comparisons with no goal (rpod's network cases vs both podman backends).
+        let compare = CASES
+            .iter()
+            .find(|c| c.name == row.name)
+            .map_or(&[][..], |c| c.compare);
+        for other in compare {
+            let shown = match (median_of(row.name), median_of(other)) {
+                (Some(m), Some(o)) if o > 0.0 => format!("{:.2}", m / o),
+                _ => "n/a".to_string(),
+            };
+            lines.push(format!("`{}` / `{other}` = {shown}", row.name));
         }
     }
     lines
@@ -237,6 +250,25 @@ pub(super) fn report(env: &Env, args: &BenchArgs, rows: &[Row], shell_ms: Option
              netns, the bridge and any per-container iptables rule of the network are \
              checked and removed after the case (the shared CNI chains stay, as with \
              podman).\n",
+        );
+    }
+    if has("--network") {
+        out.push_str(
+            "- `… run --rm --network [-p] true`: busybox `true` on a bridge network of the \
+             bench's own, each engine its own network with the same plugin chain: rpod's \
+             default network from `--config $BENCH_DIR/net/libpod.conf` (`rpodbench0`, bridge \
+             `rpodbench0`, 10.82.0.0/24, CNI bridge + host-local, portmap, firewall, tuning; \
+             rpod writes its conflist in the warm-up); podman's CNI backend on \
+             `rpod-bench-net` (bridge `rpodbenchp0`, 10.82.1.0/24, the same chain, written \
+             by the bench into `$BENCH_DIR/net/podman`); podman's netavark backend (1.4) on \
+             `rpod-bench-netavark` (bridge `rpodbenchn0`, 10.82.3.0/24, no DNS, written by the \
+             bench into `$BENCH_DIR/net/netavark`). podman gets `--network-backend` \
+             explicitly (the host's default backend is neither used nor changed) and runs in \
+             the host's store with the `rpod-bench-busybox` image, container \
+             `rpod-bench-netrun`. `-p` publishes one loopback port (`127.0.0.1:2848x:80`; \
+             nothing listens or connects). The bridges and any iptables rule of these \
+             networks are removed after each case (the shared `CNI-*`/`NETAVARK*` chains \
+             stay, as with podman).\n",
         );
     }
     let skipped: Vec<_> = rows

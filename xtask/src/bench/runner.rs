@@ -13,7 +13,7 @@ use super::cases::{Case, FloorNet, Run, Tool, ROOTFS};
 use super::floor;
 use super::isolation::{podman_ctr_name, CgroupParent, PodmanObjects, RpodRoot, CGROUP_PREFIX};
 use super::measure::measure;
-use super::network::{podman_net_dir, BenchNetworks, PODMAN_NET_DIR};
+use super::network::{resolve_dir, BenchNetworks};
 use super::process::{command, run_capturing};
 use super::report::Row;
 use super::setup::PODMAN_BUSYBOX_IMAGE;
@@ -55,6 +55,16 @@ pub(super) fn with_prefix(prefix: &[String], args: &[&str], rootfs: &Path) -> Ve
         }
     }));
     argv
+}
+
+/// The global options (`--flag value` pairs) that start a podman argv of the table, e.g.
+/// `--network-backend netavark --network-config-dir DIR` before `run`.
+fn podman_global_flags<'a>(argv: &'a [&'a str]) -> &'a [&'a str] {
+    let mut end = 0;
+    while end + 1 < argv.len() && argv[end].starts_with("--") {
+        end += 2;
+    }
+    &argv[..end]
 }
 
 /// What a measured run executes: `argvs[0]`, or `sh -c 'argvs[0] && argvs[1]'`.
@@ -123,7 +133,16 @@ pub(super) fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> 
             let mut containers: Vec<String> = (1..=case.containers).map(podman_ctr_name).collect();
             containers.extend(case.podman_containers.iter().map(|s| (*s).to_string()));
             let pods = case.podman_pods.iter().map(|s| (*s).to_string()).collect();
-            podman_objects = Some(PodmanObjects::new(containers, pods)?);
+            // Leftovers are removed with the case's own global flags (its network backend).
+            let global = case
+                .argvs()
+                .first()
+                .map(|argv| podman_global_flags(argv))
+                .unwrap_or_default()
+                .iter()
+                .map(|w| resolve_dir((*w).to_string(), env.dir.path()))
+                .collect();
+            podman_objects = Some(PodmanObjects::new(containers, pods, global)?);
             vec!["podman".into(), "--runtime".into(), "runc".into()]
         }
     };
@@ -164,16 +183,9 @@ pub(super) fn run_case(env: &Env, seq: usize, case: &Case, args: &BenchArgs) -> 
             .argvs()
             .iter()
             .map(|a| {
-                let net_dir = podman_net_dir(env.dir.path()).display().to_string();
                 with_prefix(&prefix, a, &env.rootfs)
                     .into_iter()
-                    .map(|w| {
-                        if w == PODMAN_NET_DIR {
-                            net_dir.clone()
-                        } else {
-                            w
-                        }
-                    })
+                    .map(|w| resolve_dir(w, env.dir.path()))
                     .collect()
             })
             .collect();
@@ -300,6 +312,24 @@ mod tests {
             measured_argv(&[a, b]),
             ["sh", "-c", "rpod create 'x y' && rpod rm x"]
         );
+    }
+
+    #[test]
+    fn podman_global_options() {
+        let argv = [
+            "--network-backend",
+            "netavark",
+            "--network-config-dir",
+            "d",
+            "run",
+            "x",
+        ];
+        assert_eq!(
+            podman_global_flags(&argv),
+            ["--network-backend", "netavark", "--network-config-dir", "d"]
+        );
+        assert!(podman_global_flags(&["run", "--rm", "x"]).is_empty());
+        assert!(podman_global_flags(&["--flag"]).is_empty());
     }
 
     #[test]

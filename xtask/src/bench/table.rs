@@ -5,7 +5,7 @@
 use super::cases::{
     Case, FloorNet, Relative, Run, Target, Tool, ROOTFS, RPOD_RSS_TARGET_MIB, RUN_RM_TRUE,
 };
-use super::network::{PODMAN_NET, PODMAN_NET_DIR};
+use super::network::{NETAVARK_NET, NETAVARK_NET_DIR, PODMAN_NET, PODMAN_NET_DIR};
 use super::setup::{PODMAN_BUSYBOX_IMAGE, PODMAN_PAUSE_IMAGE};
 
 /// The benchmark table, in report order: each podman case right after the
@@ -131,6 +131,8 @@ pub(super) const CASES: &[Case] = &[
         runs_containers: true,
         network: true,
         rss_target_mib: Some(RPOD_RSS_TARGET_MIB),
+        target: Target::Relative(NET_TARGETS),
+        compare: &[PODMAN_CNI_RUN, PODMAN_NETAVARK_RUN],
         ..Case::plain(RPOD_NET_RUN, Tool::Rpod, RPOD_NET_ARGS)
     },
     Case {
@@ -139,20 +141,9 @@ pub(super) const CASES: &[Case] = &[
         ..Case::plain(PODMAN_CNI_RUN, Tool::Podman, PODMAN_CNI_ARGS)
     },
     Case {
-        not_measured: Some(NO_NETAVARK),
         podman_containers: &["rpod-bench-netrun"],
-        ..Case::plain(
-            "podman run --rm --network (netavark) true",
-            Tool::Podman,
-            &[
-                "run",
-                "--rm",
-                "--name",
-                "rpod-bench-netrun",
-                PODMAN_BUSYBOX_IMAGE,
-                "true",
-            ],
-        )
+        network: true,
+        ..Case::plain(PODMAN_NETAVARK_RUN, Tool::Podman, PODMAN_NETAVARK_ARGS)
     },
     Case {
         run: Run::Floor(FloorNet::Cni { publish: false }),
@@ -163,8 +154,10 @@ pub(super) const CASES: &[Case] = &[
         runs_containers: true,
         network: true,
         rss_target_mib: Some(RPOD_RSS_TARGET_MIB),
+        target: Target::Relative(NET_PUBLISH_TARGETS),
+        compare: &[PODMAN_CNI_PUBLISH_RUN, PODMAN_NETAVARK_PUBLISH_RUN],
         ..Case::plain(
-            "rpod run --rm --network -p true",
+            RPOD_NET_PUBLISH_RUN,
             Tool::Rpod,
             &[
                 "run",
@@ -183,9 +176,11 @@ pub(super) const CASES: &[Case] = &[
         podman_containers: &["rpod-bench-netrun"],
         network: true,
         ..Case::plain(
-            "podman run --rm --network (cni) -p true",
+            PODMAN_CNI_PUBLISH_RUN,
             Tool::Podman,
             &[
+                "--network-backend",
+                "cni",
                 "--network-config-dir",
                 PODMAN_NET_DIR,
                 "run",
@@ -202,16 +197,22 @@ pub(super) const CASES: &[Case] = &[
         )
     },
     Case {
-        not_measured: Some(NO_NETAVARK),
         podman_containers: &["rpod-bench-netrun"],
+        network: true,
         ..Case::plain(
-            "podman run --rm --network (netavark) -p true",
+            PODMAN_NETAVARK_PUBLISH_RUN,
             Tool::Podman,
             &[
+                "--network-backend",
+                "netavark",
+                "--network-config-dir",
+                NETAVARK_NET_DIR,
                 "run",
                 "--rm",
+                "--network",
+                NETAVARK_NET,
                 "-p",
-                PODMAN_PUBLISH,
+                NETAVARK_PUBLISH,
                 "--name",
                 "rpod-bench-netrun",
                 PODMAN_BUSYBOX_IMAGE,
@@ -288,11 +289,18 @@ const RPOD_NET_ARGS: &[&str] = &[
     ROOTFS,
     "true",
 ];
-/// podman's network `run` case, on the CNI backend (this host's podman 4.3.1 has no
-/// netavark; its `--network-backend` flag is not needed).
+/// rpod's network `run` case with one published port.
+pub(super) const RPOD_NET_PUBLISH_RUN: &str = "rpod run --rm --network -p true";
+/// podman's network `run` case on the CNI backend, named with `--network-backend` (the
+/// default of this host's podman 4.3.1, but podman picks netavark on a host whose store is new
+/// when netavark is installed).
 pub(super) const PODMAN_CNI_RUN: &str = "podman run --rm --network (cni) true";
-/// Its argv: the bench's own network config dir and network.
+/// The same with one published port.
+pub(super) const PODMAN_CNI_PUBLISH_RUN: &str = "podman run --rm --network (cni) -p true";
+/// Its argv: the backend, the bench's own network config dir and network.
 const PODMAN_CNI_ARGS: &[&str] = &[
+    "--network-backend",
+    "cni",
     "--network-config-dir",
     PODMAN_NET_DIR,
     "run",
@@ -304,17 +312,51 @@ const PODMAN_CNI_ARGS: &[&str] = &[
     PODMAN_BUSYBOX_IMAGE,
     "true",
 ];
+/// podman's network `run` case on the netavark backend (`--network-backend netavark`, on the
+/// bench's own netavark network; the host's default backend is left as it is).
+pub(super) const PODMAN_NETAVARK_RUN: &str = "podman run --rm --network (netavark) true";
+/// The same with one published port.
+pub(super) const PODMAN_NETAVARK_PUBLISH_RUN: &str = "podman run --rm --network (netavark) -p true";
+/// Its argv: the backend, the bench's own network config dir and network.
+const PODMAN_NETAVARK_ARGS: &[&str] = &[
+    "--network-backend",
+    "netavark",
+    "--network-config-dir",
+    NETAVARK_NET_DIR,
+    "run",
+    "--rm",
+    "--network",
+    NETAVARK_NET,
+    "--name",
+    "rpod-bench-netrun",
+    PODMAN_BUSYBOX_IMAGE,
+    "true",
+];
 /// The published port of rpod's `-p` case (loopback only).
 const RPOD_PUBLISH: &str = "127.0.0.1:28480:80";
 /// The published port of podman's `-p` case (loopback only).
 const PODMAN_PUBLISH: &str = "127.0.0.1:28481:80";
-/// Why the netavark cases are not measured.
-const NO_NETAVARK: &str = "netavark is not installed on this host (podman 4.3.1 runs CNI here)";
+/// The published port of podman's netavark `-p` case (loopback only).
+const NETAVARK_PUBLISH: &str = "127.0.0.1:28483:80";
 /// The CNI floor of the network `run` case: a netns and the plugin chain by hand around the
 /// conmon+runc floor (see `cni_floor`).
 pub(super) const FLOOR_CNI_RUN: &str = "floor netns+CNI+conmon+runc true";
 /// The same with one port mapping.
 pub(super) const FLOOR_CNI_PUBLISH_RUN: &str = "floor netns+CNI+conmon+runc -p true";
+
+/// rpod's network `run` goal: at most 10 % over the CNI floor (the same plugin chain by hand
+/// around conmon + runc).
+pub(super) const NET_TARGETS: &[Relative] = &[Relative {
+    case: FLOOR_CNI_RUN,
+    short: "floor",
+    factor: 1.1,
+}];
+/// The same with one published port.
+pub(super) const NET_PUBLISH_TARGETS: &[Relative] = &[Relative {
+    case: FLOOR_CNI_PUBLISH_RUN,
+    short: "floor",
+    factor: 1.1,
+}];
 
 // The three `run` cases, measured one after the other in the same run.
 
@@ -369,6 +411,9 @@ mod tests {
                 for goal in goals {
                     assert!(CASES.iter().any(|c| c.name == goal.case), "{}", goal.case);
                 }
+            }
+            for other in case.compare {
+                assert!(CASES.iter().any(|c| c.name == *other), "{other}");
             }
             if case.tool != Tool::Podman {
                 // rpod never touches the host's podman objects anyway.
@@ -427,5 +472,59 @@ mod tests {
         }
         // podman's container has a name of ours, removed by the guard.
         assert!(find(PODMAN_RUN).is_some_and(|c| c.podman_containers == ["rpod-bench-run"]));
+    }
+
+    #[test]
+    fn network_cases() {
+        let find = |name: &str| CASES.iter().find(|c| c.name == name);
+        for (rpod, floor, podman) in [
+            (
+                RPOD_NET_RUN,
+                FLOOR_CNI_RUN,
+                [PODMAN_CNI_RUN, PODMAN_NETAVARK_RUN],
+            ),
+            (
+                RPOD_NET_PUBLISH_RUN,
+                FLOOR_CNI_PUBLISH_RUN,
+                [PODMAN_CNI_PUBLISH_RUN, PODMAN_NETAVARK_PUBLISH_RUN],
+            ),
+        ] {
+            let case = find(rpod);
+            assert!(
+                case.is_some_and(|c| matches!(c.target, Target::Relative([goal])
+                    if goal.case == floor && goal.factor == 1.1)
+                    && c.compare == podman
+                    && c.rss_target_mib == Some(12.0)),
+                "{rpod}"
+            );
+            for name in podman {
+                let case = find(name);
+                assert!(case.is_some_and(|c| c.network && c.not_measured.is_none()));
+                // Every podman network case names its backend and the bench's own network
+                // config dir, and never podman's default network.
+                let argv = case.map(|c| c.argvs()[0]).unwrap_or_default();
+                let backend = if name.contains("netavark") {
+                    [
+                        "--network-backend",
+                        "netavark",
+                        "--network-config-dir",
+                        NETAVARK_NET_DIR,
+                    ]
+                } else {
+                    [
+                        "--network-backend",
+                        "cni",
+                        "--network-config-dir",
+                        PODMAN_NET_DIR,
+                    ]
+                };
+                assert_eq!(argv[..4], backend, "{name}");
+                let net = argv.windows(2).find(|w| w[0] == "--network").map(|w| w[1]);
+                assert!(
+                    net.is_some_and(|n| n == PODMAN_NET || n == NETAVARK_NET),
+                    "{name}"
+                );
+            }
+        }
     }
 }
