@@ -71,7 +71,7 @@ pub struct FaultsArgs {
     #[arg(long, conflicts_with_all = ["trials", "verbs", "trial", "delay_ms"])]
     pub damage: bool,
     /// Run the containers on a CNI bridge network of the round's own
-    /// (bridge `rpodflt<pid>`, a free 10.83.<k>.0/24), publishing a port in
+    /// (bridge `rpodflt<pid>`, a free `10.83.<k>.0/24`), publishing a port in
     /// half the trials, and check the network invariants too.
     #[arg(long, conflicts_with = "damage")]
     pub network: bool,

@@ -15,7 +15,7 @@
 //! [`observe`] collects what the network leaves on the host (namespace
 //! files and mounts under `<tmp>/netns`, host-local leases, cached CNI
 //! results, iptables and ip6tables rules that mention the sandbox's network
-//! or the round's subnet, the bridge's ports); [`clean_up`] removes it:
+//! or the round's subnet, the bridge's ports); [`SandboxNet::clean_up`] removes it:
 //! namespace mounts (`umount -l`), rules and the per-container `CNI-…`
 //! chains they use or live in (`iptables-restore --noflush`), and the
 //! bridge. Nothing is selected but by these names, paths and the subnet,
