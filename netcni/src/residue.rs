@@ -98,7 +98,7 @@ pub fn sweep_container_rules(container_id: &str, ipv6: bool) -> Result<usize, Ne
             continue;
         };
         removed += script.lines().filter(|l| l.starts_with('-')).count();
-        tracing::warn!(container = %container_id, rules = %script.trim(), "removing CNI rules an interrupted run left behind");
+        tracing::warn!(container = %container_id, rules = %script.trim(), "removing CNI rules left behind (an interrupted run, or a namespace already gone)");
         let mut child = Command::new(restore)
             .args(["-w", "--noflush"])
             .env("PATH", PLUGIN_PATH_ENV)
