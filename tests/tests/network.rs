@@ -585,6 +585,16 @@ fn none_host_and_container_network_modes() {
     );
     assert_eq!(ns_of(out), owner_ns.trim());
     assert_ne!(owner_ns.trim(), host_ns);
+    // ns:<path> joins a namespace by its file: here the owner's, from inspect.
+    let key = sb.net_settings("owner")["SandboxKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = sb.run_ctr(
+        &["--rm", "--network", &format!("ns:{key}")],
+        &["readlink", "/proc/self/ns/net"],
+    );
+    assert_eq!(ns_of(out), owner_ns.trim());
     let ids = sb.all_ids();
     sb.ok(&["rm", "-f", "-t", "0", "owner"]);
     sb.assert_no_leftovers(&ids);
