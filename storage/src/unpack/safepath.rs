@@ -144,6 +144,10 @@ pub(crate) fn resolve_dir(
             continue;
         }
         if !ft.is_symlink() {
+            if missing == Missing::Absent {
+                // Nothing can exist beneath a non-directory.
+                return Ok(None);
+            }
             return Err(StorageError::unsafe_entry(
                 entry,
                 format!("parent {} is not a directory", here.display()),
