@@ -213,12 +213,13 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta>
         source: e,
     };
     let h = entry.header();
+    let old = h.as_old();
     let mut meta = Meta {
         // The mode field may include the file-type bits (Go's tar.FileInfoHeader): keep permissions only.
-        mode: h.mode().map_err(read_err)? & 0o7777,
-        uid: u32::try_from(h.uid().map_err(read_err)?).unwrap_or(u32::MAX),
-        gid: u32::try_from(h.gid().map_err(read_err)?).unwrap_or(u32::MAX),
-        mtime: i64::try_from(h.mtime().map_err(read_err)?).unwrap_or(0),
+        mode: numeric(h.mode().map(u64::from), &old.mode).map_err(read_err)? as u32 & 0o7777,
+        uid: u32::try_from(numeric(h.uid(), &old.uid).map_err(read_err)?).unwrap_or(u32::MAX),
+        gid: u32::try_from(numeric(h.gid(), &old.gid).map_err(read_err)?).unwrap_or(u32::MAX),
+        mtime: i64::try_from(numeric(h.mtime(), &old.mtime).map_err(read_err)?).unwrap_or(0),
         xattrs: Vec::new(),
     };
     if let Some(exts) = entry.pax_extensions().map_err(read_err)? {
@@ -247,6 +248,14 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta>
         }
     }
     Ok(meta)
+}
+
+/// A numeric header field; an empty one (all NUL or spaces) reads as 0, as Go's archive/tar does.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        other => other,
+    }
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>, name: &str) -> Result<Vec<u8>> {
