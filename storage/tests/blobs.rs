@@ -21,9 +21,16 @@ fn put_has_open_list_remove() {
     assert!(store.has(&digest).unwrap());
     let path = store.path(&digest);
     assert_eq!(path, root.path().join("blobs/sha256").join(digest.hex()));
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o444);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
     let mut back = Vec::new();
-    store.open_blob(&digest).unwrap().read_to_end(&mut back).unwrap();
+    store
+        .open_blob(&digest)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
     assert_eq!(back, data);
     let other = store.put_unverified(&b"other"[..]).unwrap();
     assert_eq!(other.digest, Digest::of_bytes(b"other"));
@@ -34,7 +41,10 @@ fn put_has_open_list_remove() {
     store.put(&data[..], &digest).unwrap();
     assert!(store.remove(&digest).unwrap());
     assert!(!store.remove(&digest).unwrap());
-    assert!(matches!(store.open_blob(&digest), Err(StorageError::BlobNotFound { .. })));
+    assert!(matches!(
+        store.open_blob(&digest),
+        Err(StorageError::BlobNotFound { .. })
+    ));
     assert_eq!(store.list().unwrap(), vec![other.digest]);
 }
 
@@ -46,15 +56,23 @@ fn digest_mismatch_leaves_nothing() {
     let err = store.put(&b"tampered content"[..], &wrong).unwrap_err();
     let actual = Digest::of_bytes(b"tampered content");
     match &err {
-        StorageError::DigestMismatch { expected, actual: got } => {
+        StorageError::DigestMismatch {
+            expected,
+            actual: got,
+        } => {
             assert_eq!(expected, &wrong.to_string());
             assert_eq!(got, &actual.to_string());
         }
         other => panic!("unexpected error {other}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains(&wrong.to_string()) && msg.contains(&actual.to_string()), "{msg}");
-    let left: Vec<_> = std::fs::read_dir(root.path().join("blobs/sha256")).unwrap().collect();
+    assert!(
+        msg.contains(&wrong.to_string()) && msg.contains(&actual.to_string()),
+        "{msg}"
+    );
+    let left: Vec<_> = std::fs::read_dir(root.path().join("blobs/sha256"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!store.has(&actual).unwrap());
 }
@@ -64,10 +82,16 @@ fn streams_a_big_blob_in_small_chunks() {
     const SIZE: u64 = 64 << 20;
     let root = tempfile::tempdir().unwrap();
     let store = BlobStore::open(root.path()).unwrap();
-    let reader = common::Chunked { inner: std::io::repeat(0).take(SIZE), chunk: 4093 };
+    let reader = common::Chunked {
+        inner: std::io::repeat(0).take(SIZE),
+        chunk: 4093,
+    };
     let info = store.put_unverified(reader).unwrap();
     assert_eq!(info.size, SIZE);
-    assert_eq!(std::fs::metadata(store.path(&info.digest)).unwrap().len(), SIZE);
+    assert_eq!(
+        std::fs::metadata(store.path(&info.digest)).unwrap().len(),
+        SIZE
+    );
 }
 
 #[test]

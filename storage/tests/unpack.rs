@@ -12,27 +12,63 @@ use common::{Chunked, Layer, MTIME};
 use rpod_storage::{unpack_layer, Compression, StorageError, WhiteoutMode};
 use tar::EntryType;
 
-fn unpack(tar: &[u8], dest: &Path, mode: WhiteoutMode) -> rpod_storage::Result<rpod_storage::LayerStats> {
+fn unpack(
+    tar: &[u8],
+    dest: &Path,
+    mode: WhiteoutMode,
+) -> rpod_storage::Result<rpod_storage::LayerStats> {
     unpack_layer(tar, dest, mode)
 }
 
 fn every_type_layer() -> Vec<u8> {
     let mut l = Layer::new();
     l.add("./", EntryType::Directory, 0o700, "", b"", |_| {})
-        .add("data/", EntryType::Directory, 0o40755, "", b"", |h| h.set_mtime(MTIME - 10))
-        .add("data/dir/", EntryType::Directory, 0o2750, "", b"", |h| h.set_mtime(MTIME - 20))
-        .add("data/dir/a", EntryType::Regular, 0o100644, "", b"a2\n", |_| {})
-        .add("data/suid", EntryType::Regular, 0o4755, "", b"#!/bin/sh\n", |h| {
-            h.set_uid(1000);
-            h.set_gid(1001)
+        .add("data/", EntryType::Directory, 0o40755, "", b"", |h| {
+            h.set_mtime(MTIME - 10)
         })
+        .add("data/dir/", EntryType::Directory, 0o2750, "", b"", |h| {
+            h.set_mtime(MTIME - 20)
+        })
+        .add(
+            "data/dir/a",
+            EntryType::Regular,
+            0o100644,
+            "",
+            b"a2\n",
+            |_| {},
+        )
+        .add(
+            "data/suid",
+            EntryType::Regular,
+            0o4755,
+            "",
+            b"#!/bin/sh\n",
+            |h| {
+                h.set_uid(1000);
+                h.set_gid(1001)
+            },
+        )
         .add("data/tmp/", EntryType::Directory, 0o1777, "", b"", |_| {})
-        .add("data/abssym", EntryType::Symlink, 0o120777, "/etc/passwd", b"", |h| {
-            h.set_uid(7);
-            h.set_gid(8);
-            h.set_mtime(MTIME - 5)
-        })
-        .add("data/dir/sym", EntryType::Symlink, 0o777, "../keep", b"", |_| {})
+        .add(
+            "data/abssym",
+            EntryType::Symlink,
+            0o120777,
+            "/etc/passwd",
+            b"",
+            |h| {
+                h.set_uid(7);
+                h.set_gid(8);
+                h.set_mtime(MTIME - 5)
+            },
+        )
+        .add(
+            "data/dir/sym",
+            EntryType::Symlink,
+            0o777,
+            "../keep",
+            b"",
+            |_| {},
+        )
         .add("data/keep", EntryType::Regular, 0o644, "", b"keep\n", |h| {
             h.set_uid(1000);
             h.set_gid(1000)
@@ -47,8 +83,21 @@ fn every_type_layer() -> Vec<u8> {
             h.set_device_minor(9).unwrap()
         })
         .add("data/fifo", EntryType::Fifo, 0o10644, "", b"", |_| {})
-        .pax(&[("SCHILY.xattr.user.refimg", b"v1"), ("SCHILY.xattr.security.capability", &[1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])])
-        .add("data/x/captrue", EntryType::Regular, 0o755, "", b"bin", |_| {});
+        .pax(&[
+            ("SCHILY.xattr.user.refimg", b"v1"),
+            (
+                "SCHILY.xattr.security.capability",
+                &[1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
+        ])
+        .add(
+            "data/x/captrue",
+            EntryType::Regular,
+            0o755,
+            "",
+            b"bin",
+            |_| {},
+        );
     l.finish()
 }
 
@@ -57,7 +106,11 @@ fn check_every_type(dest: &Path) {
     // The root entry's mode is not applied.
     assert_ne!(fs::metadata(dest).unwrap().mode() & 0o7777, 0o700);
     assert_eq!(m("data").mode() & 0o7777, 0o755);
-    assert_eq!(m("data").mtime(), (MTIME - 10) as i64, "dir mtime applied after its contents");
+    assert_eq!(
+        m("data").mtime(),
+        (MTIME - 10) as i64,
+        "dir mtime applied after its contents"
+    );
     assert_eq!(m("data/dir").mode() & 0o7777, 0o2750);
     assert_eq!(m("data/dir").mtime(), (MTIME - 20) as i64);
     assert_eq!(fs::read(dest.join("data/dir/a")).unwrap(), b"a2\n");
@@ -68,9 +121,18 @@ fn check_every_type(dest: &Path) {
     assert_eq!(m("data/tmp").mode() & 0o7777, 0o1777);
     let abs = m("data/abssym");
     assert!(abs.file_type().is_symlink());
-    assert_eq!(fs::read_link(dest.join("data/abssym")).unwrap(), Path::new("/etc/passwd"));
-    assert_eq!((abs.uid(), abs.gid(), abs.mtime()), (7, 8, (MTIME - 5) as i64));
-    assert_eq!(fs::read_link(dest.join("data/dir/sym")).unwrap(), Path::new("../keep"));
+    assert_eq!(
+        fs::read_link(dest.join("data/abssym")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert_eq!(
+        (abs.uid(), abs.gid(), abs.mtime()),
+        (7, 8, (MTIME - 5) as i64)
+    );
+    assert_eq!(
+        fs::read_link(dest.join("data/dir/sym")).unwrap(),
+        Path::new("../keep")
+    );
     assert_eq!(m("data/hard").ino(), m("data/keep").ino());
     assert_eq!(m("data/keep").nlink(), 2);
     assert_eq!((m("data/keep").uid(), m("data/keep").gid()), (1000, 1000));
@@ -109,9 +171,15 @@ fn gzip_and_zstd_layers() {
         return;
     }
     let tar = every_type_layer();
-    for (blob, kind) in [(common::gzip(&tar), Compression::Gzip), (common::zstd(&tar), Compression::Zstd)] {
+    for (blob, kind) in [
+        (common::gzip(&tar), Compression::Gzip),
+        (common::zstd(&tar), Compression::Zstd),
+    ] {
         let dest = tempfile::tempdir().unwrap();
-        let reader = Chunked { inner: &blob[..], chunk: 3 };
+        let reader = Chunked {
+            inner: &blob[..],
+            chunk: 3,
+        };
         let stats = unpack_layer(reader, dest.path(), WhiteoutMode::Delete).unwrap();
         assert_eq!(stats.compression, Some(kind));
         check_every_type(dest.path());
@@ -126,13 +194,21 @@ fn corrupt_or_unsupported_blobs_fail() {
     let mut gz = common::gzip(&tar.finish());
     let len = gz.len();
     gz[len - 6] ^= 0xff; // CRC/size trailer
-    assert!(matches!(unpack(&gz, dest.path(), WhiteoutMode::Delete), Err(StorageError::Read { .. })));
+    assert!(matches!(
+        unpack(&gz, dest.path(), WhiteoutMode::Delete),
+        Err(StorageError::Read { .. })
+    ));
     let xz = [0xfd, b'7', b'z', b'X', b'Z', 0, 1, 2];
     assert!(matches!(
         unpack(&xz, dest.path(), WhiteoutMode::Delete),
         Err(StorageError::UnsupportedCompression { format: "xz" })
     ));
-    assert!(unpack(b"not a tar at all, just some bytes", dest.path(), WhiteoutMode::Delete).is_err());
+    assert!(unpack(
+        b"not a tar at all, just some bytes",
+        dest.path(),
+        WhiteoutMode::Delete
+    )
+    .is_err());
 }
 
 #[test]
@@ -151,7 +227,15 @@ fn big_layer_streams_in_small_chunks() {
     }
     let blob = enc.finish().unwrap();
     let dest = tempfile::tempdir().unwrap();
-    let stats = unpack_layer(Chunked { inner: &blob[..], chunk: 509 }, dest.path(), WhiteoutMode::Delete).unwrap();
+    let stats = unpack_layer(
+        Chunked {
+            inner: &blob[..],
+            chunk: 509,
+        },
+        dest.path(),
+        WhiteoutMode::Delete,
+    )
+    .unwrap();
     assert_eq!(stats.bytes, SIZE);
     assert_eq!(fs::metadata(dest.path().join("zeros")).unwrap().len(), SIZE);
 }
@@ -159,22 +243,38 @@ fn big_layer_streams_in_small_chunks() {
 /// The layers of images.md §3, reduced: a lower layer, then one with a whiteout and an opaque directory.
 fn lower_layer() -> Vec<u8> {
     let mut l = Layer::new();
-    l.dir("data/").dir("data/dir/").file("data/dir/a", b"a\n").file("data/del", b"del\n").file("data/keep", b"keep\n");
-    l.dir("data/repl/").file("data/repl/b", b"b\n").dir("data/repl/sub/").file("data/repl/sub/deep", b"d");
+    l.dir("data/")
+        .dir("data/dir/")
+        .file("data/dir/a", b"a\n")
+        .file("data/del", b"del\n")
+        .file("data/keep", b"keep\n");
+    l.dir("data/repl/")
+        .file("data/repl/b", b"b\n")
+        .dir("data/repl/sub/")
+        .file("data/repl/sub/deep", b"d");
     l.dir("data/gone/").file("data/gone/inner", b"i");
     l.finish()
 }
 
 fn upper_layer() -> Vec<u8> {
     let mut l = Layer::new();
-    l.dir("data/").whiteout("data", "del").whiteout("data", "gone").whiteout("data", "never-existed");
-    l.dir("data/repl/").file("data/repl/-early", b"e").opaque("data/repl").file("data/repl/c", b"c\n");
+    l.dir("data/")
+        .whiteout("data", "del")
+        .whiteout("data", "gone")
+        .whiteout("data", "never-existed");
+    l.dir("data/repl/")
+        .file("data/repl/-early", b"e")
+        .opaque("data/repl")
+        .file("data/repl/c", b"c\n");
     l.whiteout("nodir/deeper", "x");
     l.finish()
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -187,9 +287,16 @@ fn delete_mode_whiteouts_and_opaque_dirs() {
     let stats = unpack(&upper_layer(), d, WhiteoutMode::Delete).unwrap();
     assert_eq!((stats.whiteouts, stats.opaque_dirs), (4, 1));
     assert_eq!(names(&d.join("data")), ["dir", "keep", "repl"]);
-    assert_eq!(names(&d.join("data/repl")), ["-early", "c"], "lower contents gone, this layer's kept");
+    assert_eq!(
+        names(&d.join("data/repl")),
+        ["-early", "c"],
+        "lower contents gone, this layer's kept"
+    );
     assert_eq!(fs::read(d.join("data/dir/a")).unwrap(), b"a\n");
-    assert!(!d.join("nodir").exists(), "a whiteout does not create its parent in Delete mode");
+    assert!(
+        !d.join("nodir").exists(),
+        "a whiteout does not create its parent in Delete mode"
+    );
 }
 
 #[test]
@@ -202,7 +309,12 @@ fn overlay_mode_whiteouts_and_opaque_dirs() {
     let d = dest.path();
     let stats = unpack(&upper_layer(), d, WhiteoutMode::Overlay).unwrap();
     assert_eq!((stats.whiteouts, stats.opaque_dirs), (4, 1));
-    for name in ["data/del", "data/gone", "data/never-existed", "nodir/deeper/x"] {
+    for name in [
+        "data/del",
+        "data/gone",
+        "data/never-existed",
+        "nodir/deeper/x",
+    ] {
         let m = fs::symlink_metadata(d.join(name)).unwrap();
         assert!(m.file_type().is_char_device(), "{name}");
         assert_eq!(m.rdev(), 0, "{name}");
@@ -220,11 +332,21 @@ fn later_layer_replaces_entries_of_other_types() {
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path();
     let mut l = Layer::new();
-    l.dir("a/").file("a/x", b"1").file("f", b"file").symlink("s", "a").dir("d/").file("d/in", b"i");
+    l.dir("a/")
+        .file("a/x", b"1")
+        .file("f", b"file")
+        .symlink("s", "a")
+        .dir("d/")
+        .file("d/in", b"i");
     unpack(&l.finish(), d, WhiteoutMode::Delete).unwrap();
     let mut l = Layer::new();
     // file over directory, directory over file, directory over symlink (the symlink is replaced, not followed).
-    l.file("d", b"now a file").dir("f/").file("f/y", b"y").dir("s/").file("s/z", b"z").file("a/x", b"2");
+    l.file("d", b"now a file")
+        .dir("f/")
+        .file("f/y", b"y")
+        .dir("s/")
+        .file("s/z", b"z")
+        .file("a/x", b"2");
     unpack(&l.finish(), d, WhiteoutMode::Delete).unwrap();
     assert_eq!(fs::read(d.join("d")).unwrap(), b"now a file");
     assert_eq!(fs::read(d.join("f/y")).unwrap(), b"y");
@@ -238,10 +360,16 @@ fn relative_symlink_inside_root_is_followed_for_parents() {
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path();
     let mut l = Layer::new();
-    l.dir("usr/").dir("usr/lib/").symlink("lib", "usr/lib").file("lib/libc.so", b"elf");
+    l.dir("usr/")
+        .dir("usr/lib/")
+        .symlink("lib", "usr/lib")
+        .file("lib/libc.so", b"elf");
     unpack(&l.finish(), d, WhiteoutMode::Delete).unwrap();
     assert_eq!(fs::read(d.join("usr/lib/libc.so")).unwrap(), b"elf");
-    assert!(fs::symlink_metadata(d.join("lib")).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(d.join("lib"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
@@ -254,7 +382,10 @@ fn hard_link_to_lower_layer_and_missing_target() {
     let mut l = Layer::new();
     l.hardlink("./up", "./lower");
     unpack(&l.finish(), d, WhiteoutMode::Delete).unwrap();
-    assert_eq!(fs::metadata(d.join("up")).unwrap().ino(), fs::metadata(d.join("lower")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(d.join("up")).unwrap().ino(),
+        fs::metadata(d.join("lower")).unwrap().ino()
+    );
     let mut l = Layer::new();
     l.hardlink("bad", "missing");
     let err = unpack(&l.finish(), d, WhiteoutMode::Delete).unwrap_err();

@@ -21,11 +21,21 @@ impl Default for Layer {
 
 impl Layer {
     pub fn new() -> Self {
-        Layer { b: tar::Builder::new(Vec::new()) }
+        Layer {
+            b: tar::Builder::new(Vec::new()),
+        }
     }
 
     /// Adds an entry; `f` may adjust the header (owner, mtime, device numbers) before the checksum.
-    pub fn add(&mut self, name: &str, kind: EntryType, mode: u32, link: &str, data: &[u8], f: impl FnOnce(&mut Header)) -> &mut Self {
+    pub fn add(
+        &mut self,
+        name: &str,
+        kind: EntryType,
+        mode: u32,
+        link: &str,
+        data: &[u8],
+        f: impl FnOnce(&mut Header),
+    ) -> &mut Self {
         let mut h = header(name, kind, mode, link, data.len() as u64);
         f(&mut h);
         h.set_cksum();
@@ -59,18 +69,31 @@ impl Layer {
 
     /// `.wh.NAME` as written by containers/image: a regular file of mode 0.
     pub fn whiteout(&mut self, dir: &str, name: &str) -> &mut Self {
-        let path = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+        let path = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
         self.add(&path, EntryType::Regular, 0, "", b"", |_| {})
     }
 
     /// The opaque marker of `dir`: mode 0755 and mtime 0, as observed.
     pub fn opaque(&mut self, dir: &str) -> &mut Self {
-        self.add(&format!("{dir}/.wh..wh..opq"), EntryType::Regular, 0o755, "", b"", |h| h.set_mtime(0))
+        self.add(
+            &format!("{dir}/.wh..wh..opq"),
+            EntryType::Regular,
+            0o755,
+            "",
+            b"",
+            |h| h.set_mtime(0),
+        )
     }
 
     /// Adds PAX records that apply to the next entry.
     pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
-        self.b.append_pax_extensions(records.iter().copied()).unwrap();
+        self.b
+            .append_pax_extensions(records.iter().copied())
+            .unwrap();
         self
     }
 
