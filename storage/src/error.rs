@@ -45,7 +45,7 @@ pub enum StorageError {
     /// Reading the (decompressed) layer stream failed or it is not a valid tar archive.
     #[error("reading layer {what}: {source}")]
     Read {
-        /// What was being read: "stream", or "entry <name>".
+        /// What was being read: "stream", or `entry <name>`.
         what: String,
         /// The underlying error.
         #[source]

@@ -249,7 +249,7 @@ fn whiteouts_through_a_symlink() {
     let s = Sandbox::new();
     let lower = layer(|l| l.symlink("l", "../outside"));
     s.refuse(
-        &[lower.clone()],
+        std::slice::from_ref(&lower),
         layer(|l| l.whiteout("l", "secret")),
         "l/.wh.secret",
         WhiteoutMode::Delete,
@@ -303,4 +303,34 @@ fn leaf_symlink_is_replaced_not_followed() {
             .is_symlink(),
         "hard link to the symlink itself"
     );
+}
+
+#[test]
+fn deferred_dir_mtime_does_not_follow_a_later_symlink() {
+    let s = Sandbox::new();
+    let victim = s.outside.parent().unwrap().join("victim");
+    fs::create_dir_all(victim.join("sub")).unwrap();
+    let before = fs::metadata(victim.join("sub"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let target = victim.to_str().unwrap().to_owned();
+    let l = layer(|l| {
+        l.add("d/", tar::EntryType::Directory, 0o755, "", b"", |h| {
+            h.set_mtime(1)
+        })
+        .add("d/sub/", tar::EntryType::Directory, 0o755, "", b"", |h| {
+            h.set_mtime(1)
+        })
+        .symlink("d", &target)
+    });
+    unpack_layer(&l[..], &s.root, WhiteoutMode::Delete).unwrap();
+    assert_eq!(
+        fs::metadata(victim.join("sub"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+    s.check_outside();
 }

@@ -196,6 +196,15 @@ pub(crate) fn resolve_leaf(root: &Path, path: &RelPath, entry: &str) -> Result<R
     Ok(parent.join(&name))
 }
 
+/// Whether every component of `rel` beneath `root` is a directory (not a symlink, not missing).
+pub(crate) fn is_real_dir(root: &Path, rel: &RelPath) -> bool {
+    let mut p = root.to_path_buf();
+    rel.0.iter().all(|c| {
+        p.push(c);
+        fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir())
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

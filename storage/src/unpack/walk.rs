@@ -6,12 +6,12 @@ use std::fs::{self, OpenOptions, Permissions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
 use tar::EntryType;
 
-use super::safepath::{resolve_dir, resolve_leaf, Missing, RelPath};
+use super::safepath::{is_real_dir, resolve_dir, resolve_leaf, Missing, RelPath};
 use super::{whiteout, LayerStats, WhiteoutMode};
 use crate::error::{Result, StorageError};
 
@@ -35,7 +35,7 @@ pub(crate) struct Unpacker<'a> {
     /// Real (symlink-free) paths written by this layer, with their ancestors: an opaque marker keeps them.
     pub(crate) written: HashSet<RelPath>,
     /// Directories whose mtime is set once the walk is over (creating their contents changes it).
-    dir_times: Vec<(PathBuf, String, i64)>,
+    dir_times: Vec<(RelPath, String, i64)>,
 }
 
 impl<'a> Unpacker<'a> {
@@ -113,7 +113,8 @@ impl<'a> Unpacker<'a> {
                 }
                 set_owner_mode(&path, &name, &meta, true)?;
                 set_xattrs(&path, &name, &meta)?;
-                self.dir_times.push((path, name.clone(), meta.mtime));
+                self.dir_times
+                    .push((real.clone(), name.clone(), meta.mtime));
             }
             EntryType::Symlink => {
                 let target = link_name(entry, &name)?;
@@ -199,8 +200,12 @@ impl<'a> Unpacker<'a> {
 
     /// Applies the directories' mtimes, deepest first, once all their contents exist.
     pub(crate) fn finish(&mut self) -> Result<()> {
-        for (path, name, mtime) in self.dir_times.drain(..).rev() {
-            set_mtime(&path, &name, mtime)?;
+        for (real, name, mtime) in self.dir_times.drain(..).rev() {
+            // A later entry of the same layer may have removed the directory or replaced it (or an ancestor) by
+            // something else, possibly a symlink: only a path that is still directories all the way is touched.
+            if is_real_dir(self.root, &real) {
+                set_mtime(&real.under(self.root), &name, mtime)?;
+            }
         }
         Ok(())
     }
