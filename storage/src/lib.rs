@@ -1,0 +1,38 @@
+//! # rpod-storage: image blobs and layer unpacking
+//!
+//! This crate owns the on-disk pieces of image storage that do not depend on any registry or image format
+//! above the layer:
+//!
+//! * [`BlobStore`]: a content-addressed store of blobs under `<root>/blobs/sha256/<hex>`, written from any
+//!   [`Read`](std::io::Read) in one streaming pass that computes the sha256 [`Digest`], verifies it, fsyncs and
+//!   renames into place; a mismatch leaves nothing behind.
+//! * [`unpack_layer`]: applies a layer blob (gzip, zstd or plain tar) to a directory following the OCI layer
+//!   rules, with whiteouts represented for overlayfs or applied by deletion ([`WhiteoutMode`]), refusing every
+//!   entry that could write outside the destination.
+//!
+//! It does **not** (yet) know about manifests, image configs, layer IDs, the overlay `l/` link directory,
+//! mounting, registries or the facade: those are later slices of image support. Errors are [`StorageError`],
+//! which names the path, digest or layer entry concerned.
+//!
+//! ```
+//! use rpod_storage::{BlobStore, Digest};
+//!
+//! # fn main() -> Result<(), rpod_storage::StorageError> {
+//! let root = tempfile::tempdir().map_err(|e| rpod_storage::StorageError::Io { op: "mkdtemp", path: "/tmp".into(), source: e })?;
+//! let store = BlobStore::open(root.path())?;
+//! let data = b"hello";
+//! let info = store.put(&data[..], &Digest::of_bytes(data))?;
+//! assert!(store.has(&info.digest)?);
+//! # Ok(())
+//! # }
+//! ```
+
+mod blobs;
+mod digest;
+mod error;
+mod unpack;
+
+pub use blobs::{BlobInfo, BlobStore};
+pub use digest::Digest;
+pub use error::{Result, StorageError};
+pub use unpack::{unpack_layer, Compression, LayerStats, WhiteoutMode};
