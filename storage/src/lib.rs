@@ -30,6 +30,7 @@
 mod blobs;
 mod digest;
 mod error;
+pub mod registry;
 mod unpack;
 
 pub use blobs::{BlobInfo, BlobStore};

@@ -22,6 +22,10 @@ pub const PACKAGES: &[&str] = &[
     "catatonit",
     "hyperfine",
     "time",
+    // registry client tests (rpod-storage): a local registry, an interop peer and htpasswd
+    "docker-registry",
+    "skopeo",
+    "apache2-utils",
 ];
 
 /// Extra package for the rpod-vs-podman benchmarks only.
