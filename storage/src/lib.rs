@@ -10,8 +10,11 @@
 //!   rules, with whiteouts represented for overlayfs or applied by deletion ([`WhiteoutMode`]), refusing every
 //!   entry that could write outside the destination.
 //!
-//! It does **not** (yet) know about manifests, image configs, layer IDs, the overlay `l/` link directory,
-//! mounting, registries or the facade: those are later slices of image support. Errors are [`StorageError`],
+//! * [`registry`]: a synchronous Docker Registry v2 / OCI distribution client (references, Basic and Bearer
+//!   auth, manifests and indexes with platform resolution, blobs streamed into a [`BlobStore`], push).
+//!
+//! It does **not** (yet) know about layer IDs, the overlay `l/` link directory, mounting, archives or the
+//! facade: those are later slices of image support. Errors are [`StorageError`],
 //! which names the path, digest or layer entry concerned.
 //!
 //! ```
