@@ -36,3 +36,9 @@ pub use blobs::{BlobInfo, BlobStore};
 pub use digest::Digest;
 pub use error::{Result, StorageError};
 pub use unpack::{unpack_layer, Compression, LayerStats, WhiteoutMode};
+
+// The layer store and its storage drivers.
+mod driver;
+mod layers;
+pub use driver::Driver;
+pub use layers::{chain_id, Layer, LayerError, LayerResult, LayerStore};
