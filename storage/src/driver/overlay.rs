@@ -159,13 +159,14 @@ pub(crate) fn mount(home: &Path, layer: &Layer, ancestors: &[&Layer]) -> LayerRe
             "overlay options too long for absolute paths, mounting relative"
         );
         let mut cmd = Command::new("mount");
-        cmd.current_dir(home)
-            .args(["-t", "overlay", "overlay", "-o"]);
+        cmd.current_dir(home).args(["-t", "overlay"]);
         if !layer.rw {
-            cmd.args(["-r"]);
+            cmd.arg("-r");
         }
         let out = cmd
+            .arg("-o")
             .arg(&relative)
+            .arg("overlay")
             .arg(format!("{id}/merged"))
             .output()
             .map_err(|e| mount_error("run mount(8) for", &target, &relative, e))?;
