@@ -341,6 +341,31 @@ fn a_failed_unpack_leaves_nothing() {
 }
 
 #[test]
+fn a_wrong_diff_id_is_refused() {
+    for driver in drivers() {
+        let env = Env::new();
+        let store = env.store(driver);
+        let wrong = Digest::of_bytes(b"not the layer");
+        let err = store
+            .create_layer_verified(None, &common::gzip(&layer1())[..], &wrong)
+            .unwrap_err();
+        assert!(matches!(err, LayerError::DiffIdMismatch { .. }), "{err}");
+        assert!(store.layers().unwrap().is_empty());
+        let right = Digest::of_bytes(&layer1());
+        let layer = store
+            .create_layer_verified(None, &common::gzip(&layer1())[..], &right)
+            .unwrap();
+        assert_eq!(layer.id, right.hex());
+        // Present already: the reader is not even read.
+        let again = store
+            .create_layer_verified(None, std::io::empty(), &right)
+            .unwrap();
+        assert_eq!(again, layer);
+        assert_one_layer(&env, driver, &store, &layer.id);
+    }
+}
+
+#[test]
 fn a_reboot_resets_mount_counts_and_leftovers_are_removed() {
     for driver in drivers() {
         let env = Env::new();

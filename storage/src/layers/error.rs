@@ -18,6 +18,14 @@ pub enum LayerError {
         #[source]
         source: StorageError,
     },
+    /// The uncompressed layer does not hash to the diff ID it was announced with; nothing was recorded.
+    #[error("layer diff ID did not match, expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        /// The diff ID the caller announced.
+        expected: String,
+        /// The sha256 of the uncompressed tar actually read.
+        actual: String,
+    },
     /// A filesystem operation failed.
     #[error("cannot {op} {path}: {source}")]
     Io {

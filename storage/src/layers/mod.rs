@@ -110,6 +110,33 @@ impl LayerStore {
         parent: Option<&str>,
         reader: impl Read,
     ) -> LayerResult<Layer> {
+        self.create_from_blob(parent, reader, None)
+    }
+
+    /// [`create_layer_from_blob`](Self::create_layer_from_blob) for a layer whose diff ID is known (from the
+    /// image config): a blob whose uncompressed tar hashes otherwise is refused with
+    /// [`LayerError::DiffIdMismatch`] and nothing is recorded. If the layer (its chain ID) exists already, it is
+    /// returned without reading `reader`.
+    pub fn create_layer_verified(
+        &self,
+        parent: Option<&str>,
+        reader: impl Read,
+        diff_id: &Digest,
+    ) -> LayerResult<Layer> {
+        let id = chain_id(parent_chain(parent)?.as_ref(), diff_id);
+        if let Ok(layer) = self.get(id.hex()) {
+            tracing::debug!(id = layer.id, "layer present, not unpacking");
+            return Ok(layer);
+        }
+        self.create_from_blob(parent, reader, Some(diff_id))
+    }
+
+    fn create_from_blob(
+        &self,
+        parent: Option<&str>,
+        reader: impl Read,
+        expected: Option<&Digest>,
+    ) -> LayerResult<Layer> {
         let (tmp, parent_layer) = self.start(parent)?;
         let target = self.home.populate(&tmp, parent_layer.as_ref())?;
         let mut blob = CountingHash::new(reader);
@@ -125,15 +152,16 @@ impl LayerStore {
         // Drain whatever follows the compressed stream so the compressed digest covers the whole blob.
         io::copy(&mut blob, &mut io::sink())
             .map_err(|e| LayerError::io("read blob after layer", &tmp.path, e))?;
+        if let Some(expected) = expected.filter(|e| **e != diff_id) {
+            return Err(LayerError::DiffIdMismatch {
+                expected: expected.to_string(),
+                actual: diff_id.to_string(),
+            });
+        }
         sync_fs(&tmp.path)?;
-        let parent_chain =
-            parent
-                .map(Digest::from_hex)
-                .transpose()
-                .map_err(|_| LayerError::NotFound {
-                    id: parent.unwrap_or_default().to_owned(),
-                })?;
-        let id = chain_id(parent_chain.as_ref(), &diff_id).hex().to_owned();
+        let id = chain_id(parent_chain(parent)?.as_ref(), &diff_id)
+            .hex()
+            .to_owned();
         let (compressed_digest, compressed_size) = blob.finish();
         let layer = Layer {
             id,
@@ -209,6 +237,9 @@ impl LayerStore {
         let mut mounts = self.meta.load_mounts(&lock)?;
         let count = mounts.get(id).copied().unwrap_or(0);
         let path = if count == 0 {
+            // A mount left by a process whose count was lost (run root wiped without a reboot) is dropped first,
+            // so mounts never stack.
+            self.home.unmount(id)?;
             let ancestors = ancestors(&layers, layer.parent.as_deref())?;
             self.home.mount(layer, &ancestors)?
         } else {
@@ -278,6 +309,16 @@ impl LayerStore {
             Driver::Vfs => self.home.layer_dir(id),
         }
     }
+}
+
+/// The chain ID of a parent layer given by its ID.
+fn parent_chain(parent: Option<&str>) -> LayerResult<Option<Digest>> {
+    parent
+        .map(Digest::from_hex)
+        .transpose()
+        .map_err(|_| LayerError::NotFound {
+            id: parent.unwrap_or_default().to_owned(),
+        })
 }
 
 fn find<'a>(layers: &'a [Layer], id: &str) -> LayerResult<&'a Layer> {
