@@ -11,6 +11,7 @@
 //! layer directories without a record, dangling short links) are removed by [`DriverHome::cleanup`], which the
 //! layer store runs on open under its lock.
 
+mod copy;
 mod overlay;
 mod vfs;
 
