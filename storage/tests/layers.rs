@@ -341,6 +341,29 @@ fn a_failed_unpack_leaves_nothing() {
 }
 
 #[test]
+fn names_are_unique_and_looked_up() {
+    for driver in drivers() {
+        let env = Env::new();
+        let store = env.store(driver);
+        let ids = stack(&store);
+        let rw = store.create_rw_layer(Some(&ids[2])).unwrap();
+        store.set_names(&ids[2], &["ctr".into()]).unwrap();
+        assert_eq!(store.lookup("ctr").unwrap().id, ids[2]);
+        let moved = store
+            .set_names(&rw.id, &["ctr".into(), "x".into()])
+            .unwrap();
+        assert_eq!(moved.names, ["ctr", "x"]);
+        assert!(store.get(&ids[2]).unwrap().names.is_empty());
+        assert_eq!(store.lookup("ctr").unwrap().id, rw.id);
+        assert_eq!(store.lookup(&ids[0]).unwrap().id, ids[0]);
+        assert!(matches!(
+            store.lookup("nope"),
+            Err(LayerError::NotFound { .. })
+        ));
+    }
+}
+
+#[test]
 fn a_wrong_diff_id_is_refused() {
     for driver in drivers() {
         let env = Env::new();
@@ -388,7 +411,18 @@ fn a_reboot_resets_mount_counts_and_leftovers_are_removed() {
         assert!(!home.join(".tmp-killed").exists());
         assert!(!home.join("a".repeat(64)).exists());
         assert_eq!(store.layers().unwrap().len(), 2);
+        // A mount whose count was lost (run root wiped while mounted) does not block mounting or deleting.
+        let stale = store.mount(&rw.id).unwrap();
+        let _stale_guard = MountGuard(stale.clone());
+        fs::remove_dir_all(env.run.path()).unwrap();
+        assert_eq!(store.mount_count(&rw.id).unwrap(), 0);
+        store.mount(&rw.id).unwrap();
+        store.unmount(&rw.id).unwrap();
+        assert!(!is_mounted(&stale));
+        store.mount(&rw.id).unwrap();
+        fs::remove_dir_all(env.run.path()).unwrap();
         store.delete_layer(&rw.id).unwrap();
+        assert!(!is_mounted(&stale));
         let root = store.mount(&base.id).unwrap();
         let _guard = MountGuard(root.clone());
         assert_eq!(names(&root), ["etc", "opq"]);

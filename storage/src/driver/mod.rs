@@ -192,6 +192,10 @@ impl DriverHome {
             remove_if_exists(&path)?;
         }
         let dir = self.layer_dir(&layer.id);
+        if self.driver == Driver::Overlay {
+            // A mount whose count was lost (run root wiped without a reboot) would make the removal fail.
+            overlay::unmount(&dir)?;
+        }
         let doomed = self.home.join(format!("{TEMP_PREFIX}del-{}", layer.id));
         match fs::rename(&dir, &doomed) {
             Ok(()) => {}

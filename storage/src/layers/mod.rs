@@ -228,6 +228,32 @@ impl LayerStore {
         Ok(layer)
     }
 
+    /// Gives the layer exactly these names; a name held by another layer moves to this one.
+    pub fn set_names(&self, id: &str, names: &[String]) -> LayerResult<Layer> {
+        let lock = self.meta.lock()?;
+        let mut layers = self.meta.load(&lock)?;
+        find(&layers, id)?;
+        for layer in &mut layers {
+            if layer.id == id {
+                layer.names = names.to_vec();
+            } else {
+                layer.names.retain(|n| !names.contains(n));
+            }
+        }
+        self.meta.save(&lock, &layers)?;
+        find(&layers, id).cloned()
+    }
+
+    /// The layer with this name, or this ID.
+    pub fn lookup(&self, name_or_id: &str) -> LayerResult<Layer> {
+        let lock = self.meta.lock()?;
+        let layers = self.meta.load(&lock)?;
+        layers
+            .iter()
+            .find(|l| l.names.iter().any(|n| n == name_or_id))
+            .map_or_else(|| find(&layers, name_or_id).cloned(), |l| Ok(l.clone()))
+    }
+
     /// Mounts the layer (or counts one more user if it is mounted) and returns its root: an overlay mount point
     /// (read-write for a container layer, read-only for an image layer), or the vfs directory.
     pub fn mount(&self, id: &str) -> LayerResult<PathBuf> {
