@@ -1,7 +1,6 @@
-//! # rpod-storage: image blobs and layer unpacking
+//! # rpod-storage: image blobs, layers and registries
 //!
-//! This crate owns the on-disk pieces of image storage that do not depend on any registry or image format
-//! above the layer:
+//! This crate owns the on-disk pieces of image storage and the registry transport:
 //!
 //! * [`BlobStore`]: a content-addressed store of blobs under `<root>/blobs/sha256/<hex>`, written from any
 //!   [`Read`](std::io::Read) in one streaming pass that computes the sha256 [`Digest`], verifies it, fsyncs and
@@ -9,13 +8,14 @@
 //! * [`unpack_layer`]: applies a layer blob (gzip, zstd or plain tar) to a directory following the OCI layer
 //!   rules, with whiteouts represented for overlayfs or applied by deletion ([`WhiteoutMode`]), refusing every
 //!   entry that could write outside the destination.
-//!
+//! * [`LayerStore`] with the [`Driver`]s `overlay` (short `l/` links, `lower` files, counted mounts) and `vfs`
+//!   (full copies): layers by chain ID, unpacked once and shared, container read-write layers, a store lock.
 //! * [`registry`]: a synchronous Docker Registry v2 / OCI distribution client (references, Basic and Bearer
 //!   auth, manifests and indexes with platform resolution, blobs streamed into a [`BlobStore`], push).
 //!
-//! It does **not** (yet) know about layer IDs, the overlay `l/` link directory, mounting, archives or the
-//! facade: those are later slices of image support. Errors are [`StorageError`],
-//! which names the path, digest or layer entry concerned.
+//! It does **not** (yet) know about image records (names, tags, configs), archives or the facade: those are
+//! later slices of image support. Errors are [`StorageError`], [`LayerError`] and
+//! [`RegistryError`](registry::RegistryError), which name the path, digest, layer or entry concerned.
 //!
 //! ```
 //! use rpod_storage::{BlobStore, Digest};
@@ -40,3 +40,9 @@ pub use blobs::{BlobInfo, BlobStore};
 pub use digest::Digest;
 pub use error::{Result, StorageError};
 pub use unpack::{unpack_layer, Compression, LayerStats, WhiteoutMode};
+
+// The layer store and its storage drivers.
+mod driver;
+mod layers;
+pub use driver::Driver;
+pub use layers::{chain_id, Layer, LayerError, LayerResult, LayerStore};

@@ -58,6 +58,51 @@ pub struct LayerStats {
 /// the stream is read too, so that a gzip trailer is checked. On error, `dest` may hold part of the layer: the
 /// caller must remove it (it is the caller's directory, and only the caller knows whether it was fresh).
 pub fn unpack_layer(reader: impl Read, dest: &Path, mode: WhiteoutMode) -> Result<LayerStats> {
+    unpack_layer_with(reader, dest, mode, |s| s)
+}
+
+/// [`unpack_layer`] that also returns the sha256 and size of the whole decompressed (tar) stream: the layer's
+/// `diff_id`, computed in the same pass.
+pub(crate) fn unpack_layer_hashed(
+    reader: impl Read,
+    dest: &Path,
+    mode: WhiteoutMode,
+) -> Result<(LayerStats, crate::Digest, u64)> {
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut size = 0u64;
+    let stats = unpack_layer_with(reader, dest, mode, |s| {
+        Box::new(HashingRead {
+            inner: s,
+            hasher: &mut hasher,
+            size: &mut size,
+        })
+    })?;
+    Ok((stats, crate::Digest::from_hasher(hasher), size))
+}
+
+/// Feeds everything read through it into a sha256 and counts the bytes.
+struct HashingRead<'h, R> {
+    inner: R,
+    hasher: &'h mut sha2::Sha256,
+    size: &'h mut u64,
+}
+
+impl<R: Read> Read for HashingRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = buf.get(..n).unwrap_or_default();
+        sha2::Digest::update(self.hasher, chunk);
+        *self.size += n as u64;
+        Ok(n)
+    }
+}
+
+fn unpack_layer_with<'a>(
+    reader: impl Read + 'a,
+    dest: &Path,
+    mode: WhiteoutMode,
+    wrap: impl FnOnce(Box<dyn Read + 'a>) -> Box<dyn Read + 'a>,
+) -> Result<LayerStats> {
     let meta = fs::metadata(dest).map_err(|e| StorageError::io("stat destination", dest, e))?;
     if !meta.is_dir() {
         return Err(StorageError::io(
@@ -70,7 +115,7 @@ pub fn unpack_layer(reader: impl Read, dest: &Path, mode: WhiteoutMode) -> Resul
         ));
     }
     let (stream, compression) = compression::decompress(reader)?;
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(wrap(stream));
     let mut unpacker = walk::Unpacker::new(dest, mode);
     unpacker.stats.compression = Some(compression);
     let entries = archive.entries().map_err(|e| StorageError::Read {
