@@ -271,7 +271,9 @@ impl CniRunner {
         let sweep = || {
             if interrupted {
                 let ipv6 = prev.is_some_and(|p| p.to_string().contains(':'));
-                if let Err(e) = crate::residue::sweep_container_rules(&a.container_id, ipv6) {
+                if let Err(e) =
+                    crate::residue::sweep_container_rules(&net.name, &a.container_id, ipv6)
+                {
                     tracing::warn!(container = %a.container_id, error = %e, "sweeping rules left by an interrupted CNI run");
                 }
             }

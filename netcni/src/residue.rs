@@ -19,12 +19,27 @@ fn per_container_chain(name: &str) -> bool {
     hash.is_some_and(|h| h.len() >= 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The ipMasq chain the bridge plugin makes for `network` and `container_id`
+/// (containernetworking/plugins `utils.FormatChainName`: `CNI-` + sha512 hex, 28 characters).
+pub(crate) fn masquerade_chain(network: &str, container_id: &str) -> String {
+    use sha2::{Digest, Sha512};
+    let sum = Sha512::digest(format!("{network}{container_id}").as_bytes());
+    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+    format!("CNI-{}", &hex[..24])
+}
+
 /// The restore script removing every nat rule of `listing` (`iptables -t nat -S`) whose
-/// comment names `container_id`, and the per-container chains they are in or jump to.
-fn sweep_script(listing: &str, container_id: &str) -> Option<String> {
+/// comment names `container_id`, the per-container chains they are in or jump to, and the
+/// ipMasq chain of `network` (which a kill between its flush and its deletion leaves empty,
+/// with no comment to find it by).
+fn sweep_script(listing: &str, network: &str, container_id: &str) -> Option<String> {
     let needle = format!("id: \\\"{container_id}\\\"");
     let mut deletes = Vec::new();
     let mut chains: Vec<String> = Vec::new();
+    let masq = masquerade_chain(network, container_id);
+    if listing.lines().any(|l| l == format!("-N {masq}")) {
+        chains.push(masq);
+    }
     for line in listing.lines().filter(|l| l.contains(&needle)) {
         let Some(rest) = line.strip_prefix("-A ") else {
             continue;
@@ -70,9 +85,14 @@ fn fw_err(msg: String) -> NetError {
     }
 }
 
-/// Removes the nat rules and per-container chains that name `container_id` (IPv4 and, with
-/// `ipv6`, IPv6). Returns how many rules and chains went.
-pub fn sweep_container_rules(container_id: &str, ipv6: bool) -> Result<usize, NetError> {
+/// Removes the nat rules and per-container chains that name `container_id`, and the ipMasq
+/// chain of `network` for it (IPv4 and, with `ipv6`, IPv6). Returns how many rules and chains
+/// went.
+pub fn sweep_container_rules(
+    network: &str,
+    container_id: &str,
+    ipv6: bool,
+) -> Result<usize, NetError> {
     let mut removed = 0;
     let tools: &[(&str, &str)] = if ipv6 {
         &[
@@ -94,7 +114,7 @@ pub fn sweep_container_rules(container_id: &str, ipv6: bool) -> Result<usize, Ne
             continue;
         }
         let listing = String::from_utf8_lossy(&out.stdout);
-        let Some(script) = sweep_script(&listing, container_id) else {
+        let Some(script) = sweep_script(&listing, network, container_id) else {
             continue;
         };
         removed += script.lines().filter(|l| l.starts_with('-')).count();
@@ -143,7 +163,7 @@ mod tests {
             "-A CNI-0123456789abcdef01234567 -d 10.83.0.0/24 -m comment --comment \"name: \\\"n\\\" id: \\\"abc123\\\"\" -j ACCEPT\n",
             "-A CNI-HOSTPORT-DNAT -m comment --comment \"other\" -j ACCEPT\n",
         );
-        let script = sweep_script(listing, ID).unwrap_or_default();
+        let script = sweep_script(listing, "n", ID).unwrap_or_default();
         assert_eq!(
             script,
             concat!(
@@ -154,9 +174,28 @@ mod tests {
                 "COMMIT\n"
             )
         );
-        assert!(sweep_script(listing, "nobody").is_none());
+        assert!(sweep_script(listing, "n", "nobody").is_none());
+        // An empty ipMasq chain is found by its name alone.
+        let empty = format!("-N {}\n", masquerade_chain("n", "gone"));
+        let script = sweep_script(&empty, "n", "gone").unwrap_or_default();
+        assert!(
+            script.contains(&format!("-X {}", masquerade_chain("n", "gone"))),
+            "{script}"
+        );
         assert!(!per_container_chain("CNI-HOSTPORT-DNAT"));
         assert!(!per_container_chain("CNI-FORWARD"));
         assert!(per_container_chain("CNI-DN-0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn masquerade_chain_is_the_plugins_name() {
+        // Seen on this host: network rt3net, container 0ff1dda8…
+        assert_eq!(
+            masquerade_chain(
+                "rt3net",
+                "0ff1dda83cc386a977f4ec91f54254ca74282ad086bd83c5f1bae7e6a17b3f07"
+            ),
+            "CNI-58736cc94a189a70a2c589f3"
+        );
     }
 }

@@ -284,13 +284,15 @@ impl NetworkBackend for CniNetwork {
                 }
             }
         }
-        let attached_any = !attached.is_empty();
+        let networks: Vec<String> = attached.iter().map(|a| a.network.name.clone()).collect();
         failures.extend(self.detach(id, &netns, attached));
         // Without its namespace (a reboot, a wiped tmp dir) the bridge plugin's DEL finds no
         // interface, so no addresses, and leaves its ipMasq rules: swept by the container ID.
-        if attached_any && !netns_exists {
-            if let Err(e) = rpod_net::sweep_container_rules(id, false) {
-                failures.push(e.to_string());
+        if !netns_exists {
+            for network in &networks {
+                if let Err(e) = rpod_net::sweep_container_rules(network, id, false) {
+                    failures.push(e.to_string());
+                }
             }
         }
         if failures.is_empty() {
