@@ -178,7 +178,7 @@ impl Runtime {
 
     /// Moves a removed container's exit file (current or retired) to the removed ones, and
     /// prunes those kept longer than [`REMOVED_EXIT_KEEP`].
-    fn keep_removed_exit_code(&self, id: &str) {
+    pub(crate) fn keep_removed_exit_code(&self, id: &str) {
         let exits = self.exits_dir();
         let removed = self.removed_exits_dir();
         let newest = [exits.join(id), exits.join(format!("{id}-old"))]

@@ -60,6 +60,9 @@ impl Runtime {
             return Err(RuntimeError::ExecSessions { id, sessions });
         }
         self.finish_for_removal(&mut rec)?;
+        // The exit code is kept before the record goes: a removal killed in between must not
+        // leave an exit file that nothing owns any more.
+        self.keep_removed_exit_code(&id);
         match &rec.config.pod {
             Some(pod_id) => self.state.remove_container_from_pod(pod_id, &id)?,
             None => self.state.remove_container(&id)?,

@@ -80,7 +80,11 @@ impl Runtime {
             for m in &mut infra {
                 finish(m)?;
             }
-            // Refuses atomically if a member has a dependant outside the pod.
+            // Exit codes kept first (see `remove_container`); then refuses atomically if a
+            // member has a dependant outside the pod.
+            for m in &members {
+                self.keep_removed_exit_code(&m.config.id);
+            }
             self.state.remove_pod_containers(&id)?;
         }
         let mut errors = Vec::new();
