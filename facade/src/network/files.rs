@@ -15,24 +15,16 @@ const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The host's hosts file (copied for `--network host`).
 const HOST_HOSTS: &str = "/etc/hosts";
 
-/// Writes `contents` to `path` (temp file, fsync, rename; mode 0644: the container's
-/// process may run as any user).
+/// Writes `contents` to `path` (rpod's atomic write: temp file, fsync, rename) with mode 0644
+/// whatever the umask: the container's process may run as any user.
 pub(crate) fn write_file(path: &Path, contents: &str) -> Result<(), RuntimeError> {
-    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("/"));
     let err = |source| RuntimeError::Write {
         path: path.to_owned(),
         source,
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(contents.as_bytes()).map_err(err)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    rpod_config::write_file_atomic(path, contents.as_bytes(), 0o644, false).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(err)
 }
 
 fn bind(destination: &str, source: PathBuf) -> UserMount {
