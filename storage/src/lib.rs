@@ -46,3 +46,7 @@ mod driver;
 mod layers;
 pub use driver::Driver;
 pub use layers::{chain_id, Layer, LayerError, LayerResult, LayerStore};
+
+// Images: records, pulls, imports.
+pub mod images;
+pub use images::{Image, ImageError, ImageResult, Store, StoreOptions};
