@@ -60,6 +60,7 @@ mod tests {
         let opts = RuntimeOptions::new()
             .graph_root("/r")
             .run_root("/rr")
+            .storage_driver("vfs")
             .tmp_dir("/t")
             .cni_config_dir("/cni")
             .namespace("ns")
@@ -79,6 +80,7 @@ mod tests {
                 ("--volumepath", "/r/volumes"),
                 ("--root", "/r"),
                 ("--runroot", "/rr"),
+                ("--storage-driver", "vfs"),
                 ("--cni-config-dir", "/cni"),
                 ("--netns", "bridge"),
                 ("--namespace", "ns"),

@@ -138,6 +138,15 @@ declare_keys! {
         help: "Storage run root.",
     } = run_dir.join("storage");
 
+    /// Storage driver of the image store: `overlay`, `vfs`, or empty to use overlay where the
+    /// kernel has it and vfs elsewhere (storage.conf's `driver`; `--storage-driver`).
+    storage_driver: String {
+        serde(default, skip_serializing_if = "String::is_empty"),
+        flag: "storage-driver" "NAME",
+        set: storage_driver(impl Into<String>),
+        help: "Storage driver of the image store: overlay or vfs (default: overlay where available).",
+    } = String::new();
+
     /// Maximum container log size in bytes; -1 means unlimited.
     max_log_size: i64 {} = -1;
 

@@ -250,6 +250,7 @@ mod tests {
         c.runtime_path = vec!["/x".into()];
         c.lock_name = Some("/l".into());
         c.cgroup_parent = "/p".into();
+        c.storage_driver = "vfs".into();
         let v = toml::Value::try_from(&c).ok();
         let keys: Vec<String> = match v {
             Some(toml::Value::Table(t)) => t.keys().cloned().collect(),

@@ -129,6 +129,7 @@ fn arb_config() -> impl Strategy<Value = RuntimeConfig> {
             volume_path,
             graph_root,
             run_root,
+            storage_driver: String::new(),
             max_log_size,
             no_pivot_root,
             hooks_dir,

@@ -137,6 +137,13 @@ pub struct ContainerConfig {
     pub add_hosts: Vec<String>,
     /// Do not generate `/etc/hosts` (`--no-hosts`).
     pub no_hosts: bool,
+    /// The image the container was created from, as resolved (`registry/repo:tag`); empty for a
+    /// `--rootfs` container.
+    pub image_name: String,
+    /// The image's ID (its config digest hex); empty for a `--rootfs` container.
+    pub image_id: String,
+    /// The container's writable layer in the image store; empty for a `--rootfs` container.
+    pub rootfs_layer: String,
 }
 
 impl Default for ContainerConfig {
@@ -180,6 +187,9 @@ impl Default for ContainerConfig {
             dns_options: Vec::new(),
             add_hosts: Vec::new(),
             no_hosts: false,
+            image_name: String::new(),
+            image_id: String::new(),
+            rootfs_layer: String::new(),
         }
     }
 }
