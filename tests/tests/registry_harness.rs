@@ -322,3 +322,33 @@ fn several_registries_run_side_by_side() {
     addrs.dedup();
     assert_eq!(addrs.len(), 4);
 }
+
+#[test]
+fn hostile_layers_keep_their_raw_names() {
+    let mut l = LayerTar::new();
+    l.raw(tar::EntryType::Regular, b"../escape", None, 0o644, b"x")
+        .raw(tar::EntryType::Regular, b"/abs", None, 0o644, b"y")
+        .symlink("evil", "/etc/shadow")
+        .symlink("up", "../../..")
+        .device("dev/null-ish", tar::EntryType::Char, 1, 3);
+    let tar = l.finish();
+    let mut a = tar::Archive::new(&tar[..]);
+    let names: Vec<Vec<u8>> = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path_bytes().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [&b"../escape"[..], b"/abs", b"evil", b"up", b"dev/null-ish"]
+    );
+    // Such a layer still goes into an image and through the registry untouched.
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let img = ImageBuilder::new()
+        .layer(tar, Compression::Gzip)
+        .write_oci_layout(dir.path(), "evil");
+    push(&reg, dir.path(), "t/evil:1", None);
+    let info = inspect(&reg, "t/evil:1", None);
+    assert_eq!(info["Layers"], serde_json::json!(img.layer_digests()));
+}

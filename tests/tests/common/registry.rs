@@ -194,7 +194,7 @@ impl Registry {
             );
             std::fs::write(&config, yml).expect("write registry config");
             let log = std::fs::File::create(&log_path).expect("registry log file");
-            let child = Command::new(&bin)
+            let mut child = Command::new(&bin)
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
@@ -202,7 +202,6 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .expect("start docker-registry");
-            let mut child = child;
             let want = if auth.is_some() { 401 } else { 200 };
             match wait_ready(&mut child, &addr, want) {
                 Ok(()) => {
