@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub mod net;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
