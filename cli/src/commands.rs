@@ -192,6 +192,47 @@ pub enum Command {
         /// Container name or ID.
         container: String,
     },
+    /// Pull an image from a registry.
+    Pull(crate::image::PullArgs),
+    /// List images.
+    Images(crate::image::ImagesArgs),
+    /// Remove images.
+    Rmi(crate::image::RmiArgs),
+    /// Add names to an image.
+    Tag {
+        /// The image.
+        image: String,
+        /// New names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove names from an image (all when none given).
+    Untag {
+        /// The image.
+        image: String,
+        /// Names to remove.
+        names: Vec<String>,
+    },
+    /// Create an image from a root filesystem tarball.
+    Import(crate::image::ImportArgs),
+    /// Manage images.
+    Image {
+        #[command(subcommand)]
+        command: crate::image::ImageCommand,
+    },
+    /// Mount containers' root filesystems and print where.
+    Mount {
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give back a mount of containers' root filesystems.
+    #[command(alias = "unmount")]
+    Umount {
+        /// Container names or IDs.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Manage CNI networks.
     Network {
         #[command(subcommand)]
@@ -296,6 +337,9 @@ pub fn run(cli: Cli) -> Result<u8> {
                 rpod::validate_name(name)?;
             }
             let rt = Runtime::new(options)?;
+            if let Some(image) = &spec.image {
+                crate::image::ensure(&rt, image, &args.pull, &args.registry)?;
+            }
             let c = rt.new_container(spec)?;
             output::line(&c.config.id)?;
         }
@@ -305,6 +349,9 @@ pub fn run(cli: Cli) -> Result<u8> {
                 rpod::validate_name(name)?;
             }
             let rt = Runtime::new(options)?;
+            if let Some(image) = &spec.image {
+                crate::image::ensure(&rt, image, &args.create.pull, &args.create.registry)?;
+            }
             return run::run(&rt, &args);
         }
         Command::Start { attach, names } => {
@@ -442,6 +489,42 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Port { container } => {
             let rt = Runtime::new(options)?;
             return crate::network::port(&rt, &container);
+        }
+        Command::Pull(args) => {
+            let rt = Runtime::new(options)?;
+            crate::image::pull(&rt, &args)?;
+        }
+        Command::Images(args) => {
+            let rt = Runtime::new(options)?;
+            crate::image::images(&rt, &args)?;
+        }
+        Command::Rmi(args) => {
+            let rt = Runtime::new(options)?;
+            return crate::image::rmi(&rt, &args);
+        }
+        Command::Tag { image, names } => {
+            let rt = Runtime::new(options)?;
+            rt.tag_image(&image, &names)?;
+        }
+        Command::Untag { image, names } => {
+            let rt = Runtime::new(options)?;
+            rt.untag_image(&image, &names)?;
+        }
+        Command::Import(args) => {
+            let rt = Runtime::new(options)?;
+            crate::image::import(&rt, &args)?;
+        }
+        Command::Image { command } => {
+            let rt = Runtime::new(options)?;
+            return crate::image::run(&rt, &command);
+        }
+        Command::Mount { names } => {
+            let rt = Runtime::new(options)?;
+            crate::image::mount(&rt, &names)?;
+        }
+        Command::Umount { names } => {
+            let rt = Runtime::new(options)?;
+            crate::image::umount(&rt, &names)?;
         }
         Command::Network { command } => {
             let rt = Runtime::new(options)?;

@@ -22,9 +22,19 @@ pub struct CreateArgs {
     /// Pod to join (name or ID).
     #[arg(long)]
     pub pod: Option<String>,
-    /// Root filesystem directory, used as is.
+    /// Root filesystem directory, used as is, instead of an image (the first argument is
+    /// then the command).
     #[arg(long, value_name = "DIR")]
-    pub rootfs: PathBuf,
+    pub rootfs: Option<PathBuf>,
+    /// Override the image's entrypoint (JSON array or a single command; "" clears it).
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Pull the image: always, missing (when not in the store) or never.
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pub pull: String,
+    /// Registry options for the pull.
+    #[command(flatten)]
+    pub registry: crate::image::RegistryArgs,
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -49,12 +59,12 @@ pub struct CreateArgs {
     /// Allocate a terminal for the container's process (its output is then one stream).
     #[arg(short = 't', long = "tty")]
     pub tty: bool,
-    /// Command and arguments.
+    /// IMAGE [CMD…], or with --rootfs: CMD….
     #[arg(
         required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        value_name = "CMD"
+        value_name = "IMAGE [CMD]"
     )]
     pub command: Vec<String>,
 }
@@ -89,11 +99,32 @@ impl CreateArgs {
                 _ => bail!("invalid environment variable {e:?}: use KEY=VALUE or KEY"),
             }
         }
+        let (image, rootfs, command) = match &self.rootfs {
+            Some(dir) => (None, dir.clone(), self.command.clone()),
+            None => match self.command.split_first() {
+                Some((image, cmd)) => (Some(image.clone()), PathBuf::new(), cmd.to_vec()),
+                None => bail!("give an image (or --rootfs DIR) and a command"),
+            },
+        };
+        if image.is_none() && self.entrypoint.is_some() {
+            bail!("--entrypoint needs an image: with --rootfs, give the whole command");
+        }
+        let entrypoint = match self.entrypoint.as_deref() {
+            None => None,
+            Some(e) if e.trim_start().starts_with('[') => Some(
+                serde_json::from_str::<Vec<String>>(e)
+                    .map_err(|err| anyhow::anyhow!("invalid --entrypoint {e:?}: {err}"))?,
+            ),
+            Some(e) => Some(vec![e.to_owned()]),
+        };
+        self.pull.parse::<rpod::PullPolicy>()?;
         Ok(ContainerSpec {
             name: self.name.clone(),
             pod: self.pod.clone(),
-            rootfs: self.rootfs.clone(),
-            command: self.command.clone(),
+            rootfs,
+            image,
+            entrypoint,
+            command,
             env,
             labels: parse_kv(&self.labels, "label")?,
             working_dir: self.workdir.clone(),

@@ -6,6 +6,7 @@
 mod commands;
 mod ctr;
 mod global;
+mod image;
 mod network;
 mod output;
 mod pod;

@@ -293,6 +293,20 @@ pub enum RuntimeError {
         /// The containers that use it.
         containers: Vec<String>,
     },
+    /// An image store, registry or archive operation failed; the message names the image,
+    /// reference, layer or file.
+    #[error(transparent)]
+    Image(Box<rpod_storage::ImageError>),
+    /// An image cannot be removed while containers use it.
+    #[error("image {image} ({id:.12}) is in use by containers {}: remove them first or use --force", .containers.join(", "))]
+    ImageInUse {
+        /// The image as named.
+        image: String,
+        /// Its ID.
+        id: String,
+        /// The containers created from it.
+        containers: Vec<String>,
+    },
     /// `registries.conf` is unreadable or malformed.
     #[error("reading registries: {0}")]
     Registries(#[from] rpod_config::RegistriesError),

@@ -124,6 +124,12 @@ pub struct StoreInfo {
     pub state_backend: String,
     /// The configuration files that were read.
     pub config_files: Vec<PathBuf>,
+    /// The image store's driver (`overlay`, `vfs`), or why the store cannot be opened.
+    pub graph_driver_name: String,
+    /// Images in the store.
+    pub image_count: usize,
+    /// Containers (all namespaces).
+    pub container_count: usize,
 }
 
 /// Registries from `registries.conf`.
@@ -256,6 +262,9 @@ pub(crate) fn store_info(cfg: &rpod_config::Config) -> StoreInfo {
         volume_path: v.volume_path.clone(),
         state_backend: v.state_backend.as_str().to_owned(),
         config_files: cfg.files.iter().map(|f| f.path.clone()).collect(),
+        graph_driver_name: String::new(),
+        image_count: 0,
+        container_count: 0,
     }
 }
 

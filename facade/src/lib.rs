@@ -20,6 +20,7 @@ mod cgroups;
 mod container;
 mod convert;
 mod error;
+mod image;
 mod info;
 mod locks;
 mod names;
@@ -40,7 +41,13 @@ pub use container::{
     InspectState, StatusRules, Streamed, DEFAULT_DETACH_KEYS,
 };
 pub use error::RuntimeError;
+pub use image::{ImageInspect, ImageRootfs, ImageSummary, PullPolicy, PullSpec};
 pub use rpod_oci::Binary;
+/// The image store's types (records, import options, pull progress, the registry client's
+/// options), for embedders and the CLI.
+pub use rpod_storage::images::{ImportOptions, PullEvent};
+pub use rpod_storage::registry::manifest::ContainerConfig as ImageRuntimeConfig;
+pub use rpod_storage::{Image, ImageError};
 
 pub use info::{
     ConmonInfo, Distribution, HostInfo, Info, NetworkInfo, OciRuntimeInfo, RegistriesInfo,

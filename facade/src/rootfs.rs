@@ -5,7 +5,7 @@
 //!
 //! Providers: [`DirectoryRootfs`] (`--rootfs DIR`, used as is) and [`InfraRootfs`] (the pod
 //! infra container's root, built once from `init_path`). [`DefaultRootfs`] picks one per
-//! container; image layers mounted per container are the next provider.
+//! container; [`ImageRootfs`](crate::ImageRootfs) mounts a container's layer from the image store.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ pub struct RootfsRequest {
     pub rootfs: PathBuf,
     /// Whether it is a pod's infra container.
     pub is_infra: bool,
+    /// The container's writable layer in the image store, for a container from an image.
+    pub layer: Option<String>,
 }
 
 /// A source of container root filesystems.
@@ -155,19 +157,24 @@ impl RootfsProvider for InfraRootfs {
     }
 }
 
-/// The built-in choice: the infra root for infra containers, the directory as is otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The built-in choice: the infra root for infra containers, the image layer for containers
+/// from an image, the directory as is otherwise.
+#[derive(Debug, Clone)]
 pub struct DefaultRootfs {
     /// For `--rootfs` containers.
     pub directory: DirectoryRootfs,
     /// For pod infra containers.
     pub infra: InfraRootfs,
+    /// For containers from an image.
+    pub image: crate::image::ImageRootfs,
 }
 
 impl DefaultRootfs {
     fn pick(&self, request: &RootfsRequest) -> &dyn RootfsProvider {
         if request.is_infra {
             &self.infra
+        } else if request.layer.is_some() {
+            &self.image
         } else {
             &self.directory
         }
@@ -194,6 +201,7 @@ mod tests {
             container_id: "x".into(),
             rootfs: "/nonexistent/rootfs".into(),
             is_infra: false,
+            layer: None,
         };
         let err = DirectoryRootfs.prepare(&req).err().map(|e| e.to_string());
         assert_eq!(

@@ -83,6 +83,8 @@ pub struct Runtime {
     pub(crate) oci: OnceLock<Arc<dyn OciDriver>>,
     pub(crate) network: Arc<dyn NetworkBackend>,
     pub(crate) rootfs: Arc<dyn RootfsProvider>,
+    /// The image store, opened on first use.
+    pub(crate) images: Arc<crate::image::StoreHandle>,
     cleanup_bin: Option<PathBuf>,
     pub(crate) valid: AtomicBool,
 }
@@ -242,12 +244,16 @@ impl Runtime {
         } else {
             locks::open(&config)?
         };
+        let images = Arc::new(crate::image::StoreHandle::new(store_options(&config)?));
         let rootfs = builder.rootfs.unwrap_or_else(|| {
             Arc::new(DefaultRootfs {
                 directory: DirectoryRootfs,
                 infra: InfraRootfs {
                     dest: config.values.static_dir.join("infra-rootfs"),
                     init_path: PathBuf::from(&config.values.init_path),
+                },
+                image: crate::image::ImageRootfs {
+                    store: Arc::clone(&images),
                 },
             })
         });
@@ -268,6 +274,7 @@ impl Runtime {
             oci,
             network,
             rootfs,
+            images,
             cleanup_bin: default_cleanup_binary(),
             valid: AtomicBool::new(true),
         };
@@ -332,6 +339,7 @@ impl Runtime {
             oci: self.oci.clone(),
             network: Arc::clone(&self.network),
             rootfs: Arc::clone(&self.rootfs),
+            images: Arc::clone(&self.images),
             cleanup_bin: self.cleanup_bin.clone(),
             valid: AtomicBool::new(self.valid.load(Ordering::Acquire)),
         })
@@ -402,9 +410,23 @@ impl Runtime {
     pub fn info(&self) -> Result<Info, RuntimeError> {
         let file = self.config.env.registries_conf();
         let registries = Registries::load(&file)?;
+        let mut store = info::store_info(&self.config);
+        match self.image_store().and_then(|s| {
+            Ok((
+                s.driver(),
+                s.images().map_err(crate::image::image_err)?.len(),
+            ))
+        }) {
+            Ok((driver, images)) => {
+                store.graph_driver_name = driver.name().to_owned();
+                store.image_count = images;
+            }
+            Err(e) => store.graph_driver_name = format!("unavailable: {e}"),
+        }
+        store.container_count = self.state.view("")?.all_containers()?.len();
         Ok(Info {
             host: info::host_info(self),
-            store: info::store_info(&self.config),
+            store,
             registries: RegistriesInfo {
                 search: registries.search,
                 insecure: registries.insecure,
@@ -460,4 +482,25 @@ pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<(), RuntimeError> {
         .map_err(err)?;
     // The umask may have narrowed the mode.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
+}
+
+/// Where the image store lives and which driver it uses (`storage_driver`: `overlay`, `vfs`, or
+/// empty for overlay where the kernel has it).
+fn store_options(config: &Config) -> Result<rpod_storage::StoreOptions, RuntimeError> {
+    let v = &config.values;
+    let driver = match v.storage_driver.as_str() {
+        "" => None,
+        "overlay" | "overlay2" => Some(rpod_storage::Driver::Overlay),
+        "vfs" => Some(rpod_storage::Driver::Vfs),
+        other => {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "unknown storage driver {other:?} (storage_driver): use overlay or vfs"
+            )))
+        }
+    };
+    Ok(rpod_storage::StoreOptions {
+        graph_root: v.graph_root.clone(),
+        run_root: v.run_root.clone(),
+        driver,
+    })
 }

@@ -19,8 +19,15 @@ pub struct ContainerSpec {
     pub name: Option<String>,
     /// Pod to join, by name, ID or ID prefix.
     pub pod: Option<String>,
-    /// Root filesystem directory, used as is (podman's `--rootfs`).
+    /// Root filesystem directory, used as is (podman's `--rootfs`); ignored when
+    /// [`image`](Self::image) is set.
     pub rootfs: PathBuf,
+    /// The image to create the container from (name, short name or ID; it must be in the store:
+    /// see [`Runtime::ensure_image`]). Its config gives the defaults of command, environment,
+    /// working directory, user, stop signal and labels.
+    pub image: Option<String>,
+    /// `--entrypoint`: replaces the image's entrypoint (and drops its `Cmd`); `[""]` clears it.
+    pub entrypoint: Option<Vec<String>>,
     /// Command and arguments.
     pub command: Vec<String>,
     /// Environment, `KEY=VALUE`.
@@ -55,22 +62,35 @@ impl Runtime {
         if let Some(name) = &spec.name {
             validate_name(name)?;
         }
+        let mut spec = spec;
+        let from_image = match spec.image.clone() {
+            Some(name) => Some(self.image_defaults(&name, &mut spec)?),
+            None => None,
+        };
         if spec.command.is_empty() {
-            return Err(RuntimeError::InvalidSpec(
-                "no command given: a container needs a command to run".into(),
-            ));
+            return Err(RuntimeError::InvalidSpec(match &spec.image {
+                Some(i) => format!(
+                    "no command given and image {i} has neither Entrypoint nor Cmd: give a command"
+                ),
+                None => "no command given: a container needs a command to run".into(),
+            }));
         }
-        let rootfs =
-            std::fs::canonicalize(&spec.rootfs).map_err(|source| RuntimeError::Rootfs {
-                path: spec.rootfs.clone(),
-                source,
-            })?;
-        if !rootfs.is_dir() {
-            return Err(RuntimeError::Rootfs {
-                path: spec.rootfs.clone(),
-                source: std::io::Error::other("not a directory"),
-            });
-        }
+        let rootfs = if from_image.is_some() {
+            PathBuf::new()
+        } else {
+            let rootfs =
+                std::fs::canonicalize(&spec.rootfs).map_err(|source| RuntimeError::Rootfs {
+                    path: spec.rootfs.clone(),
+                    source,
+                })?;
+            if !rootfs.is_dir() {
+                return Err(RuntimeError::Rootfs {
+                    path: spec.rootfs.clone(),
+                    source: std::io::Error::other("not a directory"),
+                });
+            }
+            rootfs
+        };
         let pod = match &spec.pod {
             Some(p) => Some(self.state.lookup_pod(p)?),
             None => None,
@@ -80,6 +100,10 @@ impl Runtime {
         config.namespace = self.config.values.namespace.clone();
         config.pod = pod.as_ref().map(|p| p.config.id.clone());
         config.rootfs = rootfs.display().to_string();
+        if let Some((image_id, image_name)) = &from_image {
+            config.image_id = image_id.clone();
+            config.image_name = image_name.clone();
+        }
         config.command = spec.command;
         config.env = spec.env;
         config.labels = spec.labels;
@@ -140,13 +164,81 @@ impl Runtime {
         let _gate = self.locks.hold_allocations()?;
         let lock = self.locks.allocate()?;
         config.lock_id = lock.id();
-        let result = self.add_with_name(config, spec.name.is_none());
+        let result = self
+            .create_container_layer(&mut config)
+            .and_then(|()| {
+                let added = self.add_with_name(config.clone(), spec.name.is_none());
+                if added.is_err() {
+                    if let Err(e) = self.remove_container_layer(&ContainerRecord::new(config)) {
+                        tracing::error!(error = %e, "removing the layer of a container that was not created");
+                    }
+                }
+                added
+            });
         if result.is_err() {
             if let Err(e) = lock.free() {
                 tracing::error!(lock = lock.id(), error = %e, "freeing the lock of a container that was not created");
             }
         }
         result
+    }
+
+    /// Fills the spec's unset fields from the image's config (podman's rules, see
+    /// `image/apply.rs`) and returns the image's ID and the name to record.
+    fn image_defaults(
+        &self,
+        name: &str,
+        spec: &mut ContainerSpec,
+    ) -> Result<(String, String), RuntimeError> {
+        use crate::image::apply;
+        let store = self.image_store()?;
+        let image = store.lookup(name).map_err(crate::image::image_err)?;
+        let cfg = store
+            .config(&image)
+            .map_err(crate::image::image_err)?
+            .config
+            .unwrap_or_default();
+        spec.command = apply::command(&cfg, spec.entrypoint.as_deref(), &spec.command);
+        spec.env = apply::env(&cfg, &spec.env);
+        spec.labels = apply::labels(&cfg, &spec.labels);
+        if spec.working_dir.is_none() {
+            spec.working_dir = cfg.working_dir.clone().filter(|w| !w.is_empty());
+        }
+        if spec.user.is_none() {
+            spec.user = cfg.user.clone().filter(|u| !u.is_empty());
+        }
+        if spec.stop_signal.is_none() {
+            spec.stop_signal = apply::stop_signal(&cfg)?;
+        }
+        // The name as asked for when it names the image, else its first name, else the ID.
+        let recorded = image
+            .names
+            .iter()
+            .find(|n| **n == name || n.ends_with(&format!("/{name}")))
+            .or(image.names.first())
+            .cloned()
+            .unwrap_or_else(|| image.id.clone());
+        Ok((image.id, recorded))
+    }
+
+    /// Creates the writable layer of a container from an image (named after the container).
+    fn create_container_layer(&self, config: &mut ContainerConfig) -> Result<(), RuntimeError> {
+        if config.image_id.is_empty() {
+            return Ok(());
+        }
+        let store = self.image_store()?;
+        let image = store
+            .lookup(&config.image_id)
+            .map_err(crate::image::image_err)?;
+        let layer = store
+            .create_container_layer(&image)
+            .map_err(crate::image::image_err)?;
+        if let Err(e) = store.layers().set_names(&layer.id, std::slice::from_ref(&config.id)) {
+            let _ = store.delete_container_layer(&layer.id);
+            return Err(crate::image::layer_err(e));
+        }
+        config.rootfs_layer = layer.id;
+        Ok(())
     }
 
     /// Checks the network options and records them in `config` (pod members are in their

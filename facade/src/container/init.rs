@@ -201,6 +201,7 @@ impl Runtime {
             container_id: rec.config.id.clone(),
             rootfs: PathBuf::from(&rec.config.rootfs),
             is_infra: rec.config.is_infra,
+            layer: (!rec.config.rootfs_layer.is_empty()).then(|| rec.config.rootfs_layer.clone()),
         }
     }
 

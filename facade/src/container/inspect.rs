@@ -84,8 +84,12 @@ pub struct ContainerInspect {
     pub namespace: String,
     /// Whether it is a pod's infra container.
     pub is_infra: bool,
-    /// Root filesystem.
+    /// Root filesystem (`--rootfs`; empty for a container from an image).
     pub rootfs: String,
+    /// The image ID (empty for a `--rootfs` container).
+    pub image: String,
+    /// The image's name as the container was created from it.
+    pub image_name: String,
     /// Log file.
     pub log_path: String,
     /// Lock ID.
@@ -128,6 +132,8 @@ impl From<&ContainerRecord> for ContainerInspect {
             namespace: cfg.namespace.clone(),
             is_infra: cfg.is_infra,
             rootfs: cfg.rootfs.clone(),
+            image: cfg.image_id.clone(),
+            image_name: cfg.image_name.clone(),
             log_path: cfg.log_path.clone(),
             lock_id: cfg.lock_id,
             dependencies: cfg.dependencies(),

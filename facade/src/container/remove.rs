@@ -60,6 +60,7 @@ impl Runtime {
             return Err(RuntimeError::ExecSessions { id, sessions });
         }
         self.finish_for_removal(&mut rec)?;
+        self.remove_container_layer(&rec)?;
         // The exit code is kept before the record goes: a removal killed in between must not
         // leave an exit file that nothing owns any more.
         self.keep_removed_exit_code(&id);

@@ -90,6 +90,12 @@ impl Runtime {
         let mut errors = Vec::new();
         for (m, l) in members.iter().zip(&locks) {
             self.teardown_container_files(&m.config.id);
+            if let Err(e) = self.remove_container_layer(m) {
+                errors.push(format!(
+                    "removing the layer of container {}: {e}",
+                    m.config.id
+                ));
+            }
             if let Err(e) = l.free() {
                 errors.push(format!(
                     "freeing lock {} of container {}: {e}",
