@@ -13,9 +13,9 @@ use crate::registry::manifest::{
 };
 
 /// OCI layer media types by compression.
-const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// What `import` gives the new image.
 #[derive(Debug, Clone, Default)]
