@@ -22,6 +22,7 @@ mod error;
 mod import;
 pub(crate) mod names;
 mod pull;
+mod push;
 mod record;
 
 use std::collections::BTreeSet;
@@ -319,6 +320,21 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Runs `f` holding the work lock (see [`work`](Self::work)). If it fails, what it stored without recording
+    /// an image (blobs, unpacked layers) is collected once the lock is released, unless other work is under
+    /// way (a later collection takes it then).
+    pub(crate) fn with_work<T>(&self, f: impl FnOnce() -> ImageResult<T>) -> ImageResult<T> {
+        let work = self.work()?;
+        let result = f();
+        drop(work);
+        if result.is_err() {
+            if let Err(e) = self.gc() {
+                tracing::warn!(error = %e, "garbage collection after a failed operation failed");
+            }
+        }
+        result
     }
 
     /// Deletes image layers and blobs not referenced by `images`. With `only`, just that image's (the rest of
