@@ -1,5 +1,5 @@
 //! The image store: image records over the blob store and the layer store, and the ways images arrive
-//! (registry pulls, `import`) and leave (removal, garbage collection).
+//! (registry pulls, `import`, `load` of an archive) and leave (`push`, `save`, removal, garbage collection).
 //!
 //! # On disk
 //!
