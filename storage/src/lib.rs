@@ -12,10 +12,11 @@
 //!   (full copies): layers by chain ID, unpacked once and shared, container read-write layers, a store lock.
 //! * [`registry`]: a synchronous Docker Registry v2 / OCI distribution client (references, Basic and Bearer
 //!   auth, manifests and indexes with platform resolution, blobs streamed into a [`BlobStore`], push).
+//! * [`images::Store`]: image records (names, tags, digests) over the two stores, with `pull`, `push`,
+//!   `import`, `save` / `load` of docker-archive and oci-archive tarballs, removal and garbage collection.
 //!
-//! It does **not** (yet) know about image records (names, tags, configs), archives or the facade: those are
-//! later slices of image support. Errors are [`StorageError`], [`LayerError`] and
-//! [`RegistryError`](registry::RegistryError), which name the path, digest, layer or entry concerned.
+//! Errors are [`StorageError`], [`LayerError`], [`RegistryError`](registry::RegistryError) and
+//! [`ImageError`], which name the path, digest, layer or entry concerned.
 //!
 //! ```
 //! use rpod_storage::{BlobStore, Digest};

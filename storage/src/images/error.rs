@@ -59,6 +59,15 @@ pub enum ImageError {
         /// What is wrong.
         reason: String,
     },
+    /// Writing an archive (`save`) failed: the output or a stored blob being copied into it.
+    #[error("cannot write archive entry {entry}: {source}")]
+    ArchiveWrite {
+        /// The archive entry being written.
+        entry: String,
+        /// The I/O error (its message names the blob when reading it failed).
+        #[source]
+        source: io::Error,
+    },
     /// The signature policy forbids the operation.
     #[error("{reference}: {reason}")]
     Policy {

@@ -13,9 +13,9 @@ use crate::registry::manifest::{
 };
 
 /// OCI layer media types by compression.
-const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// What `import` gives the new image.
 #[derive(Debug, Clone, Default)]
@@ -44,12 +44,21 @@ impl Store {
     /// OCI manifest and a config for this host's platform.
     pub fn import(&self, reader: impl Read, options: &ImportOptions) -> ImageResult<Image> {
         let name = options.name.as_deref().map(normalize_name).transpose()?;
-        let _work = self.work()?;
+        self.with_work(|| self.import_locked(reader, name, options))
+    }
+
+    fn import_locked(
+        &self,
+        reader: impl Read,
+        name: Option<String>,
+        options: &ImportOptions,
+    ) -> ImageResult<Image> {
         let blob = self.blobs.put_unverified(reader)?;
-        let mut head = [0u8; 4];
-        let mut file = self.blobs.open_blob(&blob.digest)?;
-        let n = file
-            .read(&mut head)
+        let mut head = Vec::with_capacity(4);
+        self.blobs
+            .open_blob(&blob.digest)?
+            .take(4)
+            .read_to_end(&mut head)
             .map_err(|e| ImageError::io("read blob", self.blobs.path(&blob.digest), e))?;
         let file = self.blobs.open_blob(&blob.digest)?;
         let layer = self
@@ -63,11 +72,16 @@ impl Store {
                 reason: "the imported layer has no diff ID".into(),
             })?;
         let host = Platform::host();
+        let created = jiff::Timestamp::now().to_string();
+        let created_by = format!(
+            "/bin/sh -c #(nop) ADD file:{} in /",
+            diff_id.strip_prefix("sha256:").unwrap_or(&diff_id)
+        );
         let mut config = serde_json::to_value(ImageConfig {
             architecture: host.architecture,
             os: host.os,
             variant: None,
-            created: Some(jiff::Timestamp::now().to_string()),
+            created: Some(created.clone()),
             config: Some(options.config.clone()),
             rootfs: RootFs {
                 kind: "layers".into(),
@@ -77,8 +91,8 @@ impl Store {
         .map_err(|e| json_err(&blob.digest.to_string(), &e))?;
         if let Some(obj) = config.as_object_mut() {
             let mut entry = serde_json::json!({
-                "created": jiff::Timestamp::now().to_string(),
-                "created_by": "/bin/sh -c #(nop) ADD file in /",
+                "created": created,
+                "created_by": created_by,
             });
             if let (Some(m), Some(e)) = (&options.message, entry.as_object_mut()) {
                 e.insert("comment".into(), m.clone().into());
@@ -99,7 +113,7 @@ impl Store {
                 annotations: None,
             },
             layers: vec![Descriptor {
-                media_type: layer_media_type(&head[..n]).into(),
+                media_type: layer_media_type(&head).into(),
                 digest: blob.digest.to_string(),
                 size: blob.size,
                 platform: None,

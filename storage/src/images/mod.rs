@@ -1,5 +1,5 @@
 //! The image store: image records over the blob store and the layer store, and the ways images arrive
-//! (registry pulls, `import`) and leave (removal, garbage collection).
+//! (registry pulls, `import`, `load` of an archive) and leave (`push`, `save`, removal, garbage collection).
 //!
 //! # On disk
 //!
@@ -17,15 +17,18 @@
 //! exclusively without waiting, so it never takes the content of a pull in progress. Two pulls of the same
 //! image end with one record: the second finds the ID and adds its name.
 
+mod archive;
 mod error;
 mod import;
 pub(crate) mod names;
 mod pull;
+mod push;
 mod record;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+pub use archive::{ArchiveFormat, REF_NAME_ANNOTATION};
 pub use error::{ImageError, ImageResult};
 pub use import::ImportOptions;
 pub use names::{normalize_name, LOCAL_REGISTRY};
@@ -302,6 +305,38 @@ impl Store {
         })
     }
 
+    /// Removes those of `blobs` that no image references (checked under the image lock, so an image recorded
+    /// meanwhile keeps its blobs).
+    pub(crate) fn remove_unowned_blobs(&self, blobs: &[Digest]) -> ImageResult<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let lock = self.meta.lock()?;
+        let images = self.meta.load(&lock)?;
+        let owned = owned_blobs(&images);
+        for d in blobs {
+            if !owned.contains(&d.to_string()) {
+                self.blobs.remove(d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` holding the work lock (see [`work`](Self::work)). If it fails, what it stored without recording
+    /// an image (blobs, unpacked layers) is collected once the lock is released, unless other work is under
+    /// way (a later collection takes it then).
+    pub(crate) fn with_work<T>(&self, f: impl FnOnce() -> ImageResult<T>) -> ImageResult<T> {
+        let work = self.work()?;
+        let result = f();
+        drop(work);
+        if result.is_err() {
+            if let Err(e) = self.gc() {
+                tracing::warn!(error = %e, "garbage collection after a failed operation failed");
+            }
+        }
+        result
+    }
+
     /// Deletes image layers and blobs not referenced by `images`. With `only`, just that image's (the rest of
     /// the store may hold another process's work in progress).
     fn remove_unowned(&self, images: &[Image], only: Option<&Image>) -> ImageResult<()> {
@@ -309,16 +344,7 @@ impl Store {
             .iter()
             .flat_map(|i| i.layers.iter().map(String::as_str))
             .collect();
-        let owned_blobs: BTreeSet<String> = images
-            .iter()
-            .flat_map(|i| {
-                i.blobs
-                    .iter()
-                    .cloned()
-                    .chain([i.digest.clone(), i.config_digest()])
-                    .chain(i.digests.iter().cloned())
-            })
-            .collect();
+        let owned_blobs = owned_blobs(images);
         // Layers, top down, so parents lose their children first.
         let candidates: Vec<String> = match only {
             Some(img) => img.layers.iter().rev().cloned().collect(),
@@ -357,4 +383,18 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Every blob digest the images reference: manifests, configs, layer blobs.
+fn owned_blobs(images: &[Image]) -> BTreeSet<String> {
+    images
+        .iter()
+        .flat_map(|i| {
+            i.blobs
+                .iter()
+                .cloned()
+                .chain([i.digest.clone(), i.config_digest()])
+                .chain(i.digests.iter().cloned())
+        })
+        .collect()
 }

@@ -68,7 +68,16 @@ impl Store {
                 reason: "a pull needs a registry in the name".into(),
             });
         };
-        let _work = self.work()?;
+        self.with_work(|| self.pull_locked(reference, host, options, progress))
+    }
+
+    fn pull_locked(
+        &self,
+        reference: &Reference,
+        host: &str,
+        options: &PullOptions,
+        progress: &(dyn Fn(PullEvent) + Sync),
+    ) -> ImageResult<Image> {
         let client = Client::new(host, options.client.clone())?;
         let repo = reference.repository.as_str();
         let name = reference.to_string();

@@ -22,6 +22,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
+pub(crate) use compression::decompress;
 pub use compression::Compression;
 
 use crate::error::{Result, StorageError};

@@ -143,3 +143,6 @@ impl<R: Read> Read for Chunked<R> {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+pub mod image;
+pub mod registry;
