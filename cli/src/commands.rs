@@ -215,6 +215,12 @@ pub enum Command {
     },
     /// Create an image from a root filesystem tarball.
     Import(crate::image::ImportArgs),
+    /// Load images from a docker-archive or oci-archive.
+    Load(crate::image::LoadArgs),
+    /// Save images to a docker-archive or oci-archive.
+    Save(crate::image::SaveArgs),
+    /// Push an image to a registry.
+    Push(crate::image::PushArgs),
     /// Manage images.
     Image {
         #[command(subcommand)]
@@ -513,6 +519,18 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Import(args) => {
             let rt = Runtime::new(options)?;
             crate::image::import(&rt, &args)?;
+        }
+        Command::Load(args) => {
+            let rt = Runtime::new(options)?;
+            crate::image::load(&rt, &args)?;
+        }
+        Command::Save(args) => {
+            let rt = Runtime::new(options)?;
+            crate::image::save(&rt, &args)?;
+        }
+        Command::Push(args) => {
+            let rt = Runtime::new(options)?;
+            crate::image::push(&rt, &args)?;
         }
         Command::Image { command } => {
             let rt = Runtime::new(options)?;

@@ -118,6 +118,12 @@ pub enum ImageCommand {
     },
     /// Create an image from a root filesystem tarball.
     Import(ImportArgs),
+    /// Load images from a docker-archive or oci-archive.
+    Load(LoadArgs),
+    /// Save images to a docker-archive or oci-archive.
+    Save(SaveArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
 }
 
 /// `rpod images`.
@@ -185,6 +191,137 @@ pub struct ImportArgs {
     pub reference: Option<String>,
 }
 
+/// `rpod load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The archive (default: stdin).
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub input: Option<std::path::PathBuf>,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `rpod save`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to this file (default: stdout, which must not be a terminal).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// docker-archive (default) or oci-archive.
+    #[arg(long, default_value = "docker-archive")]
+    pub format: String,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Images to save.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `rpod push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Print nothing but errors.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The image.
+    pub image: String,
+    /// Where to (default: the image's name).
+    pub destination: Option<String>,
+}
+
+/// `rpod load`: prints `Loaded image: NAME` per image, as podman.
+pub fn load(rt: &Runtime, args: &LoadArgs) -> Result<()> {
+    let images = match &args.input {
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", p.display()))?;
+            rt.load_images(std::io::BufReader::new(f), p)?
+        }
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                bail!("no archive given: use -i FILE or pipe one to stdin");
+            }
+            rt.load_images(std::io::stdin().lock(), std::path::Path::new("<stdin>"))?
+        }
+    };
+    let mut out = String::new();
+    for i in images {
+        if i.names.is_empty() {
+            out.push_str(&format!("Loaded image: {}\n", i.id));
+        }
+        for n in &i.names {
+            out.push_str(&format!("Loaded image: {n}\n"));
+        }
+    }
+    output::raw(&out)
+}
+
+/// `rpod save`: written to a temp file beside the output and renamed, so a failed save leaves
+/// no partial archive.
+pub fn save(rt: &Runtime, args: &SaveArgs) -> Result<()> {
+    let format = match args.format.as_str() {
+        "docker-archive" => rpod::ArchiveFormat::DockerArchive,
+        "oci-archive" => rpod::ArchiveFormat::OciArchive,
+        other => bail!("invalid --format {other:?}: use docker-archive or oci-archive"),
+    };
+    match &args.output {
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".rpod-save-")
+                .tempfile_in(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot create a file in {}: {e}", dir.display()))?;
+            let mut w = std::io::BufWriter::new(tmp);
+            rt.save_images(&args.names, format, &mut w)?;
+            let tmp = w
+                .into_inner()
+                .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error()))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            }
+            tmp.persist(path)
+                .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error))?;
+        }
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdout().is_terminal() {
+                bail!("refusing to write an archive to a terminal: use -o FILE or redirect stdout");
+            }
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            rt.save_images(&args.names, format, &mut w)?;
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// `rpod push`.
+pub fn push(rt: &Runtime, args: &PushArgs) -> Result<()> {
+    let digest = rt.push_image(
+        &args.image,
+        args.destination.as_deref(),
+        &args.registry.spec(args.quiet),
+    )?;
+    if !args.quiet {
+        let _ = writeln!(std::io::stderr(), "Writing manifest to image destination");
+        let _ = writeln!(std::io::stderr(), "{digest}");
+    }
+    Ok(())
+}
+
 /// `rpod pull`: prints the image ID.
 pub fn pull(rt: &Runtime, args: &PullArgs) -> Result<()> {
     let image = rt.pull_image(
@@ -229,6 +366,9 @@ pub fn run(rt: &Runtime, command: &ImageCommand) -> Result<u8> {
             rt.untag_image(image, names)?;
         }
         ImageCommand::Import(a) => import(rt, a)?,
+        ImageCommand::Load(a) => load(rt, a)?,
+        ImageCommand::Save(a) => save(rt, a)?,
+        ImageCommand::Push(a) => push(rt, a)?,
     }
     Ok(0)
 }

@@ -45,7 +45,7 @@ pub use image::{ImageInspect, ImageRootfs, ImageSummary, PullPolicy, PullSpec};
 pub use rpod_oci::Binary;
 /// The image store's types (records, import options, pull progress, the registry client's
 /// options), for embedders and the CLI.
-pub use rpod_storage::images::{ImportOptions, PullEvent};
+pub use rpod_storage::images::{ArchiveFormat, ImportOptions, PullEvent};
 pub use rpod_storage::registry::manifest::ContainerConfig as ImageRuntimeConfig;
 pub use rpod_storage::{Image, ImageError};
 

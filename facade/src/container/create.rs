@@ -233,7 +233,10 @@ impl Runtime {
         let layer = store
             .create_container_layer(&image)
             .map_err(crate::image::image_err)?;
-        if let Err(e) = store.layers().set_names(&layer.id, std::slice::from_ref(&config.id)) {
+        if let Err(e) = store
+            .layers()
+            .set_names(&layer.id, std::slice::from_ref(&config.id))
+        {
             let _ = store.delete_container_layer(&layer.id);
             return Err(crate::image::layer_err(e));
         }

@@ -305,6 +305,29 @@ impl Runtime {
             .map_err(image_err)
     }
 
+    /// `rpod save`: writes the images (names or IDs) as a docker-archive or oci-archive.
+    pub fn save_images(
+        &self,
+        names: &[String],
+        format: rpod_storage::images::ArchiveFormat,
+        out: impl std::io::Write,
+    ) -> Result<(), RuntimeError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.image_store()?
+            .save(&names, format, out)
+            .map_err(image_err)
+    }
+
+    /// `rpod load`: reads a docker-archive or oci-archive (plain or compressed) and stores its
+    /// images; `path` names the archive in errors and in the signature policy check.
+    pub fn load_images(
+        &self,
+        input: impl Read,
+        path: &std::path::Path,
+    ) -> Result<Vec<Image>, RuntimeError> {
+        self.image_store()?.load(input, path).map_err(image_err)
+    }
+
     /// `rpod mount CTR`: mounts the container's root filesystem (counted) and returns where.
     pub fn mount_container(&self, name: &str) -> Result<PathBuf, RuntimeError> {
         let rec = self.lookup_container(name)?;

@@ -157,6 +157,57 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// `rpod push IMAGE [DEST]`: uploads the image's blobs and its stored manifest (so the
+    /// digest is unchanged) to `dest` (default: the image's name, which must then name a
+    /// registry). Returns the manifest digest.
+    pub fn push_image(
+        &self,
+        image: &str,
+        dest: Option<&str>,
+        spec: &PullSpec,
+    ) -> Result<String, RuntimeError> {
+        let store = self.image_store()?;
+        let found = store.lookup(image).map_err(image_err)?;
+        let dest = dest.unwrap_or(image);
+        let dest = dest.strip_prefix("docker://").unwrap_or(dest);
+        let mut reference = Reference::parse(dest).map_err(|e| image_err(e.into()))?;
+        if !reference.is_qualified() {
+            // `rpod push foo` of `localhost/foo:latest` cannot mean a registry.
+            return Err(image_err(ImageError::InvalidName {
+                name: dest.to_owned(),
+                reason: format!(
+                    "no registry in the destination (image {}): give registry/repository[:tag]",
+                    found.id
+                ),
+            }));
+        }
+        if reference.tag.is_none() && reference.digest.is_none() {
+            reference.tag = Some("latest".into());
+        }
+        let registries = Registries::load(&self.config.env.registries_conf())?;
+        let host = reference.registry.clone().unwrap_or_default();
+        let insecure = spec.tls_verify == Some(false)
+            || (spec.tls_verify.is_none() && registries.insecure.contains(&host));
+        let mut options = ClientOptions {
+            tls_verify: !insecure,
+            credentials: credentials(spec, &host)?,
+            ..ClientOptions::default()
+        };
+        let mut result = store.push(&found.id, &reference, &options);
+        if insecure
+            && matches!(
+                &result,
+                Err(ImageError::Registry(RegistryError::Connect { .. }))
+            )
+        {
+            options.insecure_http = true;
+            result = store.push(&found.id, &reference, &options);
+        }
+        result.map(|d| d.to_string()).map_err(image_err)
+    }
+}
+
 /// Whether `e` means "not in this registry" (so the next search registry is worth trying).
 fn is_not_found(e: &ImageError) -> bool {
     matches!(
