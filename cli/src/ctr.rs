@@ -199,6 +199,7 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
     let mut docs: Vec<(std::time::SystemTime, ContainerListing)> = Vec::new();
     let mut table = output::Table::new([
         "CONTAINER ID",
+        "IMAGE",
         "COMMAND",
         "CREATED",
         "STATUS",
@@ -221,6 +222,7 @@ pub fn ps(rt: &Runtime, args: &PsArgs) -> Result<()> {
                 created,
                 [
                     short_id(&c.config.id, args.no_trunc),
+                    c.config.image_name.clone(),
                     truncate(&c.config.command.join(" "), 20, args.no_trunc),
                     timefmt::ago(created),
                     status_text(&c),

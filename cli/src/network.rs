@@ -18,6 +18,9 @@ pub struct NetArgs {
     /// (ranges allowed; repeatable)
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Static IP address on the network.
     #[arg(long, value_name = "IP")]
     pub ip: Option<String>,
@@ -50,6 +53,7 @@ impl NetArgs {
             dns_options: self.dns_opt.clone(),
             add_hosts: self.add_host.clone(),
             no_hosts: self.no_hosts,
+            publish_all: self.publish_all,
         }
     }
 }

@@ -71,6 +71,12 @@ impl Runtime {
         {
             tracing::warn!(error = %e, "releasing network leases after a reboot");
         }
+        // Container layers whose container was never recorded (a create killed in between).
+        if self.images.options.graph_root.join("images").is_dir() {
+            if let Err(e) = self.remove_orphan_layers(&ids) {
+                tracing::warn!(error = %e, "removing orphaned container layers after a reboot");
+            }
+        }
         self.state.refresh()?;
         // Lock allocations are per boot like everything in the tmp dir: whatever the table
         // holds now is stale (a segment that survived while the tmp dir was wiped).
@@ -201,6 +207,35 @@ impl Reserver {
 impl Runtime {
     /// Network teardown and root filesystem release for a container that may have held them
     /// when the machine went down; failures are logged (the boot already released most of it).
+    /// Deletes writable layers that no container record names (each is named after the
+    /// container it was made for). Only run at refresh: then no create of this boot is under way.
+    fn remove_orphan_layers(
+        &self,
+        ids: &std::collections::HashSet<&str>,
+    ) -> Result<(), RuntimeError> {
+        let store = self.image_store()?;
+        let recorded: std::collections::HashSet<String> = self
+            .state
+            .all_containers()?
+            .into_iter()
+            .map(|c| c.config.rootfs_layer)
+            .collect();
+        for layer in store.layers().layers().map_err(crate::image::layer_err)? {
+            let owned = recorded.contains(&layer.id)
+                || layer.names.iter().any(|n| ids.contains(n.as_str()));
+            if layer.rw && !owned {
+                tracing::info!(
+                    layer = layer.id,
+                    "removing a container layer no container owns"
+                );
+                store
+                    .delete_container_layer(&layer.id)
+                    .map_err(crate::image::image_err)?;
+            }
+        }
+        Ok(())
+    }
+
     fn release_after_reboot(&self, c: &rpod_state::ContainerRecord) {
         use crate::container::StatusRules;
         let st = c.state.status;

@@ -486,7 +486,7 @@ pub(crate) fn create_dir(path: &Path, mode: u32) -> Result<(), RuntimeError> {
 
 /// Where the image store lives and which driver it uses (`storage_driver`: `overlay`, `vfs`, or
 /// empty for overlay where the kernel has it).
-fn store_options(config: &Config) -> Result<rpod_storage::StoreOptions, RuntimeError> {
+pub(crate) fn store_options(config: &Config) -> Result<rpod_storage::StoreOptions, RuntimeError> {
     let v = &config.values;
     let driver = match v.storage_driver.as_str() {
         "" => None,

@@ -157,10 +157,14 @@ fn remove_state_files(config: &Config, errors: &mut Vec<String>) {
         v.static_dir.join("containers"),
         v.static_dir.join("infra-rootfs"),
         v.tmp_dir.clone(),
-        v.run_root.clone(),
     ] {
         remove_path(&path, errors);
     }
+    // The image store (podman's reset removes images too), mounts first; then the run root.
+    if let Ok(options) = crate::runtime::store_options(config) {
+        errors.extend(rpod_storage::images::remove_store(&options));
+    }
+    remove_path(&v.run_root, errors);
 }
 
 fn remove_path(path: &Path, errors: &mut Vec<String>) {

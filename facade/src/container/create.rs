@@ -210,6 +210,11 @@ impl Runtime {
         if spec.stop_signal.is_none() {
             spec.stop_signal = apply::stop_signal(&cfg)?;
         }
+        if spec.network.publish_all {
+            spec.network
+                .publish
+                .extend(apply::exposed_ports(&cfg, &spec.network.publish));
+        }
         // The name as asked for when it names the image, else its first name, else the ID.
         let recorded = image
             .names

@@ -204,6 +204,11 @@ pub struct ContainerListing {
     pub namespace: String,
     /// Whether it is a pod's infra container.
     pub is_infra: bool,
+    /// The image name it was created from (empty for `--rootfs`).
+    pub image: String,
+    /// The image's ID.
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
 }
 
 impl ContainerListing {
@@ -228,6 +233,8 @@ impl ContainerListing {
             labels: c.config.labels.clone(),
             namespace: c.config.namespace.clone(),
             is_infra: c.config.is_infra,
+            image: c.config.image_name.clone(),
+            image_id: c.config.image_id.clone(),
         }
     }
 }

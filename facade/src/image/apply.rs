@@ -67,6 +67,26 @@ pub fn stop_signal(image: &ImageRuntimeConfig) -> Result<Option<u32>, RuntimeErr
     }
 }
 
+/// `-P`: the image's exposed ports (`80/tcp`) not published already, each to be published on
+/// a free host port.
+pub fn exposed_ports(image: &ImageRuntimeConfig, published: &[String]) -> Vec<String> {
+    let already = |port: &str, proto: &str| {
+        published.iter().any(|p| {
+            let (spec, pr) = p.split_once('/').unwrap_or((p, "tcp"));
+            pr == proto && spec.rsplit(':').next() == Some(port)
+        })
+    };
+    image
+        .exposed_ports
+        .iter()
+        .flatten()
+        .filter_map(|(k, _)| {
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            (!already(port, proto)).then(|| format!("{port}/{proto}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +131,23 @@ mod tests {
         );
         let bare = ImageRuntimeConfig::default();
         assert_eq!(env(&bare, &v(&["X=1"])), v(&["X=1"]));
+    }
+
+    #[test]
+    fn exposed_ports_skip_published_ones() {
+        let img = ImageRuntimeConfig {
+            exposed_ports: Some(
+                [
+                    ("80/tcp".to_owned(), serde_json::json!({})),
+                    ("53/udp".to_owned(), serde_json::json!({})),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(exposed_ports(&img, &v(&["8080:80"])), v(&["53/udp"]));
+        assert_eq!(exposed_ports(&img, &[]), v(&["53/udp", "80/tcp"]));
     }
 
     #[test]

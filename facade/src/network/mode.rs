@@ -29,12 +29,15 @@ pub struct NetworkSpec {
     pub add_hosts: Vec<String>,
     /// `--no-hosts`: keep the root filesystem's `/etc/hosts`.
     pub no_hosts: bool,
+    /// `-P`: publish every port the image exposes on a free host port.
+    pub publish_all: bool,
 }
 
 impl NetworkSpec {
     /// Whether any option other than `--network` was given.
     fn has_settings(&self) -> bool {
         !self.publish.is_empty()
+            || self.publish_all
             || self.ip.is_some()
             || !self.dns.is_empty()
             || !self.dns_search.is_empty()

@@ -24,6 +24,7 @@ pub(crate) mod names;
 mod pull;
 mod push;
 mod record;
+mod wipe;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use names::{normalize_name, LOCAL_REGISTRY};
 pub use pull::{PullEvent, PullOptions};
 pub use record::Image;
 use record::{flock, FileLock, ImageMeta};
+pub use wipe::remove_store;
 
 use crate::layers::{Layer, LayerError, LayerStore};
 use crate::registry::manifest::{parse_json, ImageConfig, ImageManifest};

@@ -157,6 +157,12 @@ pub struct ContainerConfig {
     /// `STOPSIGNAL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// `EXPOSE`: `"80/tcp"` → `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// `VOLUME`: `"/data"` → `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 /// The `rootfs` of an image config.
