@@ -51,6 +51,16 @@ pub enum ImageError {
         /// What is wrong.
         reason: String,
     },
+    /// The store was created with another storage driver.
+    #[error("the image store at {root} was created with the {recorded} storage driver, not {requested}: use --storage-driver {recorded} (or reset the store)")]
+    DriverMismatch {
+        /// The graph root.
+        root: PathBuf,
+        /// The driver its layers were made with.
+        recorded: &'static str,
+        /// The driver asked for.
+        requested: &'static str,
+    },
     /// An archive (`load`) is malformed.
     #[error("archive {path}: {reason}")]
     Archive {

@@ -69,6 +69,24 @@ impl Store {
             Some(d) => d,
             None => Driver::detect(&options.graph_root)?,
         };
+        // The image records name layers of one driver: a store made with the other is refused
+        // (as containers/storage does) rather than shown with missing layers.
+        for other in [Driver::Overlay, Driver::Vfs]
+            .into_iter()
+            .filter(|d| *d != driver)
+        {
+            let records = options
+                .graph_root
+                .join(format!("{}-layers", other.name()))
+                .join("layers.json");
+            if records.exists() {
+                return Err(ImageError::DriverMismatch {
+                    root: options.graph_root.clone(),
+                    recorded: other.name(),
+                    requested: driver.name(),
+                });
+            }
+        }
         crate::layers::meta::create_dir(&options.graph_root)?;
         let blobs = BlobStore::open(&options.graph_root)?;
         let layers = LayerStore::open(&options.graph_root, &options.run_root, driver)?;
