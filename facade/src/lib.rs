@@ -6,10 +6,13 @@
 //! container and pod life cycles (one file per verb under `container/` and `pod/`: IDs, names,
 //! locks, records, status rules), the seams the life cycle calls for the network
 //! ([`NetworkBackend`]), the root filesystem ([`RootfsProvider`]) and the OCI runtime, the
-//! documents `inspect` and `ps` print, and host information (`rpod info`).
+//! documents `inspect` and `ps` print, and host information (`rpod info`). Its `image/` module
+//! drives the image store (`rpod-storage`) for the image verbs (pull, images, rmi, load, save,
+//! push, import, mount) and gives containers from images their defaults and writable layer
+//! ([`ImageRootfs`]).
 //!
 //! It does **not** own configuration parsing, lock internals, state storage, OCI spec generation,
-//! the conmon protocol or CNI (`rpod-net`): those live in the leaf crates, which never depend on each other
+//! the conmon protocol, CNI (`rpod-net`) or image storage and registries (`rpod-storage`): those live in the leaf crates, which never depend on each other
 //! and share plain data through this facade. Embedders use the types re-exported here by name;
 //! nothing here hands out the raw state or lock manager, so every record is written under its
 //! lock.
