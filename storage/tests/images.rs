@@ -364,3 +364,49 @@ fn import_gives_a_one_layer_image_and_push_round_trips() {
     ));
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn a_pull_resumes_from_what_a_killed_pull_left_and_then_nothing_is_orphaned() {
+    let Some(reg) = setup() else { return };
+    let img = three_layers("r");
+    img.push(&reg.client(None), "rpod/r", "1");
+    let s = TestStore::new(Driver::Vfs);
+    // What a pull killed after two downloads and one unpack leaves: blobs and a layer no image
+    // owns, plus an unrelated orphan blob.
+    let layer_blobs: Vec<(Digest, Vec<u8>)> = img
+        .blobs()
+        .into_iter()
+        .filter(|(_, b)| !b.starts_with(b"{"))
+        .map(|(d, b)| (d, b.to_vec()))
+        .collect();
+    assert!(layer_blobs.len() >= 2);
+    for (d, b) in layer_blobs.iter().take(2) {
+        s.store.blobs().put(b.as_slice(), d).unwrap();
+    }
+    let orphan = s
+        .store
+        .blobs()
+        .put_unverified(&b"orphan"[..])
+        .unwrap()
+        .digest;
+    let skipped = std::sync::Mutex::new(Vec::new());
+    let image = s
+        .store
+        .pull(&reference(&reg, "rpod/r:1"), &options(), &|e| {
+            if let rpod_storage::images::PullEvent::Blob {
+                digest,
+                skipped: true,
+                ..
+            } = e
+            {
+                skipped.lock().unwrap().push(digest);
+            }
+        })
+        .unwrap();
+    // The two downloaded blobs were not fetched again.
+    assert_eq!(skipped.lock().unwrap().len(), 2);
+    assert_eq!(image.id, img.id());
+    // Afterwards only the image's blobs are left (manifest, config, layers).
+    assert!(!s.store.blobs().has(&orphan).unwrap());
+    assert_eq!(blob_count(&s.store), 2 + image.blobs.len());
+}

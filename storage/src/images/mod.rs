@@ -14,8 +14,10 @@
 //! An image is recorded only after its manifest, config and every layer are stored, so a killed pull leaves at
 //! most blobs and layers that no image owns. Work that adds such not-yet-owned content (pull, import, load)
 //! holds `work.lock` shared; [`Store::gc`] removes unowned blobs and layers only when it can take that lock
-//! exclusively without waiting, so it never takes the content of a pull in progress. Two pulls of the same
-//! image end with one record: the second finds the ID and adds its name.
+//! exclusively without waiting, so it never takes the content of a pull in progress. The collection runs after
+//! each pull or import, not before: a pull run again after a kill first reuses the blobs and layers the killed
+//! one left, then what is still unowned goes. Two pulls of the same image end with one record: the second finds
+//! the ID and adds its name.
 
 mod archive;
 mod error;
@@ -308,10 +310,8 @@ impl Store {
 
     /// Takes the work lock shared for the duration of an operation that adds content (see the module doc).
     pub(crate) fn work(&self) -> ImageResult<FileLock> {
-        // A collection of what earlier interrupted work left, when nobody else is working.
-        if let Err(e) = self.gc() {
-            tracing::warn!(error = %e, "garbage collection of the image store failed");
-        }
+        // No collection before the work: what a killed pull left (blobs, layers) is what the
+        // same pull run again reuses. The collection runs after (see `with_work`).
         flock(
             &self.meta.work_lock_path(),
             rustix::fs::FlockOperation::LockShared,
@@ -342,17 +342,15 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` holding the work lock (see [`work`](Self::work)). If it fails, what it stored without recording
-    /// an image (blobs, unpacked layers) is collected once the lock is released, unless other work is under
-    /// way (a later collection takes it then).
+    /// Runs `f` holding the work lock (see [`work`](Self::work)). Once the lock is released, what no image
+    /// owns (what `f` stored before failing, or what an earlier killed operation left and `f` did not reuse) is
+    /// collected, unless other work is under way (a later collection takes it then).
     pub(crate) fn with_work<T>(&self, f: impl FnOnce() -> ImageResult<T>) -> ImageResult<T> {
         let work = self.work()?;
         let result = f();
         drop(work);
-        if result.is_err() {
-            if let Err(e) = self.gc() {
-                tracing::warn!(error = %e, "garbage collection after a failed operation failed");
-            }
+        if let Err(e) = self.gc() {
+            tracing::warn!(error = %e, "garbage collection of the image store failed");
         }
         result
     }
