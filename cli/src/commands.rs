@@ -199,20 +199,9 @@ pub enum Command {
     /// Remove images.
     Rmi(crate::image::RmiArgs),
     /// Add names to an image.
-    Tag {
-        /// The image.
-        image: String,
-        /// New names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Tag(crate::image::TagArgs),
     /// Remove names from an image (all when none given).
-    Untag {
-        /// The image.
-        image: String,
-        /// Names to remove.
-        names: Vec<String>,
-    },
+    Untag(crate::image::UntagArgs),
     /// Create an image from a root filesystem tarball.
     Import(crate::image::ImportArgs),
     /// Load images from a docker-archive or oci-archive.
@@ -508,13 +497,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             let rt = Runtime::new(options)?;
             return crate::image::rmi(&rt, &args);
         }
-        Command::Tag { image, names } => {
+        Command::Tag(a) => {
             let rt = Runtime::new(options)?;
-            rt.tag_image(&image, &names)?;
+            rt.tag_image(&a.image, &a.names)?;
         }
-        Command::Untag { image, names } => {
+        Command::Untag(a) => {
             let rt = Runtime::new(options)?;
-            rt.untag_image(&image, &names)?;
+            rt.untag_image(&a.image, &a.names)?;
         }
         Command::Import(args) => {
             let rt = Runtime::new(options)?;

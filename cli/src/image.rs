@@ -102,20 +102,9 @@ pub enum ImageCommand {
     /// Remove images.
     Rm(RmiArgs),
     /// Add names to an image.
-    Tag {
-        /// The image.
-        image: String,
-        /// New names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Tag(crate::image::TagArgs),
     /// Remove names from an image (all when none given).
-    Untag {
-        /// The image.
-        image: String,
-        /// Names to remove.
-        names: Vec<String>,
-    },
+    Untag(crate::image::UntagArgs),
     /// Create an image from a root filesystem tarball.
     Import(ImportArgs),
     /// Load images from a docker-archive or oci-archive.
@@ -124,6 +113,25 @@ pub enum ImageCommand {
     Save(SaveArgs),
     /// Push an image to a registry.
     Push(PushArgs),
+}
+
+/// `rpod tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The image.
+    pub image: String,
+    /// New names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `rpod untag`.
+#[derive(Debug, Args)]
+pub struct UntagArgs {
+    /// The image.
+    pub image: String,
+    /// Names to remove.
+    pub names: Vec<String>,
 }
 
 /// `rpod images`.
@@ -359,11 +367,11 @@ pub fn run(rt: &Runtime, command: &ImageCommand) -> Result<u8> {
             output::raw(&out)?;
         }
         ImageCommand::Rm(a) => return rmi(rt, a),
-        ImageCommand::Tag { image, names } => {
-            rt.tag_image(image, names)?;
+        ImageCommand::Tag(a) => {
+            rt.tag_image(&a.image, &a.names)?;
         }
-        ImageCommand::Untag { image, names } => {
-            rt.untag_image(image, names)?;
+        ImageCommand::Untag(a) => {
+            rt.untag_image(&a.image, &a.names)?;
         }
         ImageCommand::Import(a) => import(rt, a)?,
         ImageCommand::Load(a) => load(rt, a)?,

@@ -1,6 +1,6 @@
 //! The image records (`<graph_root>/images/images.json`) and the locks beside them.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -124,31 +124,13 @@ impl ImageMeta {
 
     /// Reads all image records (an absent file is an empty store).
     pub fn load(&self, _lock: &FileLock) -> ImageResult<Vec<Image>> {
+        use crate::layers::meta::{read_records, RecordError};
         let path = self.records();
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(ImageError::io("read", path, e)),
-        };
-        let file: RecordFile =
-            serde_json::from_slice(&data).map_err(|source| ImageError::Metadata {
-                path: path.clone(),
-                source,
-            })?;
-        if file.version > FORMAT_VERSION {
-            return Err(ImageError::io(
-                "read",
-                path,
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "format version {} is newer than {FORMAT_VERSION}",
-                        file.version
-                    ),
-                ),
-            ));
+        match read_records::<RecordFile>(&path, |f| f.version, FORMAT_VERSION) {
+            Ok(file) => Ok(file.map(|f| f.images).unwrap_or_default()),
+            Err(RecordError::Json(source)) => Err(ImageError::Metadata { path, source }),
+            Err(RecordError::Io(e)) => Err(ImageError::io("read", path, e)),
         }
-        Ok(file.images)
     }
 
     /// Replaces the record file atomically.

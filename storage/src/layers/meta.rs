@@ -99,30 +99,11 @@ impl MetaPaths {
     /// Reads all layer records (an absent file is an empty store).
     pub fn load(&self, _lock: &StoreLock) -> LayerResult<Vec<Layer>> {
         let path = self.records();
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LayerError::io("read", path, e)),
-        };
-        let file: RecordFile =
-            serde_json::from_slice(&data).map_err(|source| LayerError::Metadata {
-                path: path.clone(),
-                source,
-            })?;
-        if file.version > FORMAT_VERSION {
-            return Err(LayerError::io(
-                "read",
-                path,
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "format version {} is newer than {FORMAT_VERSION}",
-                        file.version
-                    ),
-                ),
-            ));
+        match read_records::<RecordFile>(&path, |f| f.version, FORMAT_VERSION) {
+            Ok(file) => Ok(file.map(|f| f.layers).unwrap_or_default()),
+            Err(RecordError::Json(source)) => Err(LayerError::Metadata { path, source }),
+            Err(RecordError::Io(e)) => Err(LayerError::io("read", path, e)),
         }
-        Ok(file.layers)
     }
 
     /// Replaces the record file atomically.
@@ -168,6 +149,37 @@ impl MetaPaths {
         })?;
         write_atomic(&path, &data)
     }
+}
+
+/// Why a record file could not be read.
+pub(crate) enum RecordError {
+    /// Reading failed, or the file's format version is newer than this code knows.
+    Io(io::Error),
+    /// The file is not the JSON expected.
+    Json(serde_json::Error),
+}
+
+/// Reads a JSON record file whose format version `version_of` gives; `Ok(None)` when it does not
+/// exist. A version above `known` is refused rather than misread.
+pub(crate) fn read_records<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    version_of: impl Fn(&T) -> u32,
+    known: u32,
+) -> Result<Option<T>, RecordError> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RecordError::Io(e)),
+    };
+    let file: T = serde_json::from_slice(&data).map_err(RecordError::Json)?;
+    let version = version_of(&file);
+    if version > known {
+        return Err(RecordError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("format version {version} is newer than {known}"),
+        )));
+    }
+    Ok(Some(file))
 }
 
 /// The held store lock; released when dropped (the `flock` goes with the file descriptor).
