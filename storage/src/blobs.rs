@@ -140,6 +140,25 @@ impl BlobStore {
         Ok(BlobInfo { digest, size })
     }
 
+    /// Removes the temporary files that writers killed mid-blob left; returns how many. Only call it
+    /// when no writer can be at work (the image store does so under its exclusive work lock).
+    pub fn remove_temp_files(&self) -> Result<usize> {
+        let mut removed = 0;
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| StorageError::io("read", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("read", &self.dir, e))?;
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StorageError::io("remove", entry.path(), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes the blob; returns whether it was present.
     pub fn remove(&self, digest: &Digest) -> Result<bool> {
         let path = self.path(digest);

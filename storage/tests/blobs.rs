@@ -102,3 +102,20 @@ fn foreign_files_are_not_listed() {
     std::fs::write(root.path().join("blobs/sha256/README"), b"x").unwrap();
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn temp_files_of_killed_writers_are_removed_and_blobs_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).unwrap();
+    let info = store.put_unverified(&b"kept"[..]).unwrap();
+    // What a writer killed mid-blob leaves.
+    std::fs::write(root.path().join("blobs/sha256/.tmp-abc123"), b"half").unwrap();
+    assert_eq!(store.remove_temp_files().unwrap(), 1);
+    assert!(store.has(&info.digest).unwrap());
+    assert_eq!(
+        std::fs::read_dir(root.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        1
+    );
+}

@@ -305,6 +305,8 @@ impl Store {
         let lock = self.meta.lock()?;
         let images = self.meta.load(&lock)?;
         self.remove_unowned(&images, None)?;
+        // Half-written blobs of killed writers: none is at work while we hold the lock.
+        self.blobs.remove_temp_files()?;
         Ok(true)
     }
 
