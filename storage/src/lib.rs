@@ -46,7 +46,7 @@ pub use unpack::{unpack_layer, Compression, LayerStats, WhiteoutMode};
 mod driver;
 mod layers;
 pub use driver::Driver;
-pub use layers::{chain_id, Layer, LayerError, LayerResult, LayerStore};
+pub use layers::{chain_id, Layer, LayerError, LayerResult, LayerStore, PreparedLayer};
 
 // Images: records, pulls, imports.
 pub mod images;

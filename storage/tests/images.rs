@@ -164,14 +164,23 @@ fn pull_share_tag_delete_and_gc() {
 
 #[test]
 fn concurrent_pulls_of_one_image_record_it_once() {
+    concurrent_pulls(Driver::Vfs, "c");
+}
+
+#[test]
+fn concurrent_overlay_pulls_of_one_image_record_it_once() {
+    concurrent_pulls(Driver::Overlay, "co");
+}
+
+fn concurrent_pulls(driver: Driver, name: &str) {
     let Some(reg) = setup() else { return };
-    let img = three_layers("c");
-    img.push(&reg.client(None), "rpod/c", "1");
-    let s = TestStore::new(Driver::Vfs);
+    let img = three_layers(name);
+    img.push(&reg.client(None), &format!("rpod/{name}"), "1");
+    let s = TestStore::new(driver);
     let opts = StoreOptions {
         graph_root: s.graph.path().to_owned(),
         run_root: s.run.path().to_owned(),
-        driver: Some(Driver::Vfs),
+        driver: Some(driver),
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..3)
@@ -181,7 +190,7 @@ fn concurrent_pulls_of_one_image_record_it_once() {
                 scope.spawn(move || {
                     // Each thread opens its own store, as another process would.
                     let store = Store::open(&opts).unwrap();
-                    pull(&store, reg, "rpod/c:1").unwrap()
+                    pull(&store, reg, &format!("rpod/{name}:1")).unwrap()
                 })
             })
             .collect();
@@ -191,13 +200,42 @@ fn concurrent_pulls_of_one_image_record_it_once() {
     });
     let images = s.store.images().unwrap();
     assert_eq!(images.len(), 1);
-    assert_eq!(images[0].names, [format!("{}/rpod/c:1", reg.addr)]);
+    assert_eq!(images[0].names, [format!("{}/rpod/{name}:1", reg.addr)]);
     assert_eq!(s.store.layers().layers().unwrap().len(), 3);
-    assert_eq!(layer_dirs(s.graph.path()).len(), 3);
+    if driver == Driver::Vfs {
+        assert_eq!(layer_dirs(s.graph.path()).len(), 3);
+    } else {
+        // Three layers and the short-link directory, no temp directory left.
+        assert_eq!(
+            std::fs::read_dir(s.graph.path().join("overlay"))
+                .unwrap()
+                .count(),
+            4
+        );
+        let merged = s
+            .store
+            .layers()
+            .mount(images[0].top_layer().unwrap())
+            .unwrap();
+        assert!(merged.join("etc").exists() || std::fs::read_dir(&merged).unwrap().count() > 0);
+        s.store
+            .layers()
+            .unmount(images[0].top_layer().unwrap())
+            .unwrap();
+    }
 }
 
 #[test]
 fn tampered_blob_fails_the_pull_and_leaves_nothing() {
+    tampered_blob(Driver::Vfs);
+}
+
+#[test]
+fn tampered_blob_fails_an_overlay_pull_and_leaves_nothing() {
+    tampered_blob(Driver::Overlay);
+}
+
+fn tampered_blob(driver: Driver) {
     let Some(reg) = setup() else { return };
     let img = three_layers("t");
     img.push(&reg.client(None), "rpod/t", "1");
@@ -208,7 +246,7 @@ fn tampered_blob_fails_the_pull_and_leaves_nothing() {
     bytes[i] ^= 0x55;
     std::fs::write(&data, &bytes).unwrap();
 
-    let s = TestStore::new(Driver::Vfs);
+    let s = TestStore::new(driver);
     let err = pull(&s.store, &reg, "rpod/t:1").unwrap_err();
     assert!(
         matches!(&err, ImageError::Registry(e) if e.is_digest_mismatch()),
@@ -217,7 +255,16 @@ fn tampered_blob_fails_the_pull_and_leaves_nothing() {
     assert!(err.to_string().contains("sha256:"), "{err}");
     assert!(s.store.images().unwrap().is_empty());
     assert!(s.store.layers().layers().unwrap().is_empty());
-    assert!(layer_dirs(s.graph.path()).is_empty(), "no partial layer");
+    let home = match driver {
+        Driver::Overlay => s.graph.path().join("overlay"),
+        _ => s.graph.path().join("vfs/dir"),
+    };
+    let left: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "l")
+        .collect();
+    assert!(left.is_empty(), "no partial layer: {left:?}");
     assert_eq!(blob_count(&s.store), 0);
 }
 

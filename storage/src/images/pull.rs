@@ -1,6 +1,6 @@
 //! `pull`: a registry image into the store, layers fetched in parallel and unpacked in order as they arrive.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -146,8 +146,11 @@ impl Store {
         self.record(image)
     }
 
-    /// Downloads the layer blobs on up to [`PARALLEL_FETCHES`] threads while this thread unpacks them base
-    /// first, each as soon as it and its parent are there.
+    /// Downloads the layer blobs on up to [`PARALLEL_FETCHES`] threads. With overlay, the same threads
+    /// unpack each layer as soon as its blob is there (a layer's files do not depend on its parent's),
+    /// and this thread records them base first; with vfs (a layer starts as a copy of its parent) this
+    /// thread unpacks them in order as they arrive. Layers already stored are neither fetched for
+    /// unpacking nor unpacked again.
     fn fetch_and_unpack(
         &self,
         client: &Client,
@@ -157,25 +160,49 @@ impl Store {
         config: &ImageConfig,
         progress: &(dyn Fn(PullEvent) + Sync),
     ) -> ImageResult<Vec<crate::layers::Layer>> {
+        let diff_ids = config
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(|d| Digest::parse(d).map_err(ImageError::from))
+            .collect::<ImageResult<Vec<Digest>>>()?;
+        // Chain IDs are known up front: a layer already stored is found before anything is read.
+        let mut chain: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+        for d in &diff_ids {
+            chain.push(crate::layers::chain_id(chain.last(), d));
+        }
+        let detached = self.layers.unpacks_detached();
         let next = AtomicUsize::new(0);
-        let (tx, rx) = mpsc::channel::<(usize, ImageResult<()>)>();
+        type Arrival = ImageResult<Option<crate::layers::PreparedLayer>>;
+        let (tx, rx) = mpsc::channel::<(usize, Arrival)>();
         std::thread::scope(|s| {
             for _ in 0..PARALLEL_FETCHES.min(digests.len()) {
                 let tx = tx.clone();
                 let next = &next;
+                let (diff_ids, chain) = (&diff_ids, &chain);
                 s.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(digest) = digests.get(i) else { break };
-                    let skipped = self.blobs.has(digest).unwrap_or(false);
+                    let stored = self.layers.get(chain[i].hex()).is_ok();
+                    let skipped = stored || self.blobs.has(digest).unwrap_or(false);
                     progress(PullEvent::Blob {
                         digest: digest.to_string(),
                         size: manifest.layers[i].size,
                         skipped,
                     });
-                    let result = client
+                    let result: Arrival = client
                         .fetch_blob(repo, digest, &self.blobs)
-                        .map(|_| ())
-                        .map_err(ImageError::from);
+                        .map_err(ImageError::from)
+                        .and_then(|_| {
+                            if !detached || stored {
+                                return Ok(None);
+                            }
+                            let file = self.blobs.open_blob(digest)?;
+                            Ok(Some(self.layers.prepare_layer(
+                                std::io::BufReader::new(file),
+                                &diff_ids[i],
+                            )?))
+                        });
                     let failed = result.is_err();
                     if tx.send((i, result)).is_err() || failed {
                         // Stop taking new blobs after a failure: the pull is over.
@@ -186,14 +213,15 @@ impl Store {
             }
             drop(tx);
             let stop = || next.store(usize::MAX / 2, Ordering::SeqCst);
-            let mut arrived: BTreeSet<usize> = BTreeSet::new();
+            let mut arrived: BTreeMap<usize, Option<crate::layers::PreparedLayer>> =
+                BTreeMap::new();
             let mut layers: Vec<crate::layers::Layer> = Vec::with_capacity(digests.len());
             while layers.len() < digests.len() {
                 let i = layers.len();
-                if !arrived.remove(&i) {
+                let Some(prepared) = arrived.remove(&i) else {
                     match rx.recv() {
-                        Ok((k, Ok(()))) => {
-                            arrived.insert(k);
+                        Ok((k, Ok(p))) => {
+                            arrived.insert(k, p);
                         }
                         Ok((_, Err(e))) => {
                             stop();
@@ -202,18 +230,20 @@ impl Store {
                         Err(_) => return Err(unreachable_err(repo)),
                     }
                     continue;
-                }
-                let diff_id = Digest::parse(&config.rootfs.diff_ids[i])?;
+                };
                 let parent = layers.last().map(|l| l.id.clone());
-                let file = self.blobs.open_blob(&digests[i])?;
-                let layer = self
-                    .layers
-                    .create_layer_verified(
-                        parent.as_deref(),
-                        std::io::BufReader::new(file),
-                        &diff_id,
-                    )
-                    .inspect_err(|_| stop())?;
+                let layer = match prepared {
+                    Some(p) => self.layers.commit_prepared(parent.as_deref(), p),
+                    None => {
+                        let file = self.blobs.open_blob(&digests[i])?;
+                        self.layers.create_layer_verified(
+                            parent.as_deref(),
+                            std::io::BufReader::new(file),
+                            &diff_ids[i],
+                        )
+                    }
+                }
+                .inspect_err(|_| stop())?;
                 layers.push(layer);
             }
             Ok(layers)

@@ -131,6 +131,94 @@ impl LayerStore {
         self.create_from_blob(parent, reader, Some(diff_id))
     }
 
+    /// Whether layers can be unpacked before their parent exists ([`prepare_layer`](Self::prepare_layer)):
+    /// overlay keeps each layer's changes apart, vfs copies the parent first.
+    pub fn unpacks_detached(&self) -> bool {
+        self.home.driver == Driver::Overlay
+    }
+
+    /// Unpacks a layer blob into a temp directory without its parent (overlay only: see
+    /// [`unpacks_detached`](Self::unpacks_detached)), checking its diff ID against `expected`, so that several
+    /// layers of an image can be unpacked at once; [`commit_prepared`](Self::commit_prepared) then records them
+    /// base first. A prepared layer that is dropped uncommitted is removed.
+    pub fn prepare_layer(
+        &self,
+        reader: impl Read,
+        expected: &Digest,
+    ) -> LayerResult<PreparedLayer> {
+        if !self.unpacks_detached() {
+            return Err(LayerError::io(
+                "unpack detached",
+                self.home.layer_dir(""),
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the vfs driver needs the parent layer first",
+                ),
+            ));
+        }
+        let tmp = {
+            let _lock = self.meta.lock()?;
+            self.home.create_temp()?
+        };
+        let target = self.home.populate(&tmp, None)?;
+        let mut blob = CountingHash::new(reader);
+        let (stats, diff_id, size) = crate::unpack::unpack_layer_hashed(
+            &mut blob,
+            &target,
+            self.home.driver.whiteout_mode(),
+        )
+        .map_err(|source| LayerError::Unpack {
+            parent: None,
+            source,
+        })?;
+        io::copy(&mut blob, &mut io::sink())
+            .map_err(|e| LayerError::io("read blob after layer", &tmp.path, e))?;
+        if *expected != diff_id {
+            return Err(LayerError::DiffIdMismatch {
+                expected: expected.to_string(),
+                actual: diff_id.to_string(),
+            });
+        }
+        sync_fs(&tmp.path)?;
+        let (compressed_digest, compressed_size) = blob.finish();
+        let link = self.home.link_of(&tmp)?;
+        tracing::debug!(%diff_id, ?stats, "unpacked detached layer");
+        Ok(PreparedLayer {
+            tmp,
+            diff_id,
+            compressed_digest,
+            size,
+            compressed_size,
+            link,
+        })
+    }
+
+    /// Records a [`prepared`](Self::prepare_layer) layer on top of `parent` under its chain ID (or returns the
+    /// existing layer with that ID, dropping the prepared copy).
+    pub fn commit_prepared(
+        &self,
+        parent: Option<&str>,
+        prepared: PreparedLayer,
+    ) -> LayerResult<Layer> {
+        let id = chain_id(parent_chain(parent)?.as_ref(), &prepared.diff_id)
+            .hex()
+            .to_owned();
+        let layer = Layer {
+            id,
+            parent: parent.map(str::to_owned),
+            diff_id: Some(prepared.diff_id.to_string()),
+            compressed_digest: Some(prepared.compressed_digest.to_string()),
+            size: prepared.size,
+            compressed_size: prepared.compressed_size,
+            created: now(),
+            rw: false,
+            names: Vec::new(),
+            flags: BTreeMap::new(),
+            link: prepared.link,
+        };
+        self.finish(prepared.tmp, layer)
+    }
+
     fn create_from_blob(
         &self,
         parent: Option<&str>,
@@ -335,6 +423,17 @@ impl LayerStore {
             Driver::Vfs => self.home.layer_dir(id),
         }
     }
+}
+
+/// A layer unpacked by [`LayerStore::prepare_layer`], waiting for [`LayerStore::commit_prepared`].
+#[derive(Debug)]
+pub struct PreparedLayer {
+    tmp: crate::driver::TempLayer,
+    diff_id: Digest,
+    compressed_digest: Digest,
+    size: u64,
+    compressed_size: u64,
+    link: Option<String>,
 }
 
 /// The chain ID of a parent layer given by its ID.
