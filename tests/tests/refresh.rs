@@ -201,3 +201,51 @@ fn concurrent_commands_after_reboot_refresh_once() {
     sb.ok(&["rm", "e3", "r1"]);
     sb.assert_empty();
 }
+
+/// A container from an image across a reboot: the refresh forgets its mount (the reboot undid
+/// it), it starts again on its layer, and removal leaves no layer and no mount.
+#[test]
+fn image_container_survives_a_reboot() {
+    let Some(sb) = sandbox() else { return };
+    sb.import_rootfs_image("rb");
+    let id = sb
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "img",
+            "rb",
+            "sh",
+            "-c",
+            "echo up >> /data; sleep 999",
+        ])
+        .trim()
+        .to_owned();
+    assert!(
+        !sb.mounts_under(&sb.path("root")).is_empty(),
+        "running: mounted"
+    );
+    sb.simulate_reboot(std::slice::from_ref(&id));
+    assert!(sb.mounts_under(&sb.path("root")).is_empty());
+    expect_ok(&sb.run(&["ps", "-a"]));
+    expect_ok(&sb.run(&["start", "img"]));
+    assert!(common::eventually(
+        std::time::Duration::from_secs(10),
+        || { sb.ok(&["exec", "img", "cat", "/data"]) == "up\nup\n" }
+    ));
+    let mounts = std::fs::read_to_string(sb.path("runroot/overlay-layers/mounts.json")).unwrap();
+    assert!(
+        mounts.contains(": 1"),
+        "one mount count after the restart: {mounts}"
+    );
+    expect_ok(&sb.run(&["rm", "-f", "img"]));
+    assert!(
+        sb.mounts_under(&sb.path("root")).is_empty(),
+        "no mount left"
+    );
+    let layers = std::fs::read_to_string(sb.path("root/overlay-layers/layers.json")).unwrap();
+    assert!(
+        !layers.contains("\"rw\": true"),
+        "no container layer left: {layers}"
+    );
+}

@@ -413,6 +413,36 @@ impl Sandbox {
     /// written and no cleanup runs), kills and deletes `ids` in runc, wipes the tmp dir's
     /// contents and the run root, and unlinks the lock segment. The static dir (state database,
     /// bundles) survives, as on disk.
+    /// Mount points at or below `dir` (deepest first), from `/proc/self/mountinfo`.
+    pub fn mounts_under(&self, dir: &std::path::Path) -> Vec<PathBuf> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut out: Vec<PathBuf> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(dir))
+            .collect();
+        out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        out
+    }
+
+    /// Imports the sandbox's busybox rootfs as image `name` (a one-layer image).
+    pub fn import_rootfs_image(&self, name: &str) -> String {
+        let tarball = self.path("rootfs-image.tar");
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&self.rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        self.ok(&["import", "-q", tarball.to_str().unwrap(), name])
+            .trim()
+            .to_owned()
+    }
+
     pub fn simulate_reboot(&self, ids: &[String]) {
         self.simulate_reboot_with(ids, true);
     }
@@ -454,6 +484,10 @@ impl Sandbox {
             } else {
                 std::fs::remove_file(&p).unwrap();
             }
+        }
+        // A reboot also undoes the image store's overlay mounts.
+        for m in self.mounts_under(&self.path("root")) {
+            let _ = Command::new("umount").arg("-l").arg(&m).output();
         }
         let _ = std::fs::remove_dir_all(self.path("runroot"));
         if unlink_segment {
