@@ -153,6 +153,30 @@ impl BlobStore {
         }
     }
 
+    /// Removes the temporary files of interrupted writes (a writer killed before its rename leaves its
+    /// `.tmp-*` file behind). Only for a caller that knows no write is under way (the image store calls it
+    /// holding its work lock exclusively). Returns how many were removed.
+    pub fn remove_temp_files(&self) -> Result<usize> {
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| StorageError::io("read", &self.dir, e))?;
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("read", &self.dir, e))?;
+            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("remove temporary blob", entry.path(), e)),
+            }
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
     /// The digests of all stored blobs, sorted. Temporary files and foreign names are ignored.
     pub fn list(&self) -> Result<Vec<Digest>> {
         let mut out = Vec::new();

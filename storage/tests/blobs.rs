@@ -102,3 +102,17 @@ fn foreign_files_are_not_listed() {
     std::fs::write(root.path().join("blobs/sha256/README"), b"x").unwrap();
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn temp_files_of_killed_writers_are_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(root.path()).unwrap();
+    let kept = store.put_unverified(&b"kept"[..]).unwrap();
+    let dir = root.path().join("blobs/sha256");
+    std::fs::write(dir.join(".tmp-abc123"), b"half a blob").unwrap();
+    assert_eq!(store.list().unwrap(), vec![kept.digest.clone()]);
+    assert_eq!(store.remove_temp_files().unwrap(), 1);
+    assert!(!dir.join(".tmp-abc123").exists());
+    assert!(store.has(&kept.digest).unwrap());
+    assert_eq!(store.remove_temp_files().unwrap(), 0);
+}

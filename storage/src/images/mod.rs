@@ -270,8 +270,8 @@ impl Store {
         Ok(removed)
     }
 
-    /// Removes layers and blobs no image owns (what a killed pull or removal left), unless a pull, import or
-    /// load is under way (then nothing is done and `Ok(false)` is returned).
+    /// Removes layers and blobs no image owns, and blob temp files (what a killed pull or removal left),
+    /// unless a pull, import or load is under way (then nothing is done and `Ok(false)` is returned).
     pub fn gc(&self) -> ImageResult<bool> {
         let Some(_work) = flock(
             &self.meta.work_lock_path(),
@@ -283,6 +283,8 @@ impl Store {
         let lock = self.meta.lock()?;
         let images = self.meta.load(&lock)?;
         self.remove_unowned(&images, None)?;
+        // Every blob writer holds the work lock: a temp file now is a killed writer's.
+        self.blobs.remove_temp_files()?;
         Ok(true)
     }
 
