@@ -353,9 +353,26 @@ impl Store {
             None => {
                 let mut all = self.layers.layers()?;
                 all.retain(|l| !l.rw);
-                // Children after parents in creation order: delete newest first.
-                all.sort_by_key(|l| std::cmp::Reverse(l.created));
-                all.into_iter().map(|l| l.id).collect()
+                // Children before parents: deepest first. (Creation times have one-second granularity:
+                // a chain unpacked within one second would come out in any order, and a parent met
+                // before its child is kept as "has children".)
+                let parents: std::collections::BTreeMap<&str, &str> = all
+                    .iter()
+                    .filter_map(|l| Some((l.id.as_str(), l.parent.as_deref()?)))
+                    .collect();
+                let depth = |id: &str| {
+                    let mut cur = id;
+                    let mut d = 0usize;
+                    while let Some(p) = parents.get(cur).filter(|_| d <= parents.len()) {
+                        cur = p;
+                        d += 1;
+                    }
+                    d
+                };
+                let mut ordered: Vec<(usize, String)> =
+                    all.iter().map(|l| (depth(&l.id), l.id.clone())).collect();
+                ordered.sort_by_key(|o| std::cmp::Reverse(o.0));
+                ordered.into_iter().map(|(_, id)| id).collect()
             }
         };
         for id in candidates {
