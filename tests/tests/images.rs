@@ -94,6 +94,8 @@ fn store_listing(s: &Sandbox) -> BTreeMap<String, String> {
                     rel,
                     format!("-> {}", std::fs::read_link(&p).unwrap().display()),
                 );
+            } else if is_empty_record_file(&p) {
+                // Record files appear on first use; an empty one is the same as none.
             } else {
                 out.insert(rel, format!("{} bytes", md.len()));
             }
@@ -103,6 +105,20 @@ fn store_listing(s: &Sandbox) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(&root, &root, &mut out);
     out
+}
+
+/// Whether `path` is `layers.json` or `images.json` recording nothing.
+fn is_empty_record_file(path: &Path) -> bool {
+    let key = match path.file_name().and_then(|n| n.to_str()) {
+        Some("layers.json") => "layers",
+        Some("images.json") => "images",
+        _ => return false,
+    };
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v[key].as_array().map(Vec::is_empty))
+        .unwrap_or(false)
 }
 
 /// Asserts that `out` is a refusal: exit 125, `Error:` on stderr mentioning each of `needles`
@@ -836,6 +852,57 @@ fn hostile_layers_are_refused() {
         );
     }
     assert!(!s.path("escape").exists() && !s.path("root/escape").exists());
+}
+
+/// A symlink to an absolute host path in one layer and a file written through it by the next:
+/// with vfs (which unpacks each layer onto a copy of the one below) the write must be
+/// refused; with overlay (each layer in its own directory) it may only create a directory in
+/// the upper layer. Either way nothing is written outside the store.
+#[test]
+fn symlink_from_a_lower_layer_is_not_followed() {
+    let Some(s) = sandbox() else { return };
+    let reg = Registry::start();
+    let victim = tempfile::tempdir().unwrap();
+    let target = victim.path().display().to_string();
+    let [l1, ..] = common::registry::standard_layers();
+    let mut lower = LayerTar::new();
+    lower.symlink("evil", &target);
+    let mut upper = LayerTar::new();
+    upper.file("evil/pwned", b"pwned\n", 0o644);
+    let dir = tempfile::tempdir().unwrap();
+    let img = ImageBuilder::new()
+        .layer(l1.clone(), Compression::Gzip)
+        .layer(lower.finish(), Compression::Gzip)
+        .layer(upper.finish(), Compression::Gzip)
+        .write_oci_layout(dir.path(), "x");
+    push_http(&reg, &img, "t/cross", "1", None);
+    let reference = reg.reference("t/cross:1");
+    for driver in ["vfs", "overlay"] {
+        let run = |args: &[&str]| {
+            s.cmd()
+                .args(["--storage-driver", driver])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        run(&["images"]);
+        let before = store_listing(&s);
+        let out = run(&["pull", "-q", "--tls-verify=false", &reference]);
+        if out.status.success() {
+            assert_eq!(driver, "overlay", "vfs followed the lower layer's symlink");
+            eprintln!("overlay: the upper layer's directory covers the symlink");
+            let out = run(&["run", "--rm", &reference, "sh", "-c", "cat /evil/pwned"]);
+            expect_ok(&out);
+            assert_eq!(text(&out.stdout), "pwned\n");
+        } else {
+            expect_refused(&s, &out, &["refusing layer entry"], &before);
+        }
+        assert_eq!(
+            entries(victim.path()),
+            Vec::<String>::new(),
+            "{driver} wrote outside"
+        );
+    }
 }
 
 #[test]
