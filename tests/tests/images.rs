@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::registry::{
-    go_arch, push, push_http, sha256_digest, standard_builder, standard_image, strings, BuiltImage,
-    Compression, ImageBuilder, ImageConfig, LayerTar, Registry, OCI_INDEX, OCI_MANIFEST,
-    STANDARD_KEEP, STANDARD_MOTD, STANDARD_OS_RELEASE,
+    go_arch, push, push_http, standard_builder, standard_image, strings, BuiltImage, Compression,
+    ImageBuilder, ImageConfig, LayerTar, Registry, OCI_INDEX, OCI_MANIFEST, STANDARD_KEEP,
+    STANDARD_MOTD, STANDARD_OS_RELEASE,
 };
 use common::{expect_code, expect_ok, sandbox, text, Sandbox};
 
@@ -569,23 +569,8 @@ fn push_with_credentials_and_pull_back() {
 }
 
 fn base64_of(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &c)| acc | (u32::from(c) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// podman (when installed) saves an image into an archive that rpod loads. podman runs with
@@ -1026,7 +1011,6 @@ fn manifest_for_another_platform_only_is_refused() {
         .unwrap();
     let out = s.run(&["pull", "--tls-verify=false", &reg.reference("t/multi:1")]);
     expect_refused(&s, &out, &["no manifest for", other], &before);
-    assert_eq!(sha256_digest(&index).len(), 71);
 }
 
 // ---------------------------------------------------------------------------------------------
