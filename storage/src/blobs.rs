@@ -140,25 +140,6 @@ impl BlobStore {
         Ok(BlobInfo { digest, size })
     }
 
-    /// Removes the temporary files that writers killed mid-blob left; returns how many. Only call it
-    /// when no writer can be at work (the image store does so under its exclusive work lock).
-    pub fn remove_temp_files(&self) -> Result<usize> {
-        let mut removed = 0;
-        let entries =
-            fs::read_dir(&self.dir).map_err(|e| StorageError::io("read", &self.dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::io("read", &self.dir, e))?;
-            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StorageError::io("remove", entry.path(), e)),
-                }
-            }
-        }
-        Ok(removed)
-    }
-
     /// Removes the blob; returns whether it was present.
     pub fn remove(&self, digest: &Digest) -> Result<bool> {
         let path = self.path(digest);
@@ -170,6 +151,30 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(StorageError::io("remove blob", path, e)),
         }
+    }
+
+    /// Removes the temporary files of interrupted writes (a writer killed before its rename leaves its
+    /// `.tmp-*` file behind). Only for a caller that knows no write is under way (the image store calls it
+    /// holding its work lock exclusively). Returns how many were removed.
+    pub fn remove_temp_files(&self) -> Result<usize> {
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| StorageError::io("read", &self.dir, e))?;
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("read", &self.dir, e))?;
+            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("remove temporary blob", entry.path(), e)),
+            }
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
     }
 
     /// The digests of all stored blobs, sorted. Temporary files and foreign names are ignored.

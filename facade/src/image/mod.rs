@@ -100,7 +100,8 @@ pub struct ImageInspect {
     pub os: String,
     /// Uncompressed size.
     pub size: u64,
-    /// The layers: type and diff IDs.
+    /// The layers as podman shows them: `{"Type": "layers", "Layers": [diff IDs]}`.
+    #[serde(rename = "RootFS")]
     pub root_fs: serde_json::Value,
     /// The storage driver and its layer IDs.
     pub graph_driver: BTreeMap<String, serde_json::Value>,
@@ -210,7 +211,10 @@ impl Runtime {
             architecture: text("architecture"),
             os: text("os"),
             size: image.size,
-            root_fs: raw.get("rootfs").cloned().unwrap_or_default(),
+            root_fs: serde_json::json!({
+                "Type": raw.pointer("/rootfs/type").cloned().unwrap_or_default(),
+                "Layers": raw.pointer("/rootfs/diff_ids").cloned().unwrap_or_default(),
+            }),
             config,
             graph_driver,
             manifest_type: image.manifest_type.clone(),

@@ -292,8 +292,8 @@ impl Store {
         Ok(removed)
     }
 
-    /// Removes layers and blobs no image owns (what a killed pull or removal left), unless a pull, import or
-    /// load is under way (then nothing is done and `Ok(false)` is returned).
+    /// Removes layers and blobs no image owns, and blob temp files (what a killed pull or removal left),
+    /// unless a pull, import or load is under way (then nothing is done and `Ok(false)` is returned).
     pub fn gc(&self) -> ImageResult<bool> {
         let Some(_work) = flock(
             &self.meta.work_lock_path(),
@@ -305,7 +305,7 @@ impl Store {
         let lock = self.meta.lock()?;
         let images = self.meta.load(&lock)?;
         self.remove_unowned(&images, None)?;
-        // Half-written blobs of killed writers: none is at work while we hold the lock.
+        // Every blob writer holds the work lock: a temp file now is a killed writer's.
         self.blobs.remove_temp_files()?;
         Ok(true)
     }
@@ -371,9 +371,26 @@ impl Store {
             None => {
                 let mut all = self.layers.layers()?;
                 all.retain(|l| !l.rw);
-                // Children after parents in creation order: delete newest first.
-                all.sort_by_key(|l| std::cmp::Reverse(l.created));
-                all.into_iter().map(|l| l.id).collect()
+                // Children before parents: deepest first. (Creation times have one-second granularity:
+                // a chain unpacked within one second would come out in any order, and a parent met
+                // before its child is kept as "has children".)
+                let parents: std::collections::BTreeMap<&str, &str> = all
+                    .iter()
+                    .filter_map(|l| Some((l.id.as_str(), l.parent.as_deref()?)))
+                    .collect();
+                let depth = |id: &str| {
+                    let mut cur = id;
+                    let mut d = 0usize;
+                    while let Some(p) = parents.get(cur).filter(|_| d <= parents.len()) {
+                        cur = p;
+                        d += 1;
+                    }
+                    d
+                };
+                let mut ordered: Vec<(usize, String)> =
+                    all.iter().map(|l| (depth(&l.id), l.id.clone())).collect();
+                ordered.sort_by_key(|o| std::cmp::Reverse(o.0));
+                ordered.into_iter().map(|(_, id)| id).collect()
             }
         };
         for id in candidates {

@@ -239,12 +239,16 @@ pub(super) fn classify(method: &str, url: &str, source: ureq::Error) -> Registry
         | ureq::Error::ConnectionFailed
         | ureq::Error::Timeout(_)
         | ureq::Error::Tls(_) => true,
+        // rustls reports a failed handshake (e.g. a plain-HTTP server answering the ClientHello)
+        // as an I/O error of kind InvalidData: a connection-level failure too, so that an
+        // insecure registry falls back to plain HTTP.
         ureq::Error::Io(e) => matches!(
             e.kind(),
             io::ErrorKind::ConnectionRefused
                 | io::ErrorKind::AddrNotAvailable
                 | io::ErrorKind::NotConnected
                 | io::ErrorKind::TimedOut
+                | io::ErrorKind::InvalidData
         ),
         _ => false,
     };
