@@ -202,7 +202,9 @@ pub fn run() -> Result<()> {
     bench::build_busybox_rootfs(&rootfs)?;
     std::fs::write(rootfs.join("var/www/index.html"), PAGE)?;
     let tarball = demo.dir.path().join("rootfs.tar");
-    println!("\n$ tar -C rootfs --numeric-owner -cf rootfs.tar .   # busybox-static root filesystem");
+    println!(
+        "\n$ tar -C rootfs --numeric-owner -cf rootfs.tar .   # busybox-static root filesystem"
+    );
     util::run(
         Command::new("tar")
             .arg("-C")

@@ -2,8 +2,9 @@
 //! store fresh and private to the run:
 //!
 //! - `pull` of a ~100 MB, three-layer image (random, incompressible file content, gzip layers)
-//!   from a loopback `docker-registry` (its own data dir, `127.0.0.1:<free port>`; the image is
-//!   built here as an OCI layout and pushed with an isolated `skopeo`); every measured pull
+//!   from a loopback `docker-registry` (its own data dir, `127.0.0.1:<free port>`, TLS with a
+//!   throw-away self-signed certificate; the image is built here as an OCI layout and uploaded
+//!   with `curl` through the registry API); every measured pull
 //!   starts on a brand-new store; wall time and peak RSS (GNU time's `%M`) per run;
 //! - unpacking one layer blob: `rpod import BLOB` (blob stored + unpacked + recorded) against
 //!   `tar -xzf BLOB` (the floor) and `gzip -dc BLOB` (decompression alone);
@@ -249,10 +250,15 @@ impl World {
         Ok(vec![
             "--root".into(),
             root.join("root").display().to_string(),
+            // podman refuses a run root longer than 50 characters: a short one on tmpfs.
             "--runroot".into(),
-            root.join("runroot").display().to_string(),
+            self.shm.path().join(format!("p{n}r")).display().to_string(),
             "--tmpdir".into(),
-            self.shm.path().join(format!("podman-{n}")).display().to_string(),
+            self.shm
+                .path()
+                .join(format!("podman-{n}"))
+                .display()
+                .to_string(),
             "--storage-driver".into(),
             "overlay".into(),
             "--runtime".into(),
@@ -306,6 +312,30 @@ impl World {
         fs::create_dir_all(&data)?;
         let config = self.path("registry/config.yml");
         let log_path = self.path("registry/log");
+        // TLS with a throw-away self-signed certificate: `--tls-verify=false` then means "any
+        // certificate" for both engines. (Plain HTTP would need rpod's https-then-http fallback,
+        // which does not trigger against a plain-HTTP registry: see BENCHMARKS.md.)
+        let (cert, key) = (
+            self.path("registry/cert.pem"),
+            self.path("registry/key.pem"),
+        );
+        quiet(
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        )
+        .context("making the registry's certificate (openssl)")?;
         for _ in 0..8 {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let addr = format!("127.0.0.1:{port}");
@@ -314,8 +344,11 @@ impl World {
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {addr}\n  secret: rpod-bench-secret\n",
-                    data.display()
+                     http:\n  addr: {addr}\n  secret: rpod-bench-secret\n  \
+                     tls:\n    certificate: {}\n    key: {}\n",
+                    data.display(),
+                    cert.display(),
+                    key.display()
                 ),
             )?;
             let log = fs::File::create(&log_path)?;
@@ -336,7 +369,8 @@ impl World {
                         break;
                     }
                 }
-                if http_status(&addr, "/v2/").is_ok_and(|s| s == 200) {
+                // A TLS server answers a plain HTTP request with 400: it is up.
+                if http_status(&addr, "/v2/").is_ok_and(|s| s == 400) {
                     eprintln!("xtask bench: docker-registry on {addr}");
                     return Ok(());
                 }
@@ -375,9 +409,13 @@ impl World {
                 "--root".into(),
                 root.join("root").display().to_string(),
                 "--runroot".into(),
-                root.join("runroot").display().to_string(),
+                self.shm.path().join(format!("p{n}r")).display().to_string(),
                 "--tmpdir".into(),
-                self.shm.path().join(format!("podman-{n}")).display().to_string(),
+                self.shm
+                    .path()
+                    .join(format!("podman-{n}"))
+                    .display()
+                    .to_string(),
                 "--storage-driver".into(),
                 "overlay".into(),
                 "--runtime".into(),
@@ -406,7 +444,11 @@ impl World {
                 "--runroot".into(),
                 root.join("runroot").display().to_string(),
                 "--tmpdir".into(),
-                self.shm.path().join(format!("rpod-{n}")).display().to_string(),
+                self.shm
+                    .path()
+                    .join(format!("rpod-{n}"))
+                    .display()
+                    .to_string(),
                 "--lock-name".into(),
                 format!("/rpod_bench_img_{}_{n}", std::process::id()),
             ];
@@ -770,31 +812,87 @@ fn build_big_image(world: &World) -> Result<(PathBuf, PathBuf, Vec<u64>)> {
     Ok((layout, first_blob, sizes))
 }
 
-/// `skopeo copy oci:LAYOUT docker://ADDR/REPO:latest`, isolated from the host's configuration.
-fn push(world: &World, layout: &Path) -> Result<()> {
-    let p = world.path("podman");
-    let mut c = Command::new("skopeo");
-    c.arg("--policy")
-        .arg(p.join("policy.json"))
-        .arg("--registries.d")
-        .arg(p.join("cni"))
-        .arg("--tmpdir")
-        .arg(world.path("tmp"))
-        .env("REGISTRY_AUTH_FILE", world.path("auth.json"))
-        .env("CONTAINERS_REGISTRIES_CONF", p.join("registries.conf"))
-        .env("HOME", world.path("home"))
-        .env("TMPDIR", world.path("tmp"))
-        .args([
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-no-creds",
-        ])
-        .arg(format!("oci:{}", layout.display()))
-        .arg(format!("docker://{}/{BIG_REPO}:latest", world.registry_addr));
+/// `curl` against the loopback registry (any certificate, never a proxy).
+fn curl(world: &World) -> Command {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "-k", "--noproxy", "*", "--fail"])
+        .env("HOME", world.path("home"));
     no_proxy(&mut c);
-    quiet(&mut c)?;
+    c
+}
+
+/// Uploads the layout's blobs and its manifest to `ADDR/REPO:latest` with the registry API
+/// (a POST to start each upload, one PUT with the whole blob): no client that keeps caches or
+/// reads the host's container configuration is involved.
+fn push(world: &World, layout: &Path) -> Result<()> {
+    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json"))?)?;
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .context("index.json without a manifest")?;
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest_path = blob(manifest_digest);
+    let manifest: Value = serde_json::from_slice(&fs::read(&manifest_path)?)?;
+    let mut digests = vec![manifest["config"]["digest"]
+        .as_str()
+        .context("manifest without a config")?
+        .to_owned()];
+    for l in manifest["layers"]
+        .as_array()
+        .context("manifest without layers")?
+    {
+        digests.push(
+            l["digest"]
+                .as_str()
+                .context("layer without digest")?
+                .to_owned(),
+        );
+    }
+    let base = format!("https://{}/v2/{BIG_REPO}", world.registry_addr);
+    for digest in &digests {
+        let headers = quiet(
+            curl(world)
+                .args(["-X", "POST", "-D", "-", "-o", "/dev/null"])
+                .arg(format!("{base}/blobs/uploads/")),
+        )?;
+        let location = headers
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_owned())
+            })
+            .context("the registry started an upload without a Location")?;
+        let location = if location.starts_with('/') {
+            format!("https://{}{location}", world.registry_addr)
+        } else {
+            location
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        quiet(
+            curl(world)
+                .args(["-o", "/dev/null", "-X", "PUT"])
+                .args(["-H", "Content-Type: application/octet-stream"])
+                .arg("-T")
+                .arg(blob(digest))
+                .arg(format!("{location}{sep}digest={digest}")),
+        )?;
+    }
+    quiet(
+        curl(world)
+            .args(["-o", "/dev/null", "-X", "PUT"])
+            .args([
+                "-H",
+                "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            ])
+            .arg("-T")
+            .arg(&manifest_path)
+            .arg(format!("{base}/manifests/latest")),
+    )?;
+    eprintln!("xtask bench: pushed {BIG_REPO}:latest ({manifest_digest})");
     Ok(())
 }
 
@@ -841,7 +939,17 @@ fn bench(world: &World, args: &BenchArgs) -> Result<String> {
     })?;
     let podman_pull = repeated(world, "podman pull", 1, runs, || {
         let flags = world.new_podman_root()?;
-        Ok(world.podman(&flags, &["pull", "--tls-verify=false", &reference]))
+        let policy = world.path("podman/policy.json").display().to_string();
+        Ok(world.podman(
+            &flags,
+            &[
+                "pull",
+                "--tls-verify=false",
+                "--signature-policy",
+                &policy,
+                &reference,
+            ],
+        ))
     })?;
     world.cleanup()?;
 
@@ -865,13 +973,12 @@ fn bench(world: &World, args: &BenchArgs) -> Result<String> {
         }
         fs::create_dir_all(&dest)?;
         let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg(format!(
-                "tar -xzf {} -C {} && sync -f {}",
-                util::shell_quote(&blob),
-                util::shell_quote(&dest.display().to_string()),
-                util::shell_quote(&dest.display().to_string())
-            ));
+        c.arg("-c").arg(format!(
+            "tar -xzf {} -C {} && sync -f {}",
+            util::shell_quote(&blob),
+            util::shell_quote(&dest.display().to_string()),
+            util::shell_quote(&dest.display().to_string())
+        ));
         Ok(c)
     })?;
     let gunzip = repeated(world, "gzip -dc > /dev/null", 1, runs, || {
@@ -964,7 +1071,13 @@ fn bench(world: &World, args: &BenchArgs) -> Result<String> {
     let kernel = util::first_line_or_unknown("uname", &["-r"]);
     let rpod_version = util::first_line_or_unknown(
         "git",
-        &["-C", &util::repo_root().display().to_string(), "describe", "--always", "--dirty"],
+        &[
+            "-C",
+            &util::repo_root().display().to_string(),
+            "describe",
+            "--always",
+            "--dirty",
+        ],
     );
     writeln!(
         out,
@@ -979,10 +1092,10 @@ fn bench(world: &World, args: &BenchArgs) -> Result<String> {
     )?;
     writeln!(
         out,
-        "Versions: rpod `{rpod_version}` · {} · {} · skopeo `{}` · hyperfine `{}`\n",
+        "Versions: rpod `{rpod_version}` · {} · {} · {} · hyperfine `{}`\n",
         util::first_line_or_unknown("podman", &["--version"]),
         util::first_line_or_unknown("runc", &["--version"]),
-        util::first_line_or_unknown("skopeo", &["--version"]),
+        util::first_line_or_unknown("docker-registry", &["--version"]),
         util::first_line_or_unknown("hyperfine", &["--version"]),
     )?;
     writeln!(
@@ -1004,7 +1117,10 @@ fn bench(world: &World, args: &BenchArgs) -> Result<String> {
     let pull_ratio = ratio(&rpod_pull, &podman_pull);
     row(
         &rpod_pull,
-        format!("≤ 0.6× podman: {pull_ratio:.2}× {}", mark(pull_ratio <= 0.6)),
+        format!(
+            "≤ 0.6× podman: {pull_ratio:.2}× {}",
+            mark(pull_ratio <= 0.6)
+        ),
         format!("≤ 48 MiB {}", mark(rpod_pull.rss_mib() <= 48.0)),
     );
     row(&podman_pull, "–".into(), "–".into());
@@ -1037,8 +1153,9 @@ fn bench(world: &World, args: &BenchArgs) -> Result<String> {
     writeln!(
         out,
         "\nThe pulled image: 3 gzip layers of {} bytes ({:.1} MB in all; 1 MiB files of random \
-         bytes, {SMALL_FILES} 4 KiB files per layer, busybox in the first), pushed with skopeo to \
-         `docker-registry` on `127.0.0.1:<free port>` (its own data dir). The unpacked blob is \
+         bytes, {SMALL_FILES} 4 KiB files per layer, busybox in the first, `gzip -n`), uploaded with \
+         `curl` to `docker-registry` on `127.0.0.1:<free port>` (its own data dir; TLS with a \
+         throw-away self-signed certificate, both engines with `--tls-verify=false`). The unpacked blob is \
          that first layer ({blob_size} bytes). Each pull and each `rpod import` runs on a \
          brand-new store (a warm-up run first, not counted; the registry's files are in the page \
          cache). Wall time: `run`/`images` by `hyperfine -N` ({} runs, {} warm-up), the others \
@@ -1052,7 +1169,10 @@ fn bench(world: &World, args: &BenchArgs) -> Result<String> {
         args.runs,
         args.warmup.max(1),
     )?;
-    writeln!(out, "\nCommands (`$DIR` on disk, `$SHM` on tmpfs, both this run's own):\n")?;
+    writeln!(
+        out,
+        "\nCommands (`$DIR` on disk, `$SHM` on tmpfs, both this run's own):\n"
+    )?;
     for s in [
         &rpod_pull,
         &podman_pull,
