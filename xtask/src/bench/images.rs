@@ -226,8 +226,9 @@ impl World {
         Ok(vec![
             "--root".into(),
             root.join("root").display().to_string(),
+            // On tmpfs, as podman's (and as the default /run/containers/storage is).
             "--runroot".into(),
-            root.join("runroot").display().to_string(),
+            self.shm.path().join(format!("r{n}r")).display().to_string(),
             "--tmpdir".into(),
             tmp.display().to_string(),
             "--lock-name".into(),
@@ -442,7 +443,7 @@ impl World {
                 "--root".into(),
                 root.join("root").display().to_string(),
                 "--runroot".into(),
-                root.join("runroot").display().to_string(),
+                self.shm.path().join(format!("r{n}r")).display().to_string(),
                 "--tmpdir".into(),
                 self.shm
                     .path()
