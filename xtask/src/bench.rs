@@ -18,7 +18,8 @@
 //!   guards and the final check), [`measure`] (hyperfine and GNU time),
 //!   [`process`] (running commands), [`sweep`], [`floor`] and [`cni_floor`];
 //! - the results: [`report`] (the markdown tables) and [`markdown`]
-//!   (writing them into BENCHMARKS.md).
+//!   (writing them into BENCHMARKS.md);
+//! - `--images`: the image benchmarks ([`images`]: pull, unpack, `run --rm IMAGE`, `images`).
 
 use std::fs;
 
@@ -28,6 +29,7 @@ mod cases;
 mod cni_floor;
 mod criterion;
 mod floor;
+mod images;
 mod isolation;
 mod markdown;
 mod measure;
@@ -85,12 +87,24 @@ pub struct BenchArgs {
     /// Do not check/install Debian packages (podman, hyperfine, time, ...).
     #[arg(long)]
     pub skip_deps: bool,
+    /// Run the image benchmarks instead (pull from a loopback registry, layer unpack,
+    /// `run --rm IMAGE true`, `images` with 100 images; rpod and podman on fresh stores);
+    /// `--write` writes them into their own section of BENCHMARKS.md.
+    #[arg(long, conflicts_with_all = ["criterion", "filter", "quick"])]
+    pub images: bool,
+    /// With `--images`: timed runs of each pull and unpack case (each on a fresh store).
+    #[arg(long, default_value_t = 5)]
+    pub pull_runs: u32,
 }
 
 /// Runs the benchmarks.
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.criterion {
         return criterion::run(args);
+    }
+    if args.images {
+        ensure!(args.pull_runs >= 1, "--pull-runs must be at least 1");
+        return images::run(args);
     }
     ensure!(args.runs >= 2, "--runs must be at least 2");
     ensure!(args.rss_runs >= 1, "--rss-runs must be at least 1");

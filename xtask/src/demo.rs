@@ -1,14 +1,19 @@
-//! `cargo xtask demo`: the README's main job. A real pod on a real CNI bridge network: a busybox
-//! `httpd` listening on the pod's port 80 in one container, the pod publishing it on
-//! `127.0.0.1:<free port>` of the host; the page is fetched with `wget` from a second container of
-//! the same pod and from the host (a plain HTTP GET); then `pod ps`, `ps`, `port`, `logs`, and a
-//! full cleanup.
+//! `cargo xtask demo`: the README's main job. A real pod on a real CNI bridge network, its
+//! containers run from an image: the demo lays out a root filesystem holding the host's static
+//! busybox, tars it and makes it an image with `rpod import --change 'CMD ["/bin/sh"]' rootfs.tar
+//! localhost/rpod-demo:latest` (no registry involved). A busybox `httpd` from that image listens
+//! on the pod's port 80 in one container, the pod publishing it on `127.0.0.1:<free port>` of the
+//! host; the page is fetched with `wget` from a second container of the same pod (same image) and
+//! from the host (a plain HTTP GET); then `images`, `pod ps`, `ps`, `port`, `logs`, and a full
+//! cleanup (`rmi` included).
 //!
 //! Everything lives in its own root, run root and tmp dir (printed). Its only configuration is a
 //! `libpod.conf` giving the demo its own network: CNI config dir and IPAM dir inside its temp
 //! dir, bridge `rpoddemo0`, subnet 10.81.0.0/24 (the embedded defaults otherwise), so the demo
-//! never reads or touches a user's configuration, state or networks. The cleanup (also after a
-//! failure) removes the pod, resets the state and deletes the bridge.
+//! never reads or touches a user's configuration, state or networks. The image store lives in the
+//! same root (the embedded default storage driver). The cleanup (also after a failure) removes
+//! the pod and the image, resets the state, deletes the bridge and unmounts anything still
+//! mounted under the demo's directories before they are deleted.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,6 +31,8 @@ const PAGE: &str = "Hello from an rpod pod!\n";
 const NETWORK: &str = "rpoddemo0";
 /// The demo network's subnet.
 const SUBNET: &str = "10.81.0.0/24";
+/// The image the demo imports and runs.
+const IMAGE: &str = "localhost/rpod-demo:latest";
 
 /// The demo's private world: directories, lock segment and cgroup parent.
 struct Demo {
@@ -73,7 +80,19 @@ impl Demo {
     /// Removes everything the demo made (also after a failure).
     fn cleanup(&self) {
         let _ = self.cmd().args(["pod", "rm", "-f", "demo"]).output();
+        let _ = self.cmd().args(["rmi", "-f", IMAGE]).output();
         let _ = self.cmd().args(["system", "reset", "--force"]).output();
+        // Nothing should be mounted under our directories any more; if a failure left a layer
+        // mounted, detach it so that the temporary directories can be deleted.
+        for dir in [self.dir.path(), self.tmp.path()] {
+            for m in mounts_under(dir) {
+                let _ = Command::new("umount")
+                    .arg("-l")
+                    .arg(&m)
+                    .stderr(std::process::Stdio::null())
+                    .output();
+            }
+        }
         // The bridge plugin leaves the bridge (shared by a network's containers) behind.
         let _ = Command::new("ip")
             .args(["link", "del", NETWORK])
@@ -92,6 +111,23 @@ impl Drop for Demo {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// Mount points at or under `dir` (from `/proc/self/mountinfo`), deepest first.
+pub(crate) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // mountinfo escapes blanks as octal; our temp dirs have none.
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    found.dedup();
+    found
 }
 
 fn remove_cgroup_tree(dir: &Path) {
@@ -161,10 +197,27 @@ pub fn run() -> Result<()> {
         "    config:   {} (its own network {NETWORK}: bridge {NETWORK}, {SUBNET}; built-in defaults otherwise)",
         demo.dir.path().join("etc/libpod.conf").display()
     );
+    // The image: a busybox root filesystem, as a tarball, imported into the demo's image store.
     let rootfs = demo.dir.path().join("rootfs");
     bench::build_busybox_rootfs(&rootfs)?;
     std::fs::write(rootfs.join("var/www/index.html"), PAGE)?;
-    let r = rootfs.display().to_string();
+    let tarball = demo.dir.path().join("rootfs.tar");
+    println!(
+        "\n$ tar -C rootfs --numeric-owner -cf rootfs.tar .   # busybox-static root filesystem"
+    );
+    util::run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["--numeric-owner", "-cf"])
+            .arg(&tarball)
+            .arg("."),
+    )?;
+    std::fs::remove_dir_all(&rootfs)?;
+    let tar = tarball.display().to_string();
+    demo.rpod(&["import", "--change", r#"CMD ["/bin/sh"]"#, &tar, IMAGE])?;
+    demo.rpod(&["images"])?;
+    let r = "localhost/rpod-demo";
 
     let port = free_port()?;
     let publish = format!("127.0.0.1:{port}:80");
@@ -180,8 +233,8 @@ pub fn run() -> Result<()> {
     ])?;
     let infra = format!("{}-infra", pod_id.trim().get(..12).unwrap_or_default());
     demo.rpod(&[
-        "create", "--pod", "demo", "--name", "web", "--rootfs", &r, "httpd", "-f", "-v", "-p",
-        "80", "-h", "/var/www",
+        "create", "--pod", "demo", "--name", "web", "--pull", "never", r, "httpd", "-f", "-v",
+        "-p", "80", "-h", "/var/www",
     ])?;
     demo.rpod(&["pod", "start", "demo"])?;
     // httpd needs a moment to bind; retry the fetch briefly.
@@ -192,8 +245,9 @@ pub fn run() -> Result<()> {
             "--rm",
             "--pod",
             "demo",
-            "--rootfs",
-            &r,
+            "--pull",
+            "never",
+            r,
             "wget",
             "-q",
             "-O",
@@ -225,10 +279,17 @@ pub fn run() -> Result<()> {
     demo.rpod(&["logs", "web"])?;
     demo.rpod(&["pod", "stop", "-t", "2", "demo"])?;
     demo.rpod(&["pod", "rm", "-f", "demo"])?;
+    demo.rpod(&["rmi", IMAGE])?;
+    demo.rpod(&["images"])?;
     demo.rpod(&["system", "reset", "--force"])?;
+    let left = mounts_under(demo.dir.path());
+    if !left.is_empty() {
+        bail!("mounts left under the demo's root: {left:?}");
+    }
     println!(
-        "\n==> demo finished: a second container of the pod and the host (through the published \
-         port {port}) fetched the page; everything was removed"
+        "\n==> demo finished: containers of the imported image {IMAGE} served the page to a \
+         second container of the pod and to the host (through the published port {port}); \
+         everything was removed"
     );
     Ok(())
 }

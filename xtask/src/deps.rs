@@ -26,6 +26,9 @@ pub const PACKAGES: &[&str] = &[
     "docker-registry",
     "skopeo",
     "apache2-utils",
+    // the image benchmark's loopback registry serves TLS with a throw-away certificate
+    "openssl",
+    "curl",
 ];
 
 /// Extra package for the rpod-vs-podman benchmarks only.

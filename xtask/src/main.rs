@@ -9,7 +9,8 @@
 //!   GNU time), optionally written into `BENCHMARKS.md`; `--criterion` runs
 //!   the libraries' criterion benches instead (`--criterion --write` writes
 //!   their results into `BENCHMARKS.md` too).
-//! - `demo`: the README's main job: a real pod (web server + client) on the
+//! - `demo`: the README's main job: a real pod (web server + client), its containers run
+//!   from an image the demo imports from a busybox tarball, on the
 //!   embedded defaults, in its own root, then cleaned up.
 //! - `faults`: the fault-injection run: `rpod` killed at random points of
 //!   every mutating verb, then invariants checked; `--damage` runs the
@@ -44,7 +45,8 @@ enum Cmd {
     Ci(ci::CiArgs),
     /// Benchmark whole rpod commands against podman.
     Bench(bench::BenchArgs),
-    /// Run a real pod with a web server and a client container, then clean up.
+    /// Run a real pod (web server + client) from an image imported from a busybox tarball, then
+    /// clean up.
     Demo,
     /// Kill rpod at random points of every mutating verb and check that
     /// nothing is left inconsistent; `--damage`: damaged-state scenarios.
