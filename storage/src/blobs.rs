@@ -29,6 +29,60 @@ pub struct BlobStore {
     dir: PathBuf,
 }
 
+/// A blob being written ([`BlobStore::writer`]).
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: io::BufWriter<tempfile::NamedTempFile>,
+    path: PathBuf,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A reader that copies every byte it reads into a writer (a blob being stored while it is unpacked).
+#[derive(Debug)]
+pub struct Tee<R, W> {
+    reader: R,
+    writer: W,
+}
+
+impl<R: Read, W: Write> Tee<R, W> {
+    /// Reads from `reader`, copying into `writer`.
+    pub fn new(reader: R, writer: W) -> Self {
+        Tee { reader, writer }
+    }
+
+    /// Reads the rest of the stream (copying it), so the writer holds the whole blob.
+    pub fn drain(&mut self) -> io::Result<u64> {
+        io::copy(self, &mut io::sink())
+    }
+
+    /// The writer back.
+    pub fn into_writer(self) -> W {
+        self.writer
+    }
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.writer.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// What [`BlobStore::put`] stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
@@ -90,14 +144,7 @@ impl BlobStore {
     }
 
     fn write(&self, mut reader: impl Read, expected: Option<&Digest>) -> Result<BlobInfo> {
-        // NamedTempFile removes the file when dropped, which covers every early return below.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.dir)
-            .map_err(|e| StorageError::io("create temporary blob in", &self.dir, e))?;
-        let tmp_path = tmp.path().to_owned();
-        let mut hasher = sha2::Sha256::new();
-        let mut size = 0u64;
+        let mut w = self.writer()?;
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = match reader.read(&mut buf) {
@@ -111,12 +158,39 @@ impl BlobStore {
                     })
                 }
             };
-            let chunk = &buf[..n];
-            hasher.update(chunk);
-            tmp.write_all(chunk)
-                .map_err(|e| StorageError::io("write", &tmp_path, e))?;
-            size += n as u64;
+            w.write_all(&buf[..n])
+                .map_err(|e| StorageError::io("write", &w.path, e))?;
         }
+        self.commit(w, expected)
+    }
+
+    /// A writer of a new blob whose bytes are hashed as they are written; [`commit`](Self::commit) verifies
+    /// and stores it. Dropped uncommitted, it leaves nothing. Lets a blob be stored while another reader (an
+    /// unpacker) consumes the same stream: see [`Tee`].
+    pub fn writer(&self) -> Result<BlobWriter> {
+        // NamedTempFile removes the file when dropped, which covers every early return.
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.dir)
+            .map_err(|e| StorageError::io("create temporary blob in", &self.dir, e))?;
+        let path = tmp.path().to_owned();
+        Ok(BlobWriter {
+            file: io::BufWriter::with_capacity(CHUNK, tmp),
+            path,
+            hasher: sha2::Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Stores what `w` received under its digest, which must be `expected` when given (on a mismatch nothing
+    /// is stored and the error names both digests).
+    pub fn commit(&self, w: BlobWriter, expected: Option<&Digest>) -> Result<BlobInfo> {
+        let BlobWriter {
+            file,
+            path: tmp_path,
+            hasher,
+            size,
+        } = w;
         let digest = Digest::from_hasher(hasher);
         if let Some(expected) = expected {
             if *expected != digest {
@@ -127,10 +201,13 @@ impl BlobStore {
                 });
             }
         }
-        let file = tmp.as_file();
-        file.set_permissions(Permissions::from_mode(BLOB_MODE))
+        let tmp = file
+            .into_inner()
+            .map_err(|e| StorageError::io("write", &tmp_path, e.into_error()))?;
+        let f = tmp.as_file();
+        f.set_permissions(Permissions::from_mode(BLOB_MODE))
             .map_err(|e| StorageError::io("chmod", &tmp_path, e))?;
-        file.sync_all()
+        f.sync_all()
             .map_err(|e| StorageError::io("fsync", &tmp_path, e))?;
         let dest = self.path(&digest);
         tmp.persist(&dest)

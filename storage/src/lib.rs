@@ -37,7 +37,7 @@ mod error;
 pub mod registry;
 mod unpack;
 
-pub use blobs::{BlobInfo, BlobStore};
+pub use blobs::{BlobInfo, BlobStore, BlobWriter, Tee};
 pub use digest::Digest;
 pub use error::{Result, StorageError};
 pub use unpack::{unpack_layer, Compression, LayerStats, WhiteoutMode};

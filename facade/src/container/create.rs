@@ -236,15 +236,8 @@ impl Runtime {
             .lookup(&config.image_id)
             .map_err(crate::image::image_err)?;
         let layer = store
-            .create_container_layer(&image)
+            .create_named_container_layer(&image, &config.id)
             .map_err(crate::image::image_err)?;
-        if let Err(e) = store
-            .layers()
-            .set_names(&layer.id, std::slice::from_ref(&config.id))
-        {
-            let _ = store.delete_container_layer(&layer.id);
-            return Err(crate::image::layer_err(e));
-        }
         config.rootfs_layer = layer.id;
         Ok(())
     }

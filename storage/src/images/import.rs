@@ -53,17 +53,16 @@ impl Store {
         name: Option<String>,
         options: &ImportOptions,
     ) -> ImageResult<Image> {
-        let blob = self.blobs.put_unverified(reader)?;
+        // One pass: the tarball is stored as a blob while it is unpacked.
+        let mut tee = crate::Tee::new(BufReader::new(reader), self.blobs.writer()?);
+        let layer = self.layers.create_layer_from_blob(None, &mut tee)?;
+        let blob = self.blobs.commit(tee.into_writer(), None)?;
         let mut head = Vec::with_capacity(4);
         self.blobs
             .open_blob(&blob.digest)?
             .take(4)
             .read_to_end(&mut head)
             .map_err(|e| ImageError::io("read blob", self.blobs.path(&blob.digest), e))?;
-        let file = self.blobs.open_blob(&blob.digest)?;
-        let layer = self
-            .layers
-            .create_layer_from_blob(None, BufReader::new(file))?;
         let diff_id = layer
             .diff_id
             .clone()

@@ -71,8 +71,8 @@ impl Store {
             Some(d) => d,
             None => Driver::detect(&options.graph_root)?,
         };
-        // The image records name layers of one driver: a store made with the other is refused
-        // (as containers/storage does) rather than shown with missing layers.
+        // The image records name layers of one driver: a store whose layers were made with the
+        // other is refused (as containers/storage does) rather than shown with missing layers.
         for other in [Driver::Overlay, Driver::Vfs]
             .into_iter()
             .filter(|d| *d != driver)
@@ -81,7 +81,16 @@ impl Store {
                 .graph_root
                 .join(format!("{}-layers", other.name()))
                 .join("layers.json");
-            if records.exists() {
+            let holds_layers = std::fs::read(&records)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| {
+                    v.get("layers")
+                        .and_then(|l| l.as_array())
+                        .map(|l| !l.is_empty())
+                })
+                .unwrap_or(false);
+            if holds_layers {
                 return Err(ImageError::DriverMismatch {
                     root: options.graph_root.clone(),
                     recorded: other.name(),
@@ -237,6 +246,14 @@ impl Store {
     /// without layers).
     pub fn create_container_layer(&self, image: &Image) -> ImageResult<Layer> {
         Ok(self.layers.create_rw_layer(image.top_layer())?)
+    }
+
+    /// [`create_container_layer`](Self::create_container_layer) named `name` (the container's ID), in one
+    /// record write.
+    pub fn create_named_container_layer(&self, image: &Image, name: &str) -> ImageResult<Layer> {
+        Ok(self
+            .layers
+            .create_rw_layer_named(image.top_layer(), &[name.to_owned()])?)
     }
 
     /// Deletes a container layer (unmounting it first if a count was left) — missing is fine.

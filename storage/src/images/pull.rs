@@ -190,19 +190,24 @@ impl Store {
                         size: manifest.layers[i].size,
                         skipped,
                     });
-                    let result: Arrival = client
-                        .fetch_blob(repo, digest, &self.blobs)
-                        .map_err(ImageError::from)
-                        .and_then(|_| {
-                            if !detached || stored {
-                                return Ok(None);
-                            }
-                            let file = self.blobs.open_blob(digest)?;
-                            Ok(Some(self.layers.prepare_layer(
-                                std::io::BufReader::new(file),
-                                &diff_ids[i],
-                            )?))
-                        });
+                    let result: Arrival = if detached && !stored && !skipped {
+                        self.stream_layer(client, repo, digest, &diff_ids[i])
+                            .map(Some)
+                    } else {
+                        client
+                            .fetch_blob(repo, digest, &self.blobs)
+                            .map_err(ImageError::from)
+                            .and_then(|_| {
+                                if !detached || stored {
+                                    return Ok(None);
+                                }
+                                let file = self.blobs.open_blob(digest)?;
+                                Ok(Some(self.layers.prepare_layer(
+                                    std::io::BufReader::new(file),
+                                    &diff_ids[i],
+                                )?))
+                            })
+                    };
                     let failed = result.is_err();
                     if tx.send((i, result)).is_err() || failed {
                         // Stop taking new blobs after a failure: the pull is over.
@@ -248,6 +253,40 @@ impl Store {
             }
             Ok(layers)
         })
+    }
+}
+
+impl Store {
+    /// Downloads a layer blob and unpacks it in the same pass (overlay), storing the blob as it goes: one
+    /// read of the network stream, no read back. The blob's digest is checked before anything is kept; when
+    /// the unpacker stops early on a damaged stream, the rest is still read so that a digest mismatch (the
+    /// cause) is what is reported.
+    fn stream_layer(
+        &self,
+        client: &Client,
+        repo: &str,
+        digest: &Digest,
+        diff_id: &Digest,
+    ) -> ImageResult<crate::layers::PreparedLayer> {
+        let body = client.blob_reader(repo, digest)?;
+        let mut tee = crate::Tee::new(
+            std::io::BufReader::with_capacity(256 * 1024, body),
+            self.blobs.writer()?,
+        );
+        let prepared = self.layers.prepare_layer(&mut tee, diff_id);
+        if prepared.is_err() && tee.drain().is_err() {
+            // The stream itself broke (a network error): that is the error to report.
+            return prepared.map_err(Into::into);
+        }
+        let committed = self
+            .blobs
+            .commit(tee.into_writer(), Some(digest))
+            .map_err(|e| ImageError::Registry(e.into()));
+        match (committed, prepared) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Ok(_), Ok(p)) => Ok(p),
+        }
     }
 }
 

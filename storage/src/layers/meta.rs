@@ -147,7 +147,8 @@ impl MetaPaths {
                 source,
             }
         })?;
-        write_atomic(&path, &data)
+        // The run root does not outlive a boot (tmpfs): atomic, but not synced.
+        write_atomic_with(&path, &data, false)
     }
 }
 
@@ -199,6 +200,12 @@ pub(crate) fn create_dir(dir: &Path) -> LayerResult<()> {
 
 /// Writes `data` to `path` through a temp file beside it (mode 0600), fsynced, renamed, directory fsynced.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> LayerResult<()> {
+    write_atomic_with(path, data, true)
+}
+
+/// [`write_atomic`], with the fsyncs only when `sync` (files of the run root need atomicity, not
+/// durability).
+pub(crate) fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> LayerResult<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -206,11 +213,21 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> LayerResult<()> {
         .tempfile_in(dir)
         .map_err(|e| LayerError::io("create temporary file in", dir, e))?;
     tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
+        .and_then(|()| {
+            if sync {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .map_err(|e| LayerError::io("write", tmp.path().to_owned(), e))?;
     tmp.persist(path)
         .map_err(|e| LayerError::io("rename into place", path, e.error))?;
-    sync_dir(dir)
+    if sync {
+        sync_dir(dir)
+    } else {
+        Ok(())
+    }
 }
 
 /// fsyncs a directory so that a rename or unlink in it is durable.

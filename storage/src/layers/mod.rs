@@ -270,9 +270,23 @@ impl LayerStore {
 
     /// Creates an empty writable layer on top of `parent` for a container, under a random ID.
     pub fn create_rw_layer(&self, parent: Option<&str>) -> LayerResult<Layer> {
+        self.create_rw_layer_named(parent, &[])
+    }
+
+    /// [`create_rw_layer`](Self::create_rw_layer) with names, recorded in the same write (names another layer
+    /// holds move to this one, as [`set_names`](Self::set_names)).
+    pub fn create_rw_layer_named(
+        &self,
+        parent: Option<&str>,
+        names: &[String],
+    ) -> LayerResult<Layer> {
         let (tmp, parent_layer) = self.start(parent)?;
         self.home.populate(&tmp, parent_layer.as_ref())?;
-        sync_fs(&tmp.path)?;
+        // An overlay container layer is empty directories: the rename and directory fsync in commit make it
+        // durable, no filesystem-wide sync is needed. A vfs one is a copy of its parent's files.
+        if self.home.driver == Driver::Vfs {
+            sync_fs(&tmp.path)?;
+        }
         let layer = Layer {
             id: meta::random_id()?,
             parent: parent.map(str::to_owned),
@@ -282,7 +296,7 @@ impl LayerStore {
             compressed_size: 0,
             created: now(),
             rw: true,
-            names: Vec::new(),
+            names: names.to_vec(),
             flags: BTreeMap::new(),
             link: self.home.link_of(&tmp)?,
         };
@@ -310,6 +324,9 @@ impl LayerStore {
         }
         let ancestors = ancestors(&layers, layer.parent.as_deref())?;
         self.home.commit(tmp, &layer.id, &ancestors)?;
+        for other in &mut layers {
+            other.names.retain(|n| !layer.names.contains(n));
+        }
         layers.push(layer.clone());
         self.meta.save(&lock, &layers)?;
         tracing::info!(id = layer.id, parent = ?layer.parent, rw = layer.rw, "created layer");

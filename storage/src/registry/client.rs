@@ -250,6 +250,18 @@ impl Client {
         Ok(info)
     }
 
+    /// Opens a blob's download as a stream (for a caller that stores it while it reads it, e.g. through a
+    /// [`Tee`](crate::Tee) into [`BlobStore::writer`]); the caller verifies the digest.
+    pub fn blob_reader(&self, repo: &str, digest: &Digest) -> Result<impl Read + Send + 'static> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
+        let resp = self.request("GET", &url, &pull_scope(repo), &[], None)?;
+        match resp.status().as_u16() {
+            200 => Ok(resp.into_body().into_reader()),
+            404 => Err(self.not_found("blob", repo, &digest.to_string(), resp)),
+            _ => Err(self.unexpected("GET", &url, resp)),
+        }
+    }
+
     /// Uploads a blob of `size` bytes unless the repository already has it; returns whether it uploaded.
     ///
     /// Flow: `HEAD` the blob, `POST …/blobs/uploads/`, then one `PUT <Location>&digest=…` with the whole body
