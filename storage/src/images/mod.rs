@@ -252,8 +252,15 @@ impl Store {
             Err(LayerError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
+        // Another remover may race this one (a pod removal and the sweep of orphaned layers):
+        // the layer gone meanwhile is fine.
         while self.layers.mount_count(id)? > 0 {
-            self.layers.unmount(id)?;
+            match self.layers.unmount(id) {
+                Ok(_) => {}
+                Err(LayerError::NotFound { .. }) => return Ok(()),
+                Err(LayerError::NotMounted { .. }) => break,
+                Err(e) => return Err(e.into()),
+            }
         }
         match self.layers.delete_layer(id) {
             Ok(()) | Err(LayerError::NotFound { .. }) => Ok(()),
