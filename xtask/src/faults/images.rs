@@ -19,7 +19,7 @@
 //! mounts under the graph root are exactly the layers `mounts.json`
 //! counts, a running or paused container's layer is mounted and marked
 //! (`<runroot>/rpod-mounted/<id>`), no marker belongs to a container
-//! without a record or at rest (`exited`, `configured`); every image has
+//! without a record or an `exited` one; every image has
 //! its layers and blobs; and where the store must have been collected
 //! (after a successful `import`/`load` and after `image prune`) no blob,
 //! image layer or layer directory is left that no image owns.
@@ -375,9 +375,12 @@ pub fn observe(sb: &Sandbox) -> StoreSnapshot {
     snap
 }
 
-/// States in which a container's root filesystem is released (cleanup ran,
-/// or init never did).
-const AT_REST: &[&str] = &["exited", "configured"];
+/// States in which a container's root filesystem is released (cleanup
+/// ran). A `configured` container may keep the mount a killed `init` made:
+/// its marker makes the next init take it over (one count, not two) and its
+/// removal drops it, which the checks after the removal see (as with the
+/// network a killed `init` set up).
+const AT_REST: &[&str] = &["exited"];
 /// States in which a container's root filesystem must be mounted.
 const MOUNTED: &[&str] = &["running", "paused"];
 
