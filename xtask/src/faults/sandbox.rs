@@ -18,7 +18,12 @@
 //! network of its own; its clean-up first removes every pod and container
 //! with rpod (so rpod tears their networks down), and last unmounts
 //! namespace files left under its tmp dir, removes the iptables rules of
-//! its network and subnet and deletes the round's bridge. Nothing is
+//! its network and subnet and deletes the round's bridge. In an `--images`
+//! round ([`super::images`]) the round also holds the tarballs, the saved
+//! archive and the template store, which every sandbox's `--root` starts
+//! with. Every sandbox's clean-up ends by detaching whatever is still
+//! mounted under its directory (`umount -l`: layers `system reset` could
+//! not unmount, or mounts rpod lost count of). Nothing is
 //! selected by anything but these names and paths, so nothing that the round
 //! did not create is ever touched.
 
