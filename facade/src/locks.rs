@@ -188,10 +188,12 @@ impl crate::Runtime {
         let allocated = self.locks.allocated_ids()?;
         let all = self.state.view("")?;
         let mut named = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
         let mut listed: u64 = 0;
         // Streamed: a sweep over 10 000 containers does not hold them all in memory.
         all.for_each_container(&mut |c| {
             named.insert(c.config.lock_id);
+            ids.insert(c.config.id.clone());
             listed += 1;
             true
         })?;
@@ -209,6 +211,15 @@ impl crate::Runtime {
                 "not every record could be read: not reclaiming locks"
             );
             return Ok(0);
+        }
+        // A container's writable layer is created after its lock is allocated and deleted
+        // before its lock is freed, so a create or pod removal killed in between leaves both:
+        // the layer goes with the lock, under the same gate (no create is under way).
+        if self.images.options.graph_root.join("images").is_dir() {
+            let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            if let Err(e) = self.remove_orphan_layers(&ids) {
+                tracing::warn!(error = %e, "removing container layers no container owns");
+            }
         }
         let mut freed = 0;
         for id in allocated.into_iter().filter(|id| !named.contains(id)) {

@@ -205,17 +205,17 @@ impl Reserver {
 }
 
 impl Runtime {
-    /// Network teardown and root filesystem release for a container that may have held them
-    /// when the machine went down; failures are logged (the boot already released most of it).
     /// Deletes writable layers that no container record names (each is named after the
-    /// container it was made for). Only run at refresh: then no create of this boot is under way.
-    fn remove_orphan_layers(
+    /// container it was made for). Only run when no create is under way: at refresh, or while
+    /// holding the allocation gate exclusively (`sweep_leaked_locks`).
+    pub(crate) fn remove_orphan_layers(
         &self,
         ids: &std::collections::HashSet<&str>,
     ) -> Result<(), RuntimeError> {
         let store = self.image_store()?;
         let recorded: std::collections::HashSet<String> = self
             .state
+            .view("")?
             .all_containers()?
             .into_iter()
             .map(|c| c.config.rootfs_layer)
@@ -231,11 +231,18 @@ impl Runtime {
                 store
                     .delete_container_layer(&layer.id)
                     .map_err(crate::image::image_err)?;
+                for name in &layer.names {
+                    let _ = std::fs::remove_file(
+                        self.images.options.run_root.join("rpod-mounted").join(name),
+                    );
+                }
             }
         }
         Ok(())
     }
 
+    /// Network teardown and root filesystem release for a container that may have held them
+    /// when the machine went down; failures are logged (the boot already released most of it).
     fn release_after_reboot(&self, c: &rpod_state::ContainerRecord) {
         use crate::container::StatusRules;
         let st = c.state.status;

@@ -1,8 +1,8 @@
 //! `cargo xtask ci`: the whole CI pipeline, also run by `.ci/run`.
 //!
 //! The steps: deps, fmt, clippy, doc, test, then a short fault-injection
-//! round, a short one on a CNI network and the damaged-state round (`cargo xtask faults`,
-//! `--network`, `--damage`). Steps run in order
+//! round, a short one on a CNI network, a short one with images and the damaged-state round
+//! (`cargo xtask faults`, `--network`, `--images`, `--damage`). Steps run in order
 //! and the first failure stops the run with a
 //! `xtask ci: STEP failed` line and a non-zero exit code. Cargo uses its
 //! default target directory (or whatever `CARGO_TARGET_DIR` the caller set).
@@ -134,6 +134,10 @@ pub fn run(args: CiArgs) -> Result<()> {
         // The same on a CNI bridge network of the round's own: one trial per verb.
         step("faults --network", &mut || {
             faults::run(&FaultsArgs::ci_network())
+        })?;
+        // Containers from an imported image, and the image verbs: one trial per verb.
+        step("faults --images", &mut || {
+            faults::run(&FaultsArgs::ci_images())
         })?;
         step("faults --damage", &mut || {
             faults::run(&FaultsArgs {

@@ -317,7 +317,8 @@ impl Store {
     ///
     /// The archive's files are stored as blobs in one pass; the ones no loaded image references (such as
     /// `manifest.json`) are removed afterwards. Layers already in the store are not unpacked again. On an error,
-    /// images loaded before it stay, and what the failed one added is collected when no other work runs.
+    /// images loaded before it stay. Afterwards, as after a pull or import, what no image owns (what the failed
+    /// image added, what an earlier killed load left) is collected when no other work runs.
     pub fn load(&self, input: impl Read, path_for_errors: &Path) -> ImageResult<Vec<Image>> {
         let work = self.work()?;
         let before: BTreeSet<Digest> = self.blobs.list()?.into_iter().collect();
@@ -337,12 +338,11 @@ impl Store {
         if let Err(e) = self.remove_unowned_blobs(&metadata) {
             tracing::warn!(error = %e, archive = %path_for_errors.display(), "cannot remove the archive's leftover blobs");
         }
-        if result.is_err() {
-            // Layers and blobs of a failed image: collected unless a pull or load is under way (a later gc
-            // takes them then).
-            if let Err(e) = self.gc() {
-                tracing::warn!(error = %e, "garbage collection after a failed load failed");
-            }
+        // Then what no image owns: the layers and blobs of a failed image, and what an earlier killed load left
+        // that this one did not reuse (its archive files, stored before this load's `before`), as after a pull
+        // or import; unless a pull, import or load is under way (a later gc takes them then).
+        if let Err(e) = self.gc() {
+            tracing::warn!(error = %e, "garbage collection after a load failed");
         }
         result
     }

@@ -15,7 +15,7 @@
 //! most blobs and layers that no image owns. Work that adds such not-yet-owned content (pull, import, load)
 //! holds `work.lock` shared; [`Store::gc`] removes unowned blobs and layers only when it can take that lock
 //! exclusively without waiting, so it never takes the content of a pull in progress. The collection runs after
-//! each pull or import, not before: a pull run again after a kill first reuses the blobs and layers the killed
+//! each pull, import or load, not before: a pull run again after a kill first reuses the blobs and layers the killed
 //! one left, then what is still unowned goes. Two pulls of the same image end with one record: the second finds
 //! the ID and adds its name.
 
@@ -269,8 +269,15 @@ impl Store {
             Err(LayerError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
+        // Another remover may race this one (a pod removal and the sweep of orphaned layers):
+        // the layer gone meanwhile is fine.
         while self.layers.mount_count(id)? > 0 {
-            self.layers.unmount(id)?;
+            match self.layers.unmount(id) {
+                Ok(_) => {}
+                Err(LayerError::NotFound { .. }) => return Ok(()),
+                Err(LayerError::NotMounted { .. }) => break,
+                Err(e) => return Err(e.into()),
+            }
         }
         match self.layers.delete_layer(id) {
             Ok(()) | Err(LayerError::NotFound { .. }) => Ok(()),

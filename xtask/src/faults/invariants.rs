@@ -24,6 +24,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::images::{self, StoreSnapshot};
 use super::killer::{Ending, Outcome};
 
 /// The kinds of violation, in report order.
@@ -68,6 +69,20 @@ pub enum Kind {
     NetworkKept,
     /// A running container without its namespace or address.
     NetworkMissing,
+    /// A container from an image without its writable layer.
+    LayerMissing,
+    /// A writable layer without its container.
+    OrphanLayer,
+    /// The kernel's overlay mounts and `mounts.json` disagree.
+    MountCount,
+    /// A mount marker of a container at rest or without a record.
+    MountLeft,
+    /// A running or paused container whose layer is not mounted (or not marked).
+    MountMissing,
+    /// An image without one of its layers or blobs.
+    ImageIncomplete,
+    /// A blob, image layer or layer directory no image owns, after a collection.
+    Unowned,
     /// The verb a user runs next failed.
     RetryFailed,
     /// Removing the trial's objects (`rm -f`, `pod rm -f`) failed.
@@ -99,6 +114,13 @@ impl Kind {
             Kind::BridgePort => "port left on bridge",
             Kind::NetworkKept => "exited container keeps network",
             Kind::NetworkMissing => "running container without network",
+            Kind::LayerMissing => "container without its layer",
+            Kind::OrphanLayer => "orphan container layer",
+            Kind::MountCount => "mount counts != kernel mounts",
+            Kind::MountLeft => "mount left at rest",
+            Kind::MountMissing => "running container not mounted",
+            Kind::ImageIncomplete => "image without layer or blob",
+            Kind::Unowned => "unowned after gc",
             Kind::RetryFailed => "next verb failed",
             Kind::RemoveFailed => "rm -f failed",
             Kind::ResetFailed => "system reset failed",
@@ -123,6 +145,10 @@ impl Kind {
                 | Kind::BridgePort
                 | Kind::NetworkKept
                 | Kind::NetworkMissing
+                | Kind::OrphanLayer
+                | Kind::MountCount
+                | Kind::MountLeft
+                | Kind::MountMissing
         )
     }
 }
@@ -168,6 +194,8 @@ pub struct CtrRecord {
     pub pod: String,
     /// A pod's infra container.
     pub infra: bool,
+    /// The image's ID (`ImageID`), empty for a container on a rootfs.
+    pub image: String,
 }
 
 /// A pod record, from `rpod pod ps --format json`.
@@ -208,6 +236,8 @@ pub struct Snapshot {
     pub segments: Vec<String>,
     /// The network's leftovers (`--network` rounds only).
     pub net: Option<NetSnapshot>,
+    /// The image store (`--images` rounds only).
+    pub store: Option<StoreSnapshot>,
 }
 
 /// What a sandbox's CNI network has on the host, at one moment.
@@ -322,6 +352,9 @@ pub fn check_outcome(outcome: &Outcome, phase: &'static str) -> Vec<Violation> {
 pub struct Expect {
     /// File name (in /dev/shm) of the trial's own lock segment.
     pub own_segment: String,
+    /// The image store was just collected (a successful `import`, `load` or
+    /// `image prune`): nothing may be left that no image owns.
+    pub gc_clean: bool,
 }
 
 /// The violations in `snap`, tagged with `phase`.
@@ -411,6 +444,14 @@ pub fn evaluate(snap: &Snapshot, expect: &Expect, phase: &'static str) -> Vec<Vi
     }
     if let Some(net) = &snap.net {
         found.extend(evaluate_net(snap, net, phase));
+    }
+    if let Some(store) = &snap.store {
+        found.extend(images::evaluate(
+            store,
+            &snap.containers,
+            expect.gc_clean,
+            phase,
+        ));
     }
     found
 }
@@ -567,6 +608,7 @@ mod tests {
                     state: "running".into(),
                     pod: String::new(),
                     infra: false,
+                    image: String::new(),
                 },
                 CtrRecord {
                     id: b.clone(),
@@ -574,6 +616,7 @@ mod tests {
                     state: "running".into(),
                     pod: p.clone(),
                     infra: true,
+                    image: String::new(),
                 },
             ],
             pods: vec![PodRecord {
@@ -590,6 +633,7 @@ mod tests {
         };
         let expect = Expect {
             own_segment: "rpod_faults_1_t1".into(),
+            gc_clean: false,
         };
         (snap, expect)
     }

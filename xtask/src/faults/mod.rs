@@ -18,6 +18,10 @@
 //! network of the round's own ([`net`]), publishing a loopback port in
 //! half the trials, and adds the network invariants (no namespace, lease,
 //! cached result or iptables rule left of a removed or exited container).
+//! `--images` runs every container from an image the round imports at
+//! setup, adds the image verbs (`import`, `load`, `rmi`, `rmi -f`, `mount`)
+//! and the image-store invariants ([`images`]: container layers, mounts,
+//! images whole, nothing unowned after a collection).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -26,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 mod damage;
+mod images;
 mod invariants;
 mod killer;
 mod net;
@@ -51,7 +56,8 @@ pub struct FaultsArgs {
     pub seed: Option<u64>,
     /// Only these verbs, comma-separated (create, start, run-d, run-rm,
     /// stop, kill, restart, rm-f, pause, unpause, pod-create, pod-start,
-    /// pod-stop, pod-rm-f, exec).
+    /// pod-stop, pod-rm-f, exec; with --images also import, load, rmi,
+    /// rmi-f, mount).
     #[arg(long, value_name = "VERB,...")]
     pub verbs: Option<String>,
     /// Replay only this trial (1-based) of the seed's plan.
@@ -75,6 +81,11 @@ pub struct FaultsArgs {
     /// half the trials, and check the network invariants too.
     #[arg(long, conflicts_with = "damage")]
     pub network: bool,
+    /// Run every container from an image the round imports at setup, add
+    /// the image verbs (import, load, rmi, rmi-f, mount) and check the image
+    /// store's invariants too.
+    #[arg(long, conflicts_with = "damage")]
+    pub images: bool,
     /// Exit 0 even when invariants were violated.
     #[arg(long)]
     pub report_only: bool,
@@ -87,6 +98,9 @@ pub struct FaultsArgs {
 pub const CI_SEED: u64 = 354_615_344;
 /// The seed of CI's short network round (likewise).
 pub const CI_NETWORK_SEED: u64 = 541_478_630;
+/// The seed of CI's short images round (a 100-trial `--images` round that passed with the
+/// load and orphan-layer fixes).
+pub const CI_IMAGES_SEED: u64 = 38_044_166;
 
 impl FaultsArgs {
     /// The short round `cargo xtask ci` runs: 30 trials, 2 calibration runs
@@ -104,6 +118,7 @@ impl FaultsArgs {
             release: false,
             damage: false,
             network: false,
+            images: false,
             report_only: false,
             write: None,
         }
@@ -120,16 +135,28 @@ impl FaultsArgs {
             ..FaultsArgs::ci()
         }
     }
+
+    /// The short images round `cargo xtask ci` runs: one trial per verb
+    /// (20), one calibration run per verb; a violation fails.
+    pub fn ci_images() -> FaultsArgs {
+        FaultsArgs {
+            trials: 20,
+            samples: 1,
+            images: true,
+            seed: Some(CI_IMAGES_SEED),
+            ..FaultsArgs::ci()
+        }
+    }
 }
 
 /// Runs `cargo xtask faults`.
 pub fn run(args: &FaultsArgs) -> Result<()> {
-    let verbs = trials::select(args.verbs.as_deref()).map_err(anyhow::Error::msg)?;
+    let verbs = trials::select(args.verbs.as_deref(), args.images).map_err(anyhow::Error::msg)?;
     if !nix::unistd::Uid::effective().is_root() {
         bail!("cargo xtask faults runs containers with runc and must run as root");
     }
     let rpod = build_rpod(args.release)?;
-    let round = Round::new(rpod, args.network)?;
+    let round = Round::new(rpod, args.network, args.images)?;
     if args.damage {
         return damage::run(&round, args);
     }
@@ -215,9 +242,13 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     if args.network {
         replay.push_str(" --network");
     }
+    if args.images {
+        replay.push_str(" --images");
+    }
     let text = round.hide_paths(&report::markdown(&report::Round {
         seed,
         network: args.network,
+        images: args.images,
         verbs: used
             .iter()
             .map(|&i| (verbs[i].name, durations[i]))
@@ -229,10 +260,11 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     println!("\n{text}");
     println!("xtask faults: done in {}", util::fmt_secs(start.elapsed()));
     if let Some(path) = &args.write {
-        let title = if args.network {
-            "Fault injection on the network"
-        } else {
-            "Fault injection"
+        let title = match (args.network, args.images) {
+            (true, true) => "Fault injection on the network with images",
+            (true, false) => "Fault injection on the network",
+            (false, true) => "Fault injection with images",
+            (false, false) => "Fault injection",
         };
         write_markdown(path, title, args, &text)?;
     }

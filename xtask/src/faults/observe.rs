@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::Value;
 
+use super::images;
 use super::invariants::{self, cgroup_id, CtrRecord, Expect, PodRecord, Snapshot, Violation};
 use super::killer::Outcome;
 use super::net;
@@ -92,6 +93,7 @@ pub fn parse_containers(v: &Value) -> Vec<CtrRecord> {
                     state: str_of(c, "State"),
                     pod: str_of(c, "Pod"),
                     infra: c["IsInfra"].as_bool().unwrap_or(false),
+                    image: str_of(c, "ImageID"),
                 })
                 .collect()
         })
@@ -110,6 +112,23 @@ pub fn parse_pods(v: &Value) -> Vec<PodRecord> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The names of the images (for the retry's target-state checks).
+pub fn image_names(sb: &Sandbox) -> Result<Vec<String>, String> {
+    let mut q = Queries::default();
+    match q.run(sb, &["images", "--format", "json"]) {
+        Some(v) => Ok(v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .flat_map(|i| i["Names"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()),
+        None => Err(q.errors.join("; ")),
+    }
 }
 
 /// The records only (for the retry's target-state checks).
@@ -273,6 +292,9 @@ pub fn snapshot(sb: &Sandbox, round_prefix: &str) -> (Snapshot, Vec<Outcome>) {
         }
         snap.net = Some(ns);
     }
+    if sb.images.is_some() {
+        snap.store = Some(images::observe(sb));
+    }
     (snap, q.outcomes)
 }
 
@@ -290,8 +312,20 @@ pub fn ip_address(v: &Value) -> String {
 /// leftovers gone, for a bounded time), then returns the violations of the
 /// invariants (and of the queries' own endings), tagged with `phase`.
 pub fn check(sb: &Sandbox, round_prefix: &str, phase: &'static str) -> Vec<Violation> {
+    check_store(sb, round_prefix, phase, false)
+}
+
+/// [`check`]; `gc_clean`: the image store was just collected (see
+/// [`Expect::gc_clean`]).
+pub fn check_store(
+    sb: &Sandbox,
+    round_prefix: &str,
+    phase: &'static str,
+    gc_clean: bool,
+) -> Vec<Violation> {
     let expect = Expect {
         own_segment: sb.lock_name.trim_start_matches('/').to_string(),
+        gc_clean,
     };
     let start = Instant::now();
     while busy(sb) > 0 && start.elapsed() < QUIESCE {

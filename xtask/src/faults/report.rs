@@ -17,6 +17,8 @@ pub struct Round<'a> {
     pub seed: u64,
     /// A `--network` round.
     pub network: bool,
+    /// An `--images` round.
+    pub images: bool,
     /// The verbs, in order, with their measured typical duration.
     pub verbs: Vec<(&'static str, Duration)>,
     /// The calibration runs (not killed).
@@ -98,12 +100,17 @@ pub fn markdown(round: &Round<'_>) -> String {
     let failed = |ts: &[&TrialResult]| ts.iter().filter(|t| !t.violations.is_empty()).count();
     let _ = writeln!(
         out,
-        "Seed {} · {} trials · {} verbs{}\n",
+        "Seed {} · {} trials · {} verbs{}{}\n",
         round.seed,
         round.trials.len(),
         round.verbs.len(),
         if round.network {
             " · on a CNI bridge network (a port published in half the trials)"
+        } else {
+            ""
+        },
+        if round.images {
+            " · containers from an imported image, image verbs too"
         } else {
             ""
         }
@@ -327,6 +334,7 @@ mod tests {
         let text = markdown(&Round {
             seed: 9,
             network: false,
+            images: false,
             verbs: vec![
                 ("create", Duration::from_millis(10)),
                 ("start", Duration::from_millis(20)),

@@ -18,7 +18,12 @@
 //! network of its own; its clean-up first removes every pod and container
 //! with rpod (so rpod tears their networks down), and last unmounts
 //! namespace files left under its tmp dir, removes the iptables rules of
-//! its network and subnet and deletes the round's bridge. Nothing is
+//! its network and subnet and deletes the round's bridge. In an `--images`
+//! round ([`super::images`]) the round also holds the tarballs, the saved
+//! archive and the template store, which every sandbox's `--root` starts
+//! with. Every sandbox's clean-up ends by detaching whatever is still
+//! mounted under its directory (`umount -l`: layers `system reset` could
+//! not unmount, or mounts rpod lost count of). Nothing is
 //! selected by anything but these names and paths, so nothing that the round
 //! did not create is ever touched.
 
@@ -31,6 +36,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::images::{detach_mounts_under, RoundImages};
 use super::killer::{self, Outcome};
 use super::net::{RoundNet, SandboxNet};
 use crate::bench::sweep;
@@ -55,12 +61,14 @@ pub struct Round {
     pub name: String,
     /// The round's bridge and subnet (`--network` only).
     pub net: Option<RoundNet>,
+    /// The round's image, archive and template store (`--images` only).
+    pub images: Option<RoundImages>,
 }
 
 impl Round {
-    /// Makes the round's directory and rootfs (and, with `network`, picks
-    /// its bridge and subnet).
-    pub fn new(rpod: PathBuf, network: bool) -> Result<Round> {
+    /// Makes the round's directory and rootfs (with `network`, picks its
+    /// bridge and subnet; with `images`, prepares its image store).
+    pub fn new(rpod: PathBuf, network: bool, images: bool) -> Result<Round> {
         let pid = std::process::id();
         let dir = Path::new(DEV_SHM).join(format!("rpod-faults-{pid}"));
         let net = if network {
@@ -68,18 +76,22 @@ impl Round {
         } else {
             None
         };
-        let round = Round {
+        let mut round = Round {
             rpod,
             rootfs: dir.join("rootfs"),
             dir,
             name: format!("rpod_faults_{pid}"),
             net,
+            images: None,
         };
         // Created exclusively: a directory of this name can only be left by
         // a killed run with our PID, and is not ours to reuse.
         fs::create_dir(&round.dir).with_context(|| format!("creating {}", round.dir.display()))?;
         fs::create_dir(&round.rootfs)?;
         crate::bench::build_busybox_rootfs(&round.rootfs)?;
+        if images {
+            round.images = Some(RoundImages::new(&round)?);
+        }
         Ok(round)
     }
 
@@ -118,6 +130,7 @@ impl Drop for Round {
                 eprintln!("xtask faults: warning: {e:#}");
             }
         }
+        detach_mounts_under(&self.dir);
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!(
                 "xtask faults: warning: removing {}: {e}",
@@ -141,6 +154,9 @@ pub struct Sandbox {
     pub cgroup_rel: String,
     /// Its CNI network (`--network` rounds only).
     pub net: Option<SandboxNet>,
+    /// The round's image files; the sandbox starts with its store
+    /// (`--images` rounds only).
+    pub images: Option<RoundImages>,
 }
 
 impl Sandbox {
@@ -157,7 +173,11 @@ impl Sandbox {
             lock_name: format!("/{}_{tag}", round.name),
             cgroup_rel: format!("{}/{tag}", round.name),
             net: None,
+            images: round.images.clone(),
         };
+        if let Some(images) = &round.images {
+            images.install(&sb.dir.join("root"))?;
+        }
         if let Some(net) = &round.net {
             sb.net = Some(SandboxNet::new(net, tag, &sb.dir, publish)?);
         }
@@ -309,6 +329,9 @@ impl Sandbox {
         if let Some(net) = &self.net {
             net.clean_up(&self.netns_dir());
         }
+        // Layers `system reset` could not unmount (or a mount rpod lost
+        // count of): nothing under the directory may stay mounted.
+        detach_mounts_under(&self.dir);
         for segment in [self.segment(), self.default_segment()] {
             match fs::remove_file(&segment) {
                 Ok(()) => {}

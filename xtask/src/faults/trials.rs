@@ -10,11 +10,18 @@
 //! network (`--netns bridge`, no `--network none`), and in the trials whose
 //! plan says so `create`, `run -d` and `pod create` publish a loopback port
 //! (`-p 127.0.0.1:<free port>:80`: port reservation and portmap).
+//!
+//! In an `--images` round ([`super::images`]) every container runs from the
+//! round's image (`--pull never localhost/fltimg` instead of `--rootfs`),
+//! the image verbs ([`IMAGE_VERBS`]) join, the removal ends with `image
+//! prune`, and the store's invariants are checked too (with "nothing
+//! unowned" after a successful `import`/`load` retry and after the prune).
 
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::images::{self, RoundImages};
 use super::invariants::{check_outcome, short, CtrRecord, Kind, PodRecord, Violation};
 use super::killer::{self, Ending, Outcome};
 use super::observe::{self, args};
@@ -42,6 +49,8 @@ pub enum Target {
     PodRunning,
     /// No container of pod `p` is running or paused.
     PodStopped,
+    /// No image of this name exists.
+    ImageGone(&'static str),
 }
 
 /// A verb under test.
@@ -65,6 +74,10 @@ const SLEEPER: &str = "{sleeper}";
 /// Stands for `-p 127.0.0.1:<port>:80` when the sandbox publishes a port,
 /// else for nothing.
 const PUBLISH: &str = "{publish}";
+/// Stands for the round's extra tarball (`--images`).
+const TARBALL: &str = "{tarball}";
+/// Stands for the round's saved archive (`--images`).
+const ARCHIVE: &str = "{archive}";
 
 /// `create` container `t` (`--network none` is dropped in `--network`
 /// rounds, here and in [`RUN_RM_TRUE`], so the default, `--netns bridge`,
@@ -151,16 +164,54 @@ pub const VERBS: &[Verb] = &[
     verb("exec", &[RUN_T], &["exec", "t", "true"], Target::None),
 ];
 
-/// The verbs named in `list` (comma-separated; `run -d` = `run-d`), or all.
-pub fn select(list: Option<&str>) -> Result<Vec<Verb>, String> {
+/// The image verbs of an `--images` round (after [`VERBS`], whose
+/// containers then run from the round's image): `import` of a tarball,
+/// `load -i` of an archive, `rmi` of an unused image, `rmi -f` of the image
+/// a running container uses, `mount` of a container.
+pub const IMAGE_VERBS: &[Verb] = &[
+    verb(
+        "import",
+        &[],
+        &["import", "-q", TARBALL, images::IMPORTED],
+        Target::None,
+    ),
+    verb("load", &[], &["load", "-q", "-i", ARCHIVE], Target::None),
+    verb(
+        "rmi",
+        &[&["import", "-q", TARBALL, images::SPARE]],
+        &["rmi", images::SPARE],
+        Target::ImageGone(images::SPARE),
+    ),
+    verb(
+        "rmi-f",
+        &[RUN_T],
+        &["rmi", "-f", images::IMAGE],
+        Target::ImageGone(images::IMAGE),
+    ),
+    verb("mount", &[CREATE_T], &["mount", "t"], Target::None),
+];
+
+/// The verbs of a round (with `images`, [`VERBS`] then [`IMAGE_VERBS`]).
+pub fn all(images: bool) -> Vec<Verb> {
+    let mut verbs = VERBS.to_vec();
+    if images {
+        verbs.extend_from_slice(IMAGE_VERBS);
+    }
+    verbs
+}
+
+/// The verbs named in `list` (comma-separated; `run -d` = `run-d`), or all
+/// (with `images`, the image verbs too).
+pub fn select(list: Option<&str>, images: bool) -> Result<Vec<Verb>, String> {
+    let known = all(images);
     let Some(list) = list else {
-        return Ok(VERBS.to_vec());
+        return Ok(known);
     };
     let mut chosen = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let norm = name.replace(' ', "-").replace("--", "-");
-        let verb = VERBS.iter().find(|v| v.name == norm).ok_or_else(|| {
-            let known: Vec<&str> = VERBS.iter().map(|v| v.name).collect();
+        let verb = known.iter().find(|v| v.name == norm).ok_or_else(|| {
+            let known: Vec<&str> = known.iter().map(|v| v.name).collect();
             format!("unknown verb {name:?} (known: {})", known.join(", "))
         })?;
         chosen.push(*verb);
@@ -174,13 +225,22 @@ pub fn select(list: Option<&str>) -> Result<Vec<Verb>, String> {
 impl Verb {
     fn argv(&self, sb: &Sandbox, words: &[&str]) -> Vec<String> {
         let rootfs = sb.rootfs.display().to_string();
-        let sleeper = [
-            "--rootfs",
-            &rootfs,
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; sleep 1000 & wait",
-        ];
+        // The root filesystem: the round's rootfs, or (`--images`) its image.
+        let root: [&str; 3] = if sb.images.is_some() {
+            ["--pull", "never", images::IMAGE]
+        } else {
+            ["--rootfs", &rootfs, ""]
+        };
+        let root = root
+            .iter()
+            .filter(|w| !w.is_empty())
+            .map(|w| (*w).to_string());
+        let sleep = ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
+        let file = |f: fn(&RoundImages) -> &std::path::Path| {
+            sb.images
+                .as_ref()
+                .map_or_else(String::new, |i| f(i).display().to_string())
+        };
         let mut argv = Vec::new();
         let mut words = words.iter().peekable();
         while let Some(word) = words.next() {
@@ -188,7 +248,16 @@ impl Verb {
                 "--network" if sb.net.is_some() && words.peek() == Some(&&"none") => {
                     words.next();
                 }
-                SLEEPER => argv.extend(sleeper.map(str::to_string)),
+                "--rootfs" if sb.images.is_some() && words.peek() == Some(&&ROOTFS) => {
+                    words.next();
+                    argv.extend(root.clone());
+                }
+                SLEEPER => {
+                    argv.extend(root.clone());
+                    argv.extend(sleep.map(str::to_string));
+                }
+                TARBALL => argv.push(file(|i| &i.extra_tar)),
+                ARCHIVE => argv.push(file(|i| &i.archive)),
                 PUBLISH => {
                     if let Some(port) = sb.net.as_ref().and_then(|n| n.port) {
                         argv.extend(["-p".into(), format!("127.0.0.1:{port}:80")]);
@@ -201,8 +270,9 @@ impl Verb {
         argv
     }
 
-    /// Whether the records show the verb's target state.
-    pub fn reached(&self, ctrs: &[CtrRecord], pods: &[PodRecord]) -> bool {
+    /// Whether the records show the verb's target state (`images`: the
+    /// images' names, needed by the image targets only).
+    pub fn reached(&self, ctrs: &[CtrRecord], pods: &[PodRecord], images: &[String]) -> bool {
         let t = ctrs.iter().find(|c| c.name == "t");
         let p = pods.iter().find(|p| p.name == "p");
         let members = |p: &PodRecord| ctrs.iter().filter(|c| c.pod == p.id).collect::<Vec<_>>();
@@ -222,7 +292,13 @@ impl Verb {
                     .iter()
                     .all(|c| c.state != "running" && c.state != "paused")
             }),
+            Target::ImageGone(name) => !images.iter().any(|n| n == name),
         }
+    }
+
+    /// Whether the target is an image's.
+    fn image_target(&self) -> bool {
+        matches!(self.target, Target::ImageGone(_))
     }
 }
 
@@ -302,16 +378,23 @@ pub fn run_trial(
     // The verb a user runs next: the same again.
     let o = sb.rpod(&argv)?;
     v.extend(check_outcome(&o, "next"));
+    // A successful import or load collects the store afterwards.
+    let collected = o.ok() && matches!(verb.command.first(), Some(&("import" | "load")));
     if !o.ok() && !matches!(o.ending, Ending::Hung) {
+        let images = if verb.image_target() {
+            observe::image_names(&sb).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let reached = match observe::records(&sb) {
-            Ok((ctrs, pods)) => verb.reached(&ctrs, &pods),
+            Ok((ctrs, pods)) => verb.reached(&ctrs, &pods, &images),
             Err(_) => false,
         };
         if !reached {
             v.push(failed(Kind::RetryFailed, "next", &o.line, &o));
         }
     }
-    v.extend(observe::check(&sb, &prefix, "after next"));
+    v.extend(observe::check_store(&sb, &prefix, "after next", collected));
 
     // Then the user removes everything: every pod, then every container.
     match observe::records(&sb) {
@@ -340,7 +423,23 @@ pub fn run_trial(
     if !o.ok() {
         v.push(failed(Kind::RemoveFailed, "remove", &o.line, &o));
     }
-    v.extend(observe::check(&sb, &prefix, "after remove"));
+    // With images, `image prune` too: it collects what a killed removal of
+    // an image left.
+    let mut collected = false;
+    if sb.images.is_some() {
+        let o = sb.rpod(&args(&["image", "prune"]))?;
+        v.extend(check_outcome(&o, "remove"));
+        if !o.ok() {
+            v.push(failed(Kind::RemoveFailed, "remove", &o.line, &o));
+        }
+        collected = o.ok();
+    }
+    v.extend(observe::check_store(
+        &sb,
+        &prefix,
+        "after remove",
+        collected,
+    ));
 
     // Last, what the sandbox's clean-up relies on first.
     let o = sb.rpod(&args(&["system", "reset", "--force"]))?;
@@ -362,13 +461,21 @@ mod tests {
             state: state.into(),
             pod: pod.into(),
             infra: false,
+            image: String::new(),
         }
     }
 
     #[test]
     fn selecting_verbs() {
-        assert_eq!(select(None).map(|v| v.len()), Ok(VERBS.len()));
-        let names = |s| select(Some(s)).map(|v| v.iter().map(|v| v.name).collect::<Vec<_>>());
+        assert_eq!(select(None, false).map(|v| v.len()), Ok(VERBS.len()));
+        assert_eq!(
+            select(None, true).map(|v| v.len()),
+            Ok(VERBS.len() + IMAGE_VERBS.len())
+        );
+        assert!(select(Some("rmi"), false).is_err());
+        assert!(select(Some("rmi,load"), true).is_ok());
+        let names =
+            |s| select(Some(s), false).map(|v| v.iter().map(|v| v.name).collect::<Vec<_>>());
         assert_eq!(
             names("run -d, rm-f,pod rm -f"),
             Ok(vec!["run-d", "rm-f", "pod-rm-f"])
@@ -381,18 +488,18 @@ mod tests {
     fn target_states() {
         let verb = |n: &str| VERBS.iter().find(|v| v.name == n).copied();
         let pause = verb("pause");
-        assert!(pause.is_some_and(|v| v.reached(&[ctr("t", "paused", "")], &[])));
-        assert!(!pause.is_some_and(|v| v.reached(&[ctr("t", "running", "")], &[])));
+        assert!(pause.is_some_and(|v| v.reached(&[ctr("t", "paused", "")], &[], &[])));
+        assert!(!pause.is_some_and(|v| v.reached(&[ctr("t", "running", "")], &[], &[])));
         let pods = [PodRecord {
             id: "p-id".into(),
             name: "p".into(),
         }];
         let members = [ctr("infra", "running", "p-id"), ctr("m", "exited", "p-id")];
-        assert!(!verb("pod-start").is_some_and(|v| v.reached(&members, &pods)));
-        assert!(!verb("pod-stop").is_some_and(|v| v.reached(&members, &pods)));
+        assert!(!verb("pod-start").is_some_and(|v| v.reached(&members, &pods, &[])));
+        assert!(!verb("pod-stop").is_some_and(|v| v.reached(&members, &pods, &[])));
         let stopped = [ctr("infra", "stopped", "p-id"), ctr("m", "exited", "p-id")];
-        assert!(verb("pod-stop").is_some_and(|v| v.reached(&stopped, &pods)));
-        assert!(verb("pod-rm-f").is_some_and(|v| v.reached(&[], &[])));
-        assert!(!verb("exec").is_some_and(|v| v.reached(&[ctr("t", "running", "")], &[])));
+        assert!(verb("pod-stop").is_some_and(|v| v.reached(&stopped, &pods, &[])));
+        assert!(verb("pod-rm-f").is_some_and(|v| v.reached(&[], &[], &[])));
+        assert!(!verb("exec").is_some_and(|v| v.reached(&[ctr("t", "running", "")], &[], &[])));
     }
 }
