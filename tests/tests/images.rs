@@ -1297,3 +1297,24 @@ fn pull_policies_and_mount() {
     s.ok(&["rm", "m"]);
     assert_eq!(common::mounts_under(s.dir.path()), Vec::<String>::new());
 }
+
+/// `exec -u NAME` in a container from an image resolves the name in the image's `/etc/passwd`
+/// (the layer's mount point), not in a directory the container does not have.
+#[test]
+fn exec_user_is_looked_up_in_the_image() {
+    let Some((s, _reg, _dir, _before)) = primed() else {
+        return;
+    };
+    let reference = s
+        .ok(&["images", "--format", "json"])
+        .split('"')
+        .find(|t| t.contains("/t/img:1"))
+        .map(str::to_owned)
+        .expect("the pulled image is listed");
+    s.ok(&["run", "-d", "--name", "ex", &reference, "sleep", "60"]);
+    assert_eq!(
+        s.ok(&["exec", "-u", "tester", "ex", "id", "-u"]).trim(),
+        "1234"
+    );
+    expect_ok(&s.run(&["rm", "-f", "-t", "0", "ex"]));
+}

@@ -1,7 +1,5 @@
 //! `exec`: a process in a running container, recorded as an exec session while it runs.
 
-use std::path::Path;
-
 use rpod_oci::{ExecOptions, ExecStdio};
 use rpod_state::ContainerRecord;
 
@@ -87,7 +85,7 @@ impl Runtime {
             .or(Some(rec.config.user.as_str()).filter(|u| !u.is_empty()))
         {
             Some(u) => {
-                let r = rpod_oci::resolve_user(Path::new(&rec.config.rootfs), u)?;
+                let r = rpod_oci::resolve_user(&self.container_root(rec)?, u)?;
                 Some(format!("{}:{}", r.uid, r.gid))
             }
             None => None,

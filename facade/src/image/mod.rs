@@ -356,6 +356,21 @@ impl Runtime {
         Ok(rec.config.id)
     }
 
+    /// Where a container's root filesystem is seen from the host: its `--rootfs` directory, or
+    /// its layer's mount point (mounted while the container runs).
+    pub(crate) fn container_root(
+        &self,
+        rec: &rpod_state::ContainerRecord,
+    ) -> Result<PathBuf, RuntimeError> {
+        if rec.config.rootfs_layer.is_empty() {
+            return Ok(PathBuf::from(&rec.config.rootfs));
+        }
+        Ok(self
+            .image_store()?
+            .layers()
+            .mount_point(&rec.config.rootfs_layer))
+    }
+
     /// Deletes a removed container's writable layer (and any mount of it).
     pub(crate) fn remove_container_layer(
         &self,

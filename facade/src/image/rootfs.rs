@@ -5,6 +5,7 @@
 //! `<run_root>/rpod-mounted/<id>` beside the store's mount counts (both vanish at a reboot), so
 //! release is idempotent and never takes away a count that `rpod mount` holds.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -82,5 +83,3 @@ impl RootfsProvider for ImageRootfs {
         }
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;

@@ -434,7 +434,8 @@ impl LayerStore {
         Ok(())
     }
 
-    fn mount_point(&self, id: &str) -> PathBuf {
+    /// Where the layer is (or would be) mounted: the overlay `merged` directory, or the vfs directory.
+    pub fn mount_point(&self, id: &str) -> PathBuf {
         match self.home.driver {
             Driver::Overlay => self.home.layer_dir(id).join("merged"),
             Driver::Vfs => self.home.layer_dir(id),
