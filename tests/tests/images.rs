@@ -587,13 +587,17 @@ fn podman_saved_archive_loads() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let (root, runroot) = (tmp.path().join("root"), tmp.path().join("runroot"));
+    // podman's own tmp dir too, so nothing of the host's podman is touched.
+    let podman_tmp = tmp.path().join("podman-tmp");
     let podman_cmd = |args: &[&str]| {
         let out = std::process::Command::new(podman)
             .arg("--root")
             .arg(&root)
             .arg("--runroot")
             .arg(&runroot)
-            .args(["--storage-driver", "vfs"])
+            .arg("--tmpdir")
+            .arg(&podman_tmp)
+            .args(["--storage-driver", "vfs", "--events-backend", "none"])
             .args(args)
             .output()
             .unwrap();
