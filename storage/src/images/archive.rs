@@ -736,16 +736,15 @@ impl Loader<'_> {
             let stored = self.store.blobs.put_unverified(bytes.as_slice())?;
             self.used.insert(stored.digest.clone());
             let image = self.store.record(Image {
-                id: config_info.digest.hex().to_owned(),
                 names,
-                digest: stored.digest.to_string(),
-                digests: Vec::new(),
-                manifest_type: manifest_type.into(),
-                blobs: manifest.layers.iter().map(|d| d.digest.clone()).collect(),
-                size: layers.iter().map(|l| l.size).sum(),
-                layers: layers.into_iter().map(|l| l.id).collect(),
-                created: config.created.clone(),
-                added: now(),
+                ..Image::assemble(
+                    &config_info.digest,
+                    stored.digest.to_string(),
+                    manifest_type.into(),
+                    &manifest,
+                    layers,
+                    config.created.clone(),
+                )
             })?;
             push_unique(&mut out, image);
         }
@@ -816,16 +815,16 @@ impl Loader<'_> {
             .to_owned();
             digests.retain(|d| *d != descriptor.digest);
             let image = self.store.record(Image {
-                id: config_info.digest.hex().to_owned(),
                 names,
-                digest: descriptor.digest.clone(),
                 digests,
-                manifest_type,
-                blobs: manifest.layers.iter().map(|d| d.digest.clone()).collect(),
-                size: layers.iter().map(|l| l.size).sum(),
-                layers: layers.into_iter().map(|l| l.id).collect(),
-                created: config.created.clone(),
-                added: now(),
+                ..Image::assemble(
+                    &config_info.digest,
+                    descriptor.digest.clone(),
+                    manifest_type,
+                    &manifest,
+                    layers,
+                    config.created.clone(),
+                )
             })?;
             push_unique(&mut out, image);
         }

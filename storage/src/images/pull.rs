@@ -122,9 +122,7 @@ impl Store {
             .collect::<ImageResult<Vec<Digest>>>()?;
         let layers =
             self.fetch_and_unpack(&client, repo, &parsed, &blob_digests, &config, progress)?;
-        let size = layers.iter().map(|l| l.size).sum();
         let image = Image {
-            id: config_digest.hex().to_owned(),
             names: reference
                 .tag
                 .as_ref()
@@ -134,14 +132,15 @@ impl Store {
                     vec![r.to_string()]
                 })
                 .unwrap_or_default(),
-            digest: manifest.digest.to_string(),
             digests,
-            manifest_type: manifest.media_type.clone(),
-            blobs: blob_digests.iter().map(ToString::to_string).collect(),
-            layers: layers.into_iter().map(|l| l.id).collect(),
-            created: config.created.clone(),
-            added: now(),
-            size,
+            ..Image::assemble(
+                &config_digest,
+                manifest.digest.to_string(),
+                manifest.media_type.clone(),
+                &parsed,
+                layers,
+                config.created.clone(),
+            )
         };
         self.record(image)
     }

@@ -45,6 +45,30 @@ pub struct Image {
 }
 
 impl Image {
+    /// The record of an image whose config blob is `config`, stored with the manifest `manifest`
+    /// (`digest`, `manifest_type`) and unpacked into `layers` (base first), added now, without names.
+    pub(crate) fn assemble(
+        config: &crate::Digest,
+        digest: String,
+        manifest_type: String,
+        manifest: &crate::registry::manifest::ImageManifest,
+        layers: Vec<crate::Layer>,
+        created: Option<String>,
+    ) -> Image {
+        Image {
+            id: config.hex().to_owned(),
+            names: Vec::new(),
+            digest,
+            digests: Vec::new(),
+            manifest_type,
+            blobs: manifest.layers.iter().map(|d| d.digest.clone()).collect(),
+            size: layers.iter().map(|l| l.size).sum(),
+            layers: layers.into_iter().map(|l| l.id).collect(),
+            created,
+            added: super::pull::now(),
+        }
+    }
+
     /// The top layer, on which container layers are created (`None` for an image without layers).
     pub fn top_layer(&self) -> Option<&str> {
         self.layers.last().map(String::as_str)
