@@ -312,6 +312,8 @@ fn concurrent_creates_from_eight_processes() {
                 .args(["--tmpdir"])
                 .arg(sb.path("tmp"))
                 .args(["--lock-name", &sb.lock_name])
+                .args(["--netns", "none", "--cni-config-dir"])
+                .arg(sb.path("cni"))
                 .args(["create", "--rootfs"])
                 .arg(&rootfs)
                 .arg("true")

@@ -682,3 +682,39 @@ fn static_ip_is_given_and_released_for_the_next_container() {
     }
     assert_eq!(count(&sb), 0);
 }
+
+/// Eight first uses at once of a CNI dir without the default network: each writes or finds the
+/// default configuration, none fails (a process that saw no file and then found one written by
+/// another used to stop with "does not define network").
+#[test]
+fn concurrent_first_uses_write_the_default_network_once() {
+    let Some(ns) = net_sandbox() else { return };
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let mut c = ns.net_cmd();
+            c.args(["create", "--name", &format!("first{i}"), "--rootfs"])
+                .arg(&ns.sb.rootfs)
+                .arg("true")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let files: Vec<_> = std::fs::read_dir(&ns.cni_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files,
+        [format!("{}.conflist", ns.net)],
+        "one config, no temp file"
+    );
+}

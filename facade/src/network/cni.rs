@@ -97,6 +97,12 @@ impl CniNetwork {
             .config_dir
             .join(format!("{}.conflist", self.default_network));
         if path.exists() {
+            // Another process may have just written it (concurrent first uses): read again.
+            let again = self.load()?;
+            if let Some(n) = again.default_network(&self.default_network) {
+                dir.networks.push(n.clone());
+                return Ok(());
+            }
             return Err(RuntimeError::InvalidSpec(format!(
                 "{} does not define network {:?} (cni_default_network); fix or move the file",
                 path.display(),
