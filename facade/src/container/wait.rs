@@ -36,8 +36,13 @@ impl Runtime {
             // of waiting for a file that will not come.
             // A timeout beyond what the clock can represent means no timeout.
             let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+            // Short slices first: when conmon's `cleanup --rm` retires the exit file before we
+            // look (`run --rm` of a quick command), the record check finds out within ms, not
+            // after a whole slice; long waits settle at one check every 500 ms.
+            let mut next_slice = Duration::from_millis(5);
             loop {
-                let mut slice = Duration::from_millis(500);
+                let mut slice = next_slice;
+                next_slice = (next_slice * 2).min(Duration::from_millis(500));
                 if let Some(d) = deadline {
                     slice = slice.min(d.saturating_duration_since(std::time::Instant::now()));
                 }
