@@ -587,10 +587,34 @@ fn podman_saved_archive_loads() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let (root, runroot) = (tmp.path().join("root"), tmp.path().join("runroot"));
-    // podman's own tmp dir too, so nothing of the host's podman is touched.
+    // podman's own tmp dir, file locks (not the host's /libpod_lock segment), no event log and
+    // its own network dir, so nothing of the host's podman is touched.
     let podman_tmp = tmp.path().join("podman-tmp");
+    let conf = tmp.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[engine]\nevents_logger = \"none\"\nlock_type = \"file\"\n\
+             image_copy_tmp_dir = \"{}\"\n\n[network]\nnetwork_config_dir = \"{}\"\n",
+            tmp.path().display(),
+            tmp.path().join("cni").display()
+        ),
+    )
+    .unwrap();
+    let storage_conf = tmp.path().join("storage.conf");
+    std::fs::write(
+        &storage_conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            root.display(),
+            runroot.display()
+        ),
+    )
+    .unwrap();
     let podman_cmd = |args: &[&str]| {
         let out = std::process::Command::new(podman)
+            .env("CONTAINERS_CONF", &conf)
+            .env("CONTAINERS_STORAGE_CONF", &storage_conf)
             .arg("--root")
             .arg(&root)
             .arg("--runroot")
