@@ -440,11 +440,37 @@ fn podman_archives_load() {
     t.dir("etc/").file("etc/podman", b"from podman\n");
     let tarball = tmp.path().join("rootfs.tar");
     std::fs::write(&tarball, t.finish()).unwrap();
-    // A private store: podman's real one is never touched.
+    // A private store, config (file locks: not the host's /libpod_lock segment; no event log;
+    // its own network dir) and tmp dir: nothing of the host's podman is touched.
     let root = tmp.path().join("root");
     let runroot = tmp.path().join("runroot");
+    let conf = tmp.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[engine]\nevents_logger = \"none\"\nlock_type = \"file\"\n\
+             image_copy_tmp_dir = \"{}\"\n\n[network]\nnetwork_config_dir = \"{}\"\n",
+            tmp.path().display(),
+            tmp.path().join("cni").display()
+        ),
+    )
+    .unwrap();
+    let storage_conf = tmp.path().join("storage.conf");
+    std::fs::write(
+        &storage_conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            root.display(),
+            runroot.display()
+        ),
+    )
+    .unwrap();
     let podman = |args: &[&str]| {
         let out = Command::new("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .env("CONTAINERS_STORAGE_CONF", &storage_conf)
+            .arg("--tmpdir")
+            .arg(tmp.path().join("podman-tmp"))
             .arg("--root")
             .arg(&root)
             .arg("--runroot")
@@ -487,11 +513,4 @@ fn podman_archives_load() {
         );
     }
     // podman's store holds no mounts for an import; removing the temp dir is the cleanup.
-    let _ = Command::new("podman")
-        .arg("--root")
-        .arg(&root)
-        .arg("--runroot")
-        .arg(&runroot)
-        .args(["--storage-driver", "vfs", "system", "reset", "--force"])
-        .output();
 }
