@@ -146,9 +146,9 @@ struct World {
     registry_addr: String,
     cgroup_parent: String,
     /// Every rpod root made (`<dir>/rpod-<n>`), for the cleanup.
-    rpod_roots: std::cell::RefCell<Vec<PathBuf>>,
+    rpod_roots: std::cell::RefCell<Vec<(PathBuf, Vec<String>)>>,
     /// Every podman root made (`<dir>/podman-<n>`), for the cleanup.
-    podman_roots: std::cell::RefCell<Vec<PathBuf>>,
+    podman_roots: std::cell::RefCell<Vec<(PathBuf, Vec<String>)>>,
     next: std::cell::Cell<u32>,
 }
 
@@ -222,8 +222,7 @@ impl World {
         let root = self.path(&format!("rpod-{n}"));
         let tmp = self.shm.path().join(format!("rpod-{n}"));
         fs::create_dir_all(&root)?;
-        self.rpod_roots.borrow_mut().push(root.clone());
-        Ok(vec![
+        let flags: Vec<String> = vec![
             "--root".into(),
             root.join("root").display().to_string(),
             // On tmpfs, as podman's (and as the default /run/containers/storage is).
@@ -239,7 +238,11 @@ impl World {
             "cgroupfs".into(),
             "--cgroup-parent".into(),
             self.cgroup_parent.clone(),
-        ])
+        ];
+        self.rpod_roots
+            .borrow_mut()
+            .push((root.clone(), flags.clone()));
+        Ok(flags)
     }
 
     /// A fresh podman root; returns the global flags selecting it.
@@ -247,8 +250,7 @@ impl World {
         let n = self.seq();
         let root = self.path(&format!("podman-{n}"));
         fs::create_dir_all(&root)?;
-        self.podman_roots.borrow_mut().push(root.clone());
-        Ok(vec![
+        let flags: Vec<String> = vec![
             "--root".into(),
             root.join("root").display().to_string(),
             // podman refuses a run root longer than 50 characters: a short one on tmpfs.
@@ -266,7 +268,11 @@ impl World {
             "runc".into(),
             "--cgroup-manager".into(),
             "cgroupfs".into(),
-        ])
+        ];
+        self.podman_roots
+            .borrow_mut()
+            .push((root.clone(), flags.clone()));
+        Ok(flags)
     }
 
     /// `rpod FLAGS ARGS`, isolated from the host's configuration.
@@ -399,29 +405,7 @@ impl World {
     /// Removes what the engines made; errors are collected, the rest still runs.
     fn cleanup(&self) -> Result<()> {
         let mut errors = Vec::new();
-        for root in self.podman_roots.borrow_mut().drain(..) {
-            let n = root
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("podman-"))
-                .unwrap_or_default()
-                .to_owned();
-            let flags = vec![
-                "--root".into(),
-                root.join("root").display().to_string(),
-                "--runroot".into(),
-                self.shm.path().join(format!("p{n}r")).display().to_string(),
-                "--tmpdir".into(),
-                self.shm
-                    .path()
-                    .join(format!("podman-{n}"))
-                    .display()
-                    .to_string(),
-                "--storage-driver".into(),
-                "overlay".into(),
-                "--runtime".into(),
-                "runc".into(),
-            ];
+        for (root, flags) in self.podman_roots.borrow_mut().drain(..) {
             if root.join("root").exists() {
                 for args in [&["rm", "-a", "-f"][..], &["rmi", "-a", "-f"][..]] {
                     let _ = quiet(&mut self.podman(&flags, args));
@@ -432,27 +416,13 @@ impl World {
                 errors.push(format!("removing {}: {e}", root.display()));
             }
         }
-        for root in self.rpod_roots.borrow_mut().drain(..) {
+        for (root, flags) in self.rpod_roots.borrow_mut().drain(..) {
             let n = root
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_prefix("rpod-"))
                 .unwrap_or_default()
                 .to_owned();
-            let flags = vec![
-                "--root".into(),
-                root.join("root").display().to_string(),
-                "--runroot".into(),
-                self.shm.path().join(format!("r{n}r")).display().to_string(),
-                "--tmpdir".into(),
-                self.shm
-                    .path()
-                    .join(format!("rpod-{n}"))
-                    .display()
-                    .to_string(),
-                "--lock-name".into(),
-                format!("/rpod_bench_img_{}_{n}", std::process::id()),
-            ];
             if root.join("root").exists() {
                 let _ = quiet(&mut self.rpod(&flags, &["rm", "-a", "-f"]));
                 let _ = quiet(&mut self.rpod(&flags, &["rmi", "-a", "-f"]));
