@@ -130,7 +130,9 @@ pub(crate) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn remove_cgroup_tree(dir: &Path) {
+/// Removes the cgroup `dir` bottom-up, best effort (children first; a cgroup directory can only
+/// be `rmdir`ed once it has no children).
+pub(crate) fn remove_cgroup_tree(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {

@@ -95,10 +95,11 @@ impl Stats {
         if let Some((m, _, _)) = self.hyperfine {
             return m;
         }
-        median(self.samples.iter().map(|s| s.secs).collect())
+        super::measure::median_of(&mut self.samples.iter().map(|s| s.secs).collect::<Vec<_>>())
     }
     fn rss_mib(&self) -> f64 {
-        median(self.samples.iter().map(|s| s.rss_kib).collect()) / 1024.0
+        super::measure::median_of(&mut self.samples.iter().map(|s| s.rss_kib).collect::<Vec<_>>())
+            / 1024.0
     }
     fn spread(&self) -> String {
         if let Some((_, mean, sd)) = self.hyperfine {
@@ -111,19 +112,6 @@ impl Stats {
         let min = self.samples.iter().map(|s| s.secs).fold(f64::MAX, f64::min);
         let max = self.samples.iter().map(|s| s.secs).fold(0.0, f64::max);
         format!("{} runs, {} – {}", self.samples.len(), ms(min), ms(max))
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
     }
 }
 
@@ -440,14 +428,14 @@ impl World {
         let rel = self.cgroup_parent.trim_start_matches('/');
         if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
             for e in rd.flatten() {
-                remove_cgroup_tree(&e.path().join(rel));
+                crate::demo::remove_cgroup_tree(&e.path().join(rel));
             }
         }
         unmount_under(self.dir.path());
         unmount_under(self.shm.path());
-        let left: Vec<PathBuf> = mounts_under(self.dir.path())
+        let left: Vec<PathBuf> = crate::demo::mounts_under(self.dir.path())
             .into_iter()
-            .chain(mounts_under(self.shm.path()))
+            .chain(crate::demo::mounts_under(self.shm.path()))
             .collect();
         if !left.is_empty() {
             errors.push(format!("mounts left: {left:?}"));
@@ -495,31 +483,15 @@ fn quiet(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Mount points at or under `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    crate::demo::mounts_under(dir)
-}
-
 /// Lazily unmounts everything at or under `dir`.
 fn unmount_under(dir: &Path) {
-    for m in mounts_under(dir) {
+    for m in crate::demo::mounts_under(dir) {
         let _ = Command::new("umount")
             .arg("-l")
             .arg(&m)
             .stderr(Stdio::null())
             .status();
     }
-}
-
-fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
 }
 
 /// The HTTP status of `GET path` on the loopback `addr`.
@@ -596,12 +568,7 @@ fn hyperfine(world: &World, name: &str, cmd: &Command, args: &BenchArgs) -> Resu
     hf.stdin(Stdio::null()).stdout(std::io::stderr());
     util::run(&mut hf)?;
     let json: Value = serde_json::from_str(&fs::read_to_string(&json_path)?)?;
-    let r = &json["results"][0];
-    let hfr = (
-        r["median"].as_f64().context("hyperfine: no median")?,
-        r["mean"].as_f64().context("hyperfine: no mean")?,
-        r["stddev"].as_f64(),
-    );
+    let hfr = super::measure::parse_hyperfine(&json)?;
     let mut samples = Vec::new();
     for _ in 0..args.rss_runs {
         samples.push(timed(world, cmd)?);

@@ -93,7 +93,7 @@ pub(super) fn hyperfine(
 }
 
 /// `(median, mean, stddev)` in seconds from hyperfine's JSON export.
-fn parse_hyperfine(json: &Value) -> Result<(f64, f64, Option<f64>)> {
+pub(super) fn parse_hyperfine(json: &Value) -> Result<(f64, f64, Option<f64>)> {
     let r = &json["results"][0];
     let median = r["median"]
         .as_f64()
@@ -105,7 +105,7 @@ fn parse_hyperfine(json: &Value) -> Result<(f64, f64, Option<f64>)> {
 }
 
 /// Median of `values` (sorted in place); 0 when empty.
-fn median_of(values: &mut [f64]) -> f64 {
+pub(super) fn median_of(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
